@@ -1,0 +1,169 @@
+"""Collecting a dataset by running a policy in a gymnasium environment.
+
+Used for examples, benchmarks and tests, where a reproducible dataset from a known environment
+(and hence a known true reward) is needed. ``gymnasium`` is imported only when collecting.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from symreward.data.dataset import Dataset
+from symreward.errors import DataError
+
+__all__ = ["Policy", "collect"]
+
+#: ``policy(obs, rng) -> action``; ``rng`` is a seeded ``numpy.random.Generator``.
+Policy = Callable[[np.ndarray, np.random.Generator], Any]
+
+
+def _import_gymnasium() -> Any:
+    try:
+        import gymnasium
+    except ImportError as e:
+        raise DataError(
+            "collecting from an environment needs gymnasium: install symreward[gym]"
+        ) from e
+    return gymnasium
+
+
+def _scalar(value: Any) -> float | None:
+    """The value as a float if it is a finite numeric scalar (Python or numpy, shape ()).
+
+    Non-finite values count as absent: a column with a NaN would fail dataset validation, and
+    dropping that one info is better than failing the whole collection run.
+    """
+    if isinstance(value, np.ndarray):
+        numeric = value.shape == () and value.dtype.kind in "biuf"
+    else:
+        numeric = isinstance(value, bool | numbers.Real | np.bool_)
+    if not numeric:
+        return None
+    x = float(value)
+    return x if np.isfinite(x) else None
+
+
+def collect(
+    env_id: str,
+    policy: Policy | str,
+    n_steps: int,
+    seed: int,
+    *,
+    max_episode_steps: int | None = None,
+) -> Dataset:
+    """Run ``policy`` in ``gymnasium.make(env_id)`` for exactly ``n_steps`` transitions.
+
+    ``policy`` is ``"random"`` (the action space's own sampler, seeded) or a callable
+    ``policy(obs, rng) -> action``. The env is reset with ``seed`` once, and later resets continue
+    its RNG, so the same arguments give the same dataset. ``next_observations`` at an episode end
+    is the observation the step returned, not the next reset's. Numeric scalar infos that are
+    present and finite on every step become ``infos/<name>``. The last row is marked as a timeout
+    if the run stops mid-episode, so segments never run past the data.
+    """
+    if not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    gym = _import_gymnasium()
+    from gymnasium import spaces
+
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise DataError(f"environment {env_id!r}: cannot be created: {e}") from e
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(obs_space, spaces.Box):
+            raise DataError(
+                f"environment {env_id!r}: observation space {obs_space} is not supported; only "
+                "Box observation spaces are"
+            )
+        if not isinstance(act_space, spaces.Box | spaces.Discrete):
+            raise DataError(
+                f"environment {env_id!r}: action space {act_space} is not supported; only Box "
+                "and Discrete are"
+            )
+        return _run(env, env_id, policy, int(n_steps), int(seed), obs_space, act_space)
+    finally:
+        env.close()
+
+
+def _run(
+    env: Any,
+    env_id: str,
+    policy: Policy | str,
+    n_steps: int,
+    seed: int,
+    obs_space: Any,
+    act_space: Any,
+) -> Dataset:
+    from gymnasium import spaces
+
+    if isinstance(policy, str):
+        if policy != "random":
+            raise ValueError(f"policy must be a callable or 'random', got {policy!r}")
+        act_space.seed(seed)
+
+        def act(obs: np.ndarray) -> Any:
+            return act_space.sample()
+    else:
+        rng = np.random.default_rng(seed)
+
+        def act(obs: np.ndarray) -> Any:
+            return policy(obs, rng)
+
+    obs_dim = int(np.prod(obs_space.shape))
+    act_dim = 1 if isinstance(act_space, spaces.Discrete) else int(np.prod(act_space.shape))
+    obs_dtype = obs_space.dtype if np.dtype(obs_space.dtype).kind == "f" else np.float64
+    observations = np.empty((n_steps, obs_dim), dtype=obs_dtype)
+    next_observations = np.empty_like(observations)
+    actions = np.empty((n_steps, act_dim), dtype=np.float64)
+    rewards = np.empty(n_steps, dtype=np.float64)
+    terminals = np.zeros(n_steps, dtype=bool)
+    timeouts = np.zeros(n_steps, dtype=bool)
+    infos: dict[str, np.ndarray] | None = None
+
+    obs, _ = env.reset(seed=seed)
+    for t in range(n_steps):
+        action = act(obs)
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape[0] != act_dim:
+            raise DataError(
+                f"environment {env_id!r}: policy returned an action with {a.shape[0]} values at "
+                f"step {t}; the action space {act_space} needs {act_dim}"
+            )
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        observations[t] = np.asarray(obs).reshape(-1)
+        actions[t] = a
+        next_observations[t] = np.asarray(next_obs).reshape(-1)
+        rewards[t] = float(reward)
+        terminals[t] = bool(terminated)
+        timeouts[t] = bool(truncated)
+        step_infos = {k: v for k, v in info.items() if isinstance(k, str) and "/" not in k}
+        scalars = {k: s for k, v in step_infos.items() if (s := _scalar(v)) is not None}
+        if infos is None:
+            infos = {k: np.empty(n_steps, dtype=np.float64) for k in scalars}
+        else:
+            for k in [k for k in infos if k not in scalars]:
+                del infos[k]  # an info missing on some step cannot be a per-transition column
+        for k in infos:
+            infos[k][t] = scalars[k]
+        if terminated or truncated:
+            obs, _ = env.reset()
+        else:
+            obs = next_obs
+    if not terminals[-1]:
+        timeouts[-1] = True
+    return Dataset(
+        observations=observations,
+        actions=actions,
+        next_observations=next_observations,
+        terminals=terminals,
+        timeouts=timeouts,
+        rewards=rewards,
+        infos=infos or {},
+        source=f"collected from {env_id} (seed {seed}, {n_steps} steps)",
+    )

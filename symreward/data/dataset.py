@@ -1,0 +1,553 @@
+"""The in-memory dataset: D4RL-style transitions plus the supervision that rides along with them.
+
+Everything downstream (features, objectives, audits) reads plain numpy arrays from a ``Dataset``,
+so the only place that has to distrust user data is here. A ``Dataset`` is validated when it is
+built and is immutable afterwards (arrays are read-only views, never copies of float data), which
+lets later stages skip re-checking and lets them cache per-dataset work safely.
+
+Error messages name the source (usually the file), the data-contract key and the first bad row,
+because that is what a person needs to go and fix the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from symreward.errors import DataError
+
+__all__ = ["REQUIRED_KEYS", "Dataset", "Preferences", "Rankings"]
+
+#: Keys every dataset file must contain (the D4RL names).
+REQUIRED_KEYS: tuple[str, ...] = (
+    "observations",
+    "actions",
+    "next_observations",
+    "terminals",
+    "timeouts",
+)
+
+_MEMORY_SOURCE = "<in-memory dataset>"
+
+
+def _as_index_array(x: Any) -> Any:
+    """Turn integral segment arrays into int64 without ever truncating a fractional value.
+
+    Anything that is not safely convertible is returned as-is so that ``Dataset`` validation can
+    report it with the file, key and row, which a bare ``Preferences`` does not know.
+    """
+    if x is None:
+        return None
+    arr = np.asarray(x)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        return arr.astype(np.int64)
+    return arr
+
+
+def _as_float_array(x: Any) -> Any:
+    if x is None:
+        return None
+    arr = np.asarray(x)
+    if arr.dtype.kind in "biuf":
+        return arr.astype(np.float64, copy=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Preferences:
+    """Pairwise segment comparisons: ``label[i]`` is the probability that ``a[i]`` beats ``b[i]``.
+
+    Segments are ``[start, stop)`` transition indices into the dataset they belong to; they are only
+    checked (range, episode boundaries, label range) once attached to a ``Dataset``, because only
+    then are the dataset size, the episode structure and the file name known.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    label: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "a", _as_index_array(self.a))
+        object.__setattr__(self, "b", _as_index_array(self.b))
+        object.__setattr__(self, "label", _as_float_array(self.label))
+
+    def __len__(self) -> int:
+        return int(np.shape(self.label)[0]) if np.ndim(self.label) else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Rankings:
+    """Scored segments (higher score = better); only the order of scores carries information."""
+
+    segments: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", _as_index_array(self.segments))
+        object.__setattr__(self, "scores", _as_float_array(self.scores))
+
+    def __len__(self) -> int:
+        return int(np.shape(self.scores)[0]) if np.ndim(self.scores) else 0
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    """A read-only view: callers keep a writable original, the dataset cannot be mutated."""
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
+def _first_true(mask: np.ndarray) -> int:
+    return int(np.argmax(mask))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """N transitions in the D4RL layout, with optional rewards, infos and supervision.
+
+    Episodes end at rows where ``terminals | timeouts`` is true; the last row always closes an
+    episode, so a file cut mid-episode still has a well-defined episode structure.
+
+    Float observation/action arrays keep their dtype (float32 stays float32) and are not copied;
+    integer or boolean ones are converted to float64 because features are evaluated in floating
+    point. ``rewards`` and ``infos`` are float64.
+
+    Build with keyword arguments, or from a flat mapping with D4RL keys via ``from_arrays``. Use
+    ``replace(...)`` to derive a changed copy (it is validated again).
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    rewards: np.ndarray | None = None
+    infos: dict[str, np.ndarray] = field(default_factory=dict)
+    preferences: Preferences | None = None
+    rankings: Rankings | None = None
+    expert: np.ndarray | None = None
+    source: str = _MEMORY_SOURCE
+    validate: dataclasses.InitVar[bool] = True
+
+    # ------------------------------------------------------------------ construction
+
+    def __post_init__(self, validate: bool) -> None:
+        infos = {} if self.infos is None else dict(self.infos)
+        object.__setattr__(self, "infos", infos)
+        object.__setattr__(self, "source", str(self.source))
+        if validate:
+            _Validator(self).run()
+        else:
+            _normalize_unchecked(self)
+        for name in ("observations", "actions", "next_observations", "terminals", "timeouts",
+                     "rewards", "expert"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _readonly(value))
+        object.__setattr__(
+            self, "infos", {k: _readonly(v) for k, v in self.infos.items()}
+        )
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, Any], source: str = _MEMORY_SOURCE
+    ) -> Dataset:
+        """Build a dataset from a flat mapping keyed like the data contract (``infos/<name>`` …).
+
+        This is what the file readers use, so a missing or half-present group of keys is reported
+        here, with the names a person would see in their file. Unknown keys are ignored (D4RL
+        files carry ``metadata/*``); the file readers also drop multi-column infos such as
+        ``infos/qpos`` before calling this, since only one number per step can be a feature.
+        """
+        for key in REQUIRED_KEYS:
+            if key not in arrays:
+                hint = ""
+                if key == "next_observations":
+                    hint = (
+                        " (some D4RL files omit it; symreward requires it because features may "
+                        "use next_obs: add it, e.g. observations[t + 1] within each episode)"
+                    )
+                raise DataError(f"{source}: missing required key {key!r}{hint}")
+        for group in (("pref_a", "pref_b", "pref_label"), ("rank_segments", "rank_scores")):
+            present = [k for k in group if k in arrays]
+            if present and len(present) != len(group):
+                missing = [k for k in group if k not in arrays]
+                together = f"{', '.join(group[:-1])} and {group[-1]}"
+                raise DataError(
+                    f"{source}: key {missing[0]!r} is missing: {together} go together "
+                    f"(found only {', '.join(present)})"
+                )
+        infos = {
+            key[len("infos/"):]: value
+            for key, value in arrays.items()
+            if key.startswith("infos/") and len(key) > len("infos/")
+        }
+        prefs = None
+        if "pref_a" in arrays:
+            prefs = Preferences(arrays["pref_a"], arrays["pref_b"], arrays["pref_label"])
+        ranks = None
+        if "rank_segments" in arrays:
+            ranks = Rankings(arrays["rank_segments"], arrays["rank_scores"])
+        return cls(
+            observations=arrays["observations"],
+            actions=arrays["actions"],
+            next_observations=arrays["next_observations"],
+            terminals=arrays["terminals"],
+            timeouts=arrays["timeouts"],
+            rewards=arrays.get("rewards"),
+            infos=infos,
+            preferences=prefs,
+            rankings=ranks,
+            expert=arrays.get("expert"),
+            source=source,
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The flat D4RL-keyed mapping that ``from_arrays`` reads back (used by the writers)."""
+        out: dict[str, np.ndarray] = {
+            "observations": self.observations,
+            "actions": self.actions,
+            "next_observations": self.next_observations,
+            "terminals": self.terminals,
+            "timeouts": self.timeouts,
+        }
+        if self.rewards is not None:
+            out["rewards"] = self.rewards
+        for name, value in self.infos.items():
+            out[f"infos/{name}"] = value
+        if self.preferences is not None:
+            out["pref_a"] = self.preferences.a
+            out["pref_b"] = self.preferences.b
+            out["pref_label"] = self.preferences.label
+        if self.rankings is not None:
+            out["rank_segments"] = self.rankings.segments
+            out["rank_scores"] = self.rankings.scores
+        if self.expert is not None:
+            out["expert"] = self.expert
+        return out
+
+    def replace(self, **changes: Any) -> Dataset:
+        """A new, re-validated dataset with some fields changed (e.g. ``preferences=...``)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ shape and episodes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        extras = [
+            name
+            for name, value in (
+                ("rewards", self.rewards),
+                ("preferences", self.preferences),
+                ("rankings", self.rankings),
+                ("expert", self.expert),
+            )
+            if value is not None
+        ]
+        if self.infos:
+            extras.append("infos=" + ",".join(self.infos))
+        return (
+            f"Dataset(n={self.n}, obs_dim={self.obs_dim}, act_dim={self.act_dim}, "
+            f"episodes={self.n_episodes}, with=[{'; '.join(extras)}], source={self.source!r})"
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of transitions."""
+        return int(self.observations.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    @cached_property
+    def _done(self) -> np.ndarray:
+        done = np.logical_or(self.terminals, self.timeouts)
+        done[-1] = True
+        return done
+
+    @cached_property
+    def episode_ends(self) -> np.ndarray:
+        """Exclusive stop index of each episode.
+
+        Episode k is ``[episode_starts[k], episode_ends[k])``, the same convention as segments.
+        """
+        return _readonly(np.flatnonzero(self._done).astype(np.int64) + 1)
+
+    @cached_property
+    def episode_starts(self) -> np.ndarray:
+        """Start index of each episode (0 and the row after every episode end)."""
+        return _readonly(np.concatenate(([0], self.episode_ends[:-1])).astype(np.int64))
+
+    @cached_property
+    def episode_ids(self) -> np.ndarray:
+        """Episode number of every transition, counting from 0."""
+        ids = np.zeros(self.n, dtype=np.int64)
+        ids[1:] = np.cumsum(self._done[:-1])
+        return _readonly(ids)
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode_ends.shape[0])
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return self.episode_ends - self.episode_starts
+
+    def segment_in_one_episode(self, start: int, stop: int) -> bool:
+        """Whether ``[start, stop)`` is a non-empty in-range segment inside a single episode."""
+        if not (0 <= start < stop <= self.n):
+            return False
+        return bool(self.episode_ids[start] == self.episode_ids[stop - 1])
+
+    def segments_in_one_episode(self, segments: np.ndarray) -> np.ndarray:
+        """Vectorised ``segment_in_one_episode`` over an ``(M, 2)`` array; returns ``(M,)`` bool."""
+        seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+        start, stop = seg[:, 0], seg[:, 1]
+        ok = (start >= 0) & (stop > start) & (stop <= self.n)
+        ids = self.episode_ids
+        same = np.zeros(seg.shape[0], dtype=bool)
+        same[ok] = ids[start[ok]] == ids[stop[ok] - 1]
+        return same
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _normalize_unchecked(ds: Dataset) -> None:
+    """The cheap dtype normalisation done even when validation is skipped (trusted producers)."""
+    for name in ("observations", "actions", "next_observations"):
+        object.__setattr__(ds, name, np.asarray(getattr(ds, name)))
+    for name in ("terminals", "timeouts"):
+        object.__setattr__(ds, name, np.asarray(getattr(ds, name), dtype=bool))
+    if ds.rewards is not None:
+        object.__setattr__(ds, "rewards", np.asarray(ds.rewards, dtype=np.float64))
+    if ds.expert is not None:
+        object.__setattr__(ds, "expert", np.asarray(ds.expert, dtype=bool))
+    object.__setattr__(
+        ds, "infos", {k: np.asarray(v, dtype=np.float64) for k, v in ds.infos.items()}
+    )
+
+
+def _shape(arr: np.ndarray) -> str:
+    return str(tuple(int(s) for s in arr.shape))
+
+
+class _Validator:
+    """Checks a freshly built Dataset against the data contract, stopping at the first problem.
+
+    It also normalises dtypes in place (via ``object.__setattr__``) as it goes, so every later
+    check, and every later user, sees the canonical types.
+    """
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+        self.src = ds.source
+
+    def fail(self, key: str, detail: str) -> DataError:
+        return DataError(f"{self.src}: key {key!r}: {detail}")
+
+    def set(self, name: str, value: Any) -> None:
+        object.__setattr__(self.ds, name, value)
+
+    def run(self) -> None:
+        ds = self.ds
+        for key in REQUIRED_KEYS:
+            if getattr(ds, key) is None:
+                raise DataError(f"{self.src}: missing required key {key!r}")
+        obs = self.matrix("observations", ds.observations)
+        n = obs.shape[0]
+        if n == 0:
+            raise self.fail("observations", "the dataset has no transitions (0 rows)")
+        act = self.matrix("actions", ds.actions)
+        nxt = self.matrix("next_observations", ds.next_observations)
+        self.same_rows("actions", act, "observations", obs)
+        if nxt.shape != obs.shape:
+            raise DataError(
+                f"{self.src}: key 'next_observations' has shape {_shape(nxt)} but key "
+                f"'observations' has shape {_shape(obs)}; they must match"
+            )
+        self.set("observations", obs)
+        self.set("actions", act)
+        self.set("next_observations", nxt)
+        for key in ("terminals", "timeouts"):
+            self.set(key, self.flags(key, getattr(ds, key), n))
+        if ds.rewards is not None:
+            self.set("rewards", self.vector("rewards", ds.rewards, n))
+        infos = {}
+        for name, value in ds.infos.items():
+            if not isinstance(name, str) or not name or "/" in name:
+                raise DataError(
+                    f"{self.src}: info name {name!r} is not a plain name (use 'x', stored as "
+                    "'infos/x')"
+                )
+            infos[name] = self.vector(f"infos/{name}", value, n)
+        self.set("infos", infos)
+        for key in ("observations", "next_observations", "actions"):
+            self.finite_rows(key, getattr(ds, key))
+        if ds.expert is not None:
+            self.set("expert", self.flags("expert", ds.expert, n))
+        if ds.preferences is not None:
+            self.preferences(ds.preferences)
+        if ds.rankings is not None:
+            self.rankings(ds.rankings)
+
+    # --- array checks
+
+    def numeric(self, key: str, value: Any) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise self.fail(key, f"expected numbers, got dtype {arr.dtype}")
+        return arr
+
+    def matrix(self, key: str, value: Any) -> np.ndarray:
+        arr = self.numeric(key, value)
+        if arr.ndim != 2:
+            dim = "obs_dim" if "observations" in key else "act_dim"
+            hint = " (for a single column use x[:, None])" if arr.ndim == 1 else ""
+            raise self.fail(
+                key, f"must be 2-D with shape (N, {dim}); got shape {_shape(arr)}{hint}"
+            )
+        if arr.dtype.kind != "f":
+            arr = arr.astype(np.float64)
+        return arr
+
+    def same_rows(self, key: str, arr: np.ndarray, ref_key: str, ref: np.ndarray) -> None:
+        if arr.shape[0] != ref.shape[0]:
+            raise DataError(
+                f"{self.src}: key {key!r} has {arr.shape[0]} rows (shape {_shape(arr)}) but key "
+                f"{ref_key!r} has {ref.shape[0]} rows (shape {_shape(ref)})"
+            )
+
+    def length(self, key: str, arr: np.ndarray, n: int) -> None:
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise DataError(
+                f"{self.src}: key {key!r} has shape {_shape(arr)} but key 'observations' has "
+                f"{n} rows; expected shape ({n},)"
+            )
+
+    def flags(self, key: str, value: Any, n: int) -> np.ndarray:
+        arr = self.numeric(key, value)
+        self.length(key, arr, n)
+        if arr.dtype == bool:
+            return arr
+        bad = ~((arr == 0) | (arr == 1))
+        if bad.any():
+            row = _first_true(bad)
+            raise self.fail(key, f"row {row} is {arr[row]!r}; expected a boolean (0 or 1)")
+        return arr.astype(bool)
+
+    def vector(self, key: str, value: Any, n: int) -> np.ndarray:
+        arr = self.numeric(key, value)
+        self.length(key, arr, n)
+        arr = arr.astype(np.float64, copy=False)
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = _first_true(bad)
+            raise self.fail(key, f"row {row} is {arr[row]}; NaN and inf are not allowed")
+        return arr
+
+    def finite_rows(self, key: str, arr: np.ndarray) -> None:
+        # The sum is finite iff no element is NaN/inf (barring overflow), so the common clean case
+        # costs one pass and no N×d temporary.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(arr.sum()):
+                return
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            row = _first_true(bad.any(axis=1))
+            col = _first_true(bad[row])
+            raise self.fail(key, f"row {row} has NaN or inf (column {col}: {arr[row, col]})")
+
+    # --- supervision
+
+    def segments(self, key: str, value: Any, rows: int | None = None) -> np.ndarray:
+        arr = self.numeric(key, value)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise self.fail(key, f"must have shape (P, 2) as [start, stop) rows; got {_shape(arr)}")
+        if arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr) | (arr != np.round(arr))
+            if bad.any():
+                row = _first_true(bad.any(axis=1))
+                raise self.fail(key, f"row {row} is {arr[row].tolist()}; indices must be integers")
+        if arr.dtype.kind == "b":
+            raise self.fail(key, "segment indices must be integers, got booleans")
+        return arr.astype(np.int64, copy=False)
+
+    def segment_bounds(self, key: str, seg: np.ndarray) -> None:
+        ds = self.ds
+        n = ds.n
+        start, stop = seg[:, 0], seg[:, 1]
+        checks = (
+            ((start < 0) | (stop > n), f"out of range for {n} transitions (valid: 0..{n})"),
+            (stop <= start, "empty segment (stop <= start)"),
+        )
+        for bad, why in checks:
+            if bad.any():
+                row = _first_true(bad)
+                raise self.fail(key, f"row {row} is {seg[row].tolist()}: {why}")
+        ids = ds.episode_ids
+        crossing = ids[start] != ids[stop - 1]
+        if crossing.any():
+            row = _first_true(crossing)
+            end = int(ds.episode_ends[ids[seg[row, 0]]]) - 1
+            raise self.fail(
+                key,
+                f"row {row} is {seg[row].tolist()}: crosses an episode boundary (an episode ends "
+                f"at transition {end}; segments must lie inside one episode)",
+            )
+
+    def preferences(self, prefs: Preferences) -> None:
+        a = self.segments("pref_a", prefs.a)
+        b = self.segments("pref_b", prefs.b)
+        label = self.numeric("pref_label", prefs.label)
+        if label.ndim != 1:
+            raise self.fail("pref_label", f"must have shape (P,); got {_shape(label)}")
+        if not (a.shape[0] == b.shape[0] == label.shape[0]):
+            raise DataError(
+                f"{self.src}: keys 'pref_a' {_shape(a)}, 'pref_b' {_shape(b)} and 'pref_label' "
+                f"{_shape(label)} must have the same number of rows"
+            )
+        self.segment_bounds("pref_a", a)
+        self.segment_bounds("pref_b", b)
+        label = label.astype(np.float64, copy=False)
+        bad = ~np.isfinite(label) | (label < 0) | (label > 1)
+        if bad.any():
+            row = _first_true(bad)
+            raise self.fail(
+                "pref_label",
+                f"row {row} is {label[row]}; labels are probabilities in [0, 1]",
+            )
+        self.set("preferences", Preferences(_readonly(a), _readonly(b), _readonly(label)))
+
+    def rankings(self, ranks: Rankings) -> None:
+        seg = self.segments("rank_segments", ranks.segments)
+        scores = self.numeric("rank_scores", ranks.scores)
+        if scores.ndim != 1 or scores.shape[0] != seg.shape[0]:
+            raise DataError(
+                f"{self.src}: key 'rank_scores' has shape {_shape(scores)} but key "
+                f"'rank_segments' has shape {_shape(seg)}; expected rank_scores of shape "
+                f"({seg.shape[0]},)"
+            )
+        self.segment_bounds("rank_segments", seg)
+        scores = scores.astype(np.float64, copy=False)
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            row = _first_true(bad)
+            raise self.fail(
+                "rank_scores", f"row {row} is {scores[row]}; NaN and inf are not allowed"
+            )
+        self.set("rankings", Rankings(_readonly(seg), _readonly(scores)))
