@@ -145,3 +145,71 @@ def test_errors():
     with pytest.raises(DataError, match=r"policy returned an action with 2 values at step 0; the "
                                         r"action space .* needs 1"):
         collect("Pendulum-v1", lambda obs, rng: np.zeros(2), 5, seed=0)
+
+
+class FullPrecisionPendulum(gym.ObservationWrapper):
+    """Pendulum observations computed in float64 from the env's own (float64) state.
+
+    With ``declare_space`` the observation space says float64, as a well-behaved wrapper's
+    should; without it the space still says float32 and only the observations are float64.
+    """
+
+    def __init__(self, env, declare_space: bool):
+        super().__init__(env)
+        if declare_space:
+            space = env.observation_space
+            self.observation_space = gym.spaces.Box(
+                space.low.astype(np.float64), space.high.astype(np.float64), dtype=np.float64
+            )
+        self.closed = False
+
+    def observation(self, observation):
+        th, thdot = self.unwrapped.state
+        return np.array([np.cos(th), np.sin(th), thdot], dtype=np.float64)
+
+    def close(self):
+        self.closed = True
+        super().close()
+
+
+@pytest.mark.parametrize("declare_space", [True, False])
+def test_collect_from_an_env_instance_keeps_float64_observations(declare_space):
+    env = FullPrecisionPendulum(gym.make("Pendulum-v1", max_episode_steps=20), declare_space)
+    seen = []
+
+    def policy(obs, rng):
+        seen.append(obs)
+        return rng.uniform(-2.0, 2.0, size=1).astype(np.float32)
+
+    ds = collect(env, policy, 30, seed=2)
+    assert ds.observations.dtype == np.float64 and ds.next_observations.dtype == np.float64
+    np.testing.assert_array_equal(ds.observations, np.array(seen))
+    # the values really use float64 precision: a float32 round trip would change them
+    assert not np.array_equal(ds.observations, ds.observations.astype(np.float32))
+    assert ds.episode_ends.tolist() == [20, 30]
+    # float64 observations give the reward to float64 accuracy
+    np.testing.assert_allclose(ds.rewards, pendulum_reward(ds), rtol=1e-9, atol=1e-12)
+    assert "Pendulum-v1" in ds.source
+    # the caller owns the env: it is not closed and can still be used
+    assert not env.closed
+    env.step(np.zeros(1, np.float32))
+    env.close()
+
+
+def test_env_instances_are_named_by_spec_id_or_class():
+    ds = collect(CounterEnv(), "random", 4, seed=0)
+    assert "CounterEnv" in ds.source
+    assert np.flatnonzero(ds.terminals).tolist() == [2]
+    blackjack = gym.make("Blackjack-v1")
+    with pytest.raises(DataError, match=r"^environment 'Blackjack-v1': observation space Tuple"):
+        collect(blackjack, "random", 5, seed=0)
+    blackjack.close()
+
+
+def test_env_instance_errors():
+    env = gym.make("Pendulum-v1")
+    with pytest.raises(ValueError, match="max_episode_steps applies only when env is an id"):
+        collect(env, "random", 5, seed=0, max_episode_steps=3)
+    env.close()
+    with pytest.raises(TypeError, match="env must be an environment id or a gymnasium.Env"):
+        collect(object(), "random", 5, seed=0)

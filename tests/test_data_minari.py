@@ -1,37 +1,43 @@
-"""Reading real Minari datasets (written by minari itself into a temporary MINARI_DATASETS_PATH).
+"""Reading real Minari datasets, written by Minari itself into a temporary MINARI_DATASETS_PATH.
 
-Minari's ``DataCollector`` wrapper needs jax (``minari[create]``) to append steps, which the
-test environment does not have, so episodes are recorded from real gymnasium rollouts into
-Minari's own ``EpisodeBuffer`` and written with ``minari.create_dataset_from_buffers`` — the same
-HDF5 storage code the collector uses, with the same layout (T+1 observations and infos per
-episode, the first info being the reset info).
+Every dataset is recorded the way users record theirs: real gymnasium envs stepped through
+Minari's ``DataCollector`` wrapper (HDF5 format, infos recorded) and saved with its
+``create_dataset``. What the env returned on each step is kept alongside, so the flattened
+transition table can be checked against it row by row.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
-import minari
 import numpy as np
 import pytest
-from minari.data_collector import EpisodeBuffer
+from minari import DataCollector
+from minari.data_collector.callbacks import StepDataCallback
 
 from symreward.data import load_dataset
 from symreward.errors import DataError
 
-# minari nags about metadata a real published dataset should have; irrelevant here.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:minari.utils")
+pytestmark = [
+    # minari nags about metadata a real published dataset should have; irrelevant here.
+    pytest.mark.filterwarnings("ignore::UserWarning:minari.utils"),
+    # the collector warns when a step's data is outside the declared spaces: a broken recording
+    pytest.mark.filterwarnings("error::UserWarning:minari.data_collector"),
+]
 
 META = {
     "author": "symreward tests",
     "author_email": "tests@example.invalid",
     "code_permalink": "https://example.invalid/symreward",
-    "algorithm_name": "random",
+    "algorithm_name": "seeded random",
     "description": "tiny test dataset",
 }
+
+RESET_TICK = -1.0
 
 
 @pytest.fixture
@@ -42,68 +48,125 @@ def minari_root(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def rollout(env_id: str, lengths, flags, seed: int = 0):
-    """Real env episodes as Minari EpisodeBuffers, plus the rewards and step observations seen.
+class TickInfos(StepDataCallback):
+    """Adds two infos to what the env returns: ``tick`` (scalar, ``10 * episode + step``, and
+    ``RESET_TICK`` on the reset info, which must be dropped) and ``vec`` (a vector: skipped)."""
 
-    ``flags[i]`` says how episode i ends: "terminated", "truncated" or "none" (cut without a flag).
+    def __init__(self):
+        self.episode, self.t = -1, 0
+
+    def __call__(self, env, obs, info, action=None, **kwargs):
+        step_data = super().__call__(env, obs, info, action=action, **kwargs)
+        if action is None:  # called from reset
+            self.episode, self.t, tick = self.episode + 1, 0, RESET_TICK
+        else:
+            tick = float(10 * self.episode + self.t)
+            self.t += 1
+        step_data["info"] = {**info, "tick": tick, "vec": np.full(2, tick)}
+        return step_data
+
+
+@dataclass
+class Recorded:
+    """The flattened transitions as the env produced them while the DataCollector recorded."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    next_observations: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray  # env truncations, plus the last step of every cut episode
+    ticks: np.ndarray
+    episode_ends: list[int]
+
+
+def record(dataset_id: str, env_id: str, max_steps: list[int], seed: int = 0, **make_kwargs):
+    """Run a seeded random policy in ``gym.make(env_id)`` wrapped by Minari's DataCollector.
+
+    Episode i runs until the env terminates or truncates it, or is cut (by the next reset, or
+    by ``create_dataset`` for the last one) after ``max_steps[i]`` steps.
     """
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    buffers, env_rewards, step_obs = [], [], []
-    for i, (length, flag) in enumerate(zip(lengths, flags, strict=True)):
-        obs, _ = env.reset(seed=seed + i)
-        observations, actions, rewards, infos_t, infos_v = [obs], [], [], [0.0], [np.zeros(2)]
-        for t in range(length):
-            action = env.action_space.sample()
-            obs, reward, _, _, _ = env.step(action)
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(float(reward))
-            step_obs.append(obs)
-            infos_t.append(float(10 * i + t))  # a scalar info: step counter
-            infos_v.append(np.full(2, t, dtype=float))  # a vector info: must be skipped
-        last = [False] * (length - 1)
-        buffers.append(EpisodeBuffer(
-            id=i,
-            observations=observations,
-            actions=actions,
-            rewards=rewards,
-            terminations=[*last, flag == "terminated"],
-            truncations=[*last, flag == "truncated"],
-            infos={"tick": infos_t, "vec": infos_v},
-        ))
-        env_rewards.extend(rewards)
-    return env, buffers, np.array(env_rewards), np.array(step_obs)
-
-
-def make_pendulum_dataset(dataset_id: str = "test/pendulum-v0"):
-    env, buffers, rewards, step_obs = rollout(
-        "Pendulum-v1", lengths=[5, 7, 4], flags=["truncated", "none", "terminated"]
+    env = DataCollector(
+        gym.make(env_id, **make_kwargs),
+        step_data_callback=TickInfos,
+        record_infos=True,
+        data_format="hdf5",
     )
-    minari.create_dataset_from_buffers(dataset_id, buffers, env=env, data_format="hdf5", **META)
-    return rewards, step_obs
+    rng = np.random.default_rng(seed)
+    space = env.action_space
+    rows: dict[str, list] = {k: [] for k in ("obs", "act", "next", "rew", "term", "out", "tick")}
+    ends = []
+    for i, limit in enumerate(max_steps):
+        obs, _ = env.reset(seed=seed + i)
+        for t in range(limit):
+            if isinstance(space, gym.spaces.Discrete):
+                action = int(rng.integers(space.n))
+            else:
+                action = rng.uniform(space.low, space.high).astype(space.dtype)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            rows["obs"].append(obs)
+            rows["act"].append(action)
+            rows["next"].append(next_obs)
+            rows["rew"].append(float(reward))
+            rows["term"].append(terminated)
+            rows["out"].append(truncated or (t == limit - 1 and not terminated))
+            rows["tick"].append(10 * i + t)  # what TickInfos adds to this step's info
+            obs = next_obs
+            if terminated or truncated:
+                break
+        ends.append(len(rows["rew"]))
+    env.create_dataset(dataset_id, **META)
+    env.close()
+    return Recorded(
+        observations=np.array(rows["obs"]),
+        actions=np.array(rows["act"], dtype=np.float64).reshape(len(rows["act"]), -1),
+        next_observations=np.array(rows["next"]),
+        rewards=np.array(rows["rew"]),
+        terminals=np.array(rows["term"]),
+        timeouts=np.array(rows["out"]),
+        ticks=np.array(rows["tick"], dtype=np.float64),
+        episode_ends=ends,
+    )
+
+
+def make_pendulum_dataset(dataset_id: str = "test/pendulum-v0") -> Recorded:
+    # time limit 6: episode 0 is truncated by the env, episode 1 cut by the next reset after 4
+    # steps, episode 2 cut by create_dataset after 3
+    return record(dataset_id, "Pendulum-v1", [10, 4, 3], max_episode_steps=6)
+
+
+def assert_matches(ds, rec: Recorded) -> None:
+    np.testing.assert_array_equal(ds.observations, rec.observations)
+    np.testing.assert_array_equal(ds.actions, rec.actions)
+    np.testing.assert_array_equal(ds.next_observations, rec.next_observations)
+    np.testing.assert_array_equal(ds.rewards, rec.rewards)
+    np.testing.assert_array_equal(ds.terminals, rec.terminals)
+    np.testing.assert_array_equal(ds.timeouts, rec.timeouts)
+    assert ds.episode_ends.tolist() == rec.episode_ends
 
 
 def test_read_by_id_flattens_episodes(minari_root):
-    rewards, step_obs = make_pendulum_dataset()
+    rec = make_pendulum_dataset()
     ds = load_dataset("test/pendulum-v0")
     assert ds.source == "minari:test/pendulum-v0"
-    assert (ds.n, ds.obs_dim, ds.act_dim) == (16, 3, 1)
+    assert (ds.n, ds.obs_dim, ds.act_dim) == (13, 3, 1)
     assert ds.observations.dtype == np.float32
-    np.testing.assert_allclose(ds.rewards, rewards, rtol=0, atol=0)
-    np.testing.assert_array_equal(ds.next_observations, step_obs)
-    assert ds.episode_starts.tolist() == [0, 5, 12]
-    assert ds.episode_ends.tolist() == [5, 12, 16]
+    assert_matches(ds, rec)
+    assert ds.episode_starts.tolist() == [0, 6, 10]
+    assert ds.episode_ends.tolist() == [6, 10, 13]
     # within an episode, next_observations[t] is observations[t + 1]
     for s, e in zip(ds.episode_starts, ds.episode_ends, strict=True):
         np.testing.assert_array_equal(ds.next_observations[s:e - 1], ds.observations[s + 1:e])
-    # flags: truncated end, unflagged end forced to a timeout, terminated end
-    assert np.flatnonzero(ds.timeouts).tolist() == [4, 11]
-    assert np.flatnonzero(ds.terminals).tolist() == [15]
+    # at an episode end, next_observations is the state stepped to, not the next reset state
+    assert not np.array_equal(ds.next_observations[5], ds.observations[6])
+    # flags: env-truncated end, end cut by a reset, end cut by create_dataset; no terminations
+    assert np.flatnonzero(ds.timeouts).tolist() == [5, 9, 12]
+    assert not ds.terminals.any()
     # scalar info aligned to the step that produced it (reset info dropped); vector info skipped
     assert set(ds.infos) == {"tick"}
-    expected_tick = [0, 1, 2, 3, 4, *range(10, 17), *range(20, 24)]
+    expected_tick = [*range(0, 6), *range(10, 14), *range(20, 23)]
     np.testing.assert_array_equal(ds.infos["tick"], expected_tick)
+    np.testing.assert_array_equal(ds.infos["tick"], rec.ticks)
 
 
 def test_pendulum_rewards_match_observations(minari_root):
@@ -128,30 +191,32 @@ def test_read_by_directory_and_by_main_data_file(minari_root):
 
 
 def test_discrete_actions_become_one_float_column(minari_root):
-    env, buffers, rewards, _ = rollout("CartPole-v1", lengths=[6, 6], flags=["none", "none"])
-    minari.create_dataset_from_buffers("cartpole/test-v1", buffers, env=env, **META)
+    # episode 0 runs until the pole falls (terminated), episode 1 is cut after 6 steps
+    rec = record("cartpole/test-v1", "CartPole-v1", [200, 6])
+    n0 = rec.episode_ends[0]
+    assert rec.terminals[n0 - 1] and n0 < 200 and rec.episode_ends == [n0, n0 + 6]
     ds = load_dataset("cartpole/test-v1")
-    assert ds.actions.shape == (12, 1) and ds.actions.dtype == np.float64
-    assert set(np.unique(ds.actions)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(ds.rewards, rewards)
-    assert np.flatnonzero(ds.timeouts).tolist() == [5, 11]
+    assert ds.actions.shape == (n0 + 6, 1) and ds.actions.dtype == np.float64
+    assert set(np.unique(ds.actions)) == {0.0, 1.0}
+    assert_matches(ds, rec)
+    assert np.flatnonzero(ds.terminals).tolist() == [n0 - 1]
+    assert np.flatnonzero(ds.timeouts).tolist() == [n0 + 5]
 
 
+@pytest.mark.filterwarnings("ignore:env_spec is not serializable:UserWarning")
 def test_dict_observation_space_is_rejected(minari_root):
     obs_space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32)})
-    act_space = gym.spaces.Box(-1, 1, (1,), np.float32)
-    buffer = EpisodeBuffer(
-        id=0,
-        observations={"pos": [np.zeros(2, np.float32)] * 3},
-        actions=[np.zeros(1, np.float32)] * 2,
-        rewards=[0.0, 0.0],
-        terminations=[False, True],
-        truncations=[False, False],
-        infos={},
+    env = DataCollector(
+        gym.wrappers.TransformObservation(
+            gym.make("Pendulum-v1"), lambda obs: {"pos": obs[:2]}, obs_space
+        ),
+        data_format="hdf5",
     )
-    minari.create_dataset_from_buffers(
-        "test/dict-v0", [buffer], observation_space=obs_space, action_space=act_space, **META
-    )
+    env.reset(seed=0)
+    for _ in range(2):
+        env.step(np.zeros(1, np.float32))
+    env.create_dataset("test/dict-v0", **META)
+    env.close()
     with pytest.raises(DataError, match=r"^minari:test/dict-v0: observation space Dict\(.*only "
                                         r"Box observation spaces are"):
         load_dataset("test/dict-v0")

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from symreward.data.dataset import Dataset
 from symreward.errors import DataError
+
+if TYPE_CHECKING:
+    import gymnasium
 
 __all__ = ["Policy", "collect"]
 
@@ -47,35 +50,62 @@ def _scalar(value: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _describe(env: Any) -> str:
+    """The env's registered id, or its class name when it was built without ``gymnasium.make``."""
+    spec = getattr(env, "spec", None)
+    spec_id = getattr(spec, "id", None)
+    return spec_id if isinstance(spec_id, str) and spec_id else type(env).__name__
+
+
 def collect(
-    env_id: str,
+    env: str | gymnasium.Env,
     policy: Policy | str,
     n_steps: int,
     seed: int,
     *,
     max_episode_steps: int | None = None,
 ) -> Dataset:
-    """Run ``policy`` in ``gymnasium.make(env_id)`` for exactly ``n_steps`` transitions.
+    """Run ``policy`` in an environment for exactly ``n_steps`` transitions.
+
+    ``env`` is an environment id, made here with ``gymnasium.make(env, max_episode_steps=...)``
+    and closed afterwards, or an already constructed ``gymnasium.Env`` (wrappers included), which
+    is used as is and left open: the caller owns it. ``max_episode_steps`` applies only to an id;
+    wrap an instance in ``gymnasium.wrappers.TimeLimit`` instead. Messages and the dataset's
+    source name the env by its spec id (its class name if it has no spec).
 
     ``policy`` is ``"random"`` (the action space's own sampler, seeded) or a callable
     ``policy(obs, rng) -> action``. The env is reset with ``seed`` once, and later resets continue
     its RNG, so the same arguments give the same dataset. ``next_observations`` at an episode end
-    is the observation the step returned, not the next reset's. Numeric scalar infos that are
-    present and finite on every step become ``infos/<name>``. The last row is marked as a timeout
-    if the run stops mid-episode, so segments never run past the data.
+    is the observation the step returned, not the next reset's. Observations are stored as
+    floats at least as wide as both the observation space's dtype and the observations the env
+    returns. Numeric scalar infos that are present and finite on every step become
+    ``infos/<name>``. The last row is marked as a timeout if the run stops mid-episode, so
+    segments never run past the data.
     """
     if not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     gym = _import_gymnasium()
     from gymnasium import spaces
 
-    kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    if isinstance(env, str):
+        env_id = env
+        kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+        try:
+            instance = gym.make(env_id, **kwargs)
+        except gym.error.Error as e:
+            raise DataError(f"environment {env_id!r}: cannot be created: {e}") from e
+        owned = True
+    elif isinstance(env, gym.Env):
+        if max_episode_steps is not None:
+            raise ValueError(
+                "max_episode_steps applies only when env is an id; wrap an environment instance "
+                "in gymnasium.wrappers.TimeLimit instead"
+            )
+        instance, env_id, owned = env, _describe(env), False
+    else:
+        raise TypeError(f"env must be an environment id or a gymnasium.Env, got {env!r}")
     try:
-        env = gym.make(env_id, **kwargs)
-    except gym.error.Error as e:
-        raise DataError(f"environment {env_id!r}: cannot be created: {e}") from e
-    try:
-        obs_space, act_space = env.observation_space, env.action_space
+        obs_space, act_space = instance.observation_space, instance.action_space
         if not isinstance(obs_space, spaces.Box):
             raise DataError(
                 f"environment {env_id!r}: observation space {obs_space} is not supported; only "
@@ -86,9 +116,10 @@ def collect(
                 f"environment {env_id!r}: action space {act_space} is not supported; only Box "
                 "and Discrete are"
             )
-        return _run(env, env_id, policy, int(n_steps), int(seed), obs_space, act_space)
+        return _run(instance, env_id, policy, int(n_steps), int(seed), obs_space, act_space)
     finally:
-        env.close()
+        if owned:
+            instance.close()
 
 
 def _run(
@@ -117,7 +148,10 @@ def _run(
 
     obs_dim = int(np.prod(obs_space.shape))
     act_dim = 1 if isinstance(act_space, spaces.Discrete) else int(np.prod(act_space.shape))
-    obs_dtype = obs_space.dtype if np.dtype(obs_space.dtype).kind == "f" else np.float64
+    obs, _ = env.reset(seed=seed)
+    # Never narrow: an env (or wrapper) may return wider floats than its space declares.
+    floats = [d for d in (np.dtype(obs_space.dtype), np.asarray(obs).dtype) if d.kind == "f"]
+    obs_dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
     observations = np.empty((n_steps, obs_dim), dtype=obs_dtype)
     next_observations = np.empty_like(observations)
     actions = np.empty((n_steps, act_dim), dtype=np.float64)
@@ -126,7 +160,6 @@ def _run(
     timeouts = np.zeros(n_steps, dtype=bool)
     infos: dict[str, np.ndarray] | None = None
 
-    obs, _ = env.reset(seed=seed)
     for t in range(n_steps):
         action = act(obs)
         a = np.asarray(action, dtype=np.float64).reshape(-1)

@@ -1,0 +1,5 @@
+import sys
+
+from symreward.cli import main
+
+sys.exit(main())
