@@ -8,13 +8,11 @@ re-indenting a file does not change its identity, and a changed hash means a cha
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +23,7 @@ import tomlkit
 from tomlkit.items import AoT, Table
 
 from symreward import formula
+from symreward.atomic import atomic_write_text
 from symreward.errors import ArtifactError, FeatureError, FormulaError
 from symreward.features import FeatureSet
 
@@ -215,6 +214,19 @@ class RewardArtifact:
             cache_dir=cache_dir,
         )
 
+    def reward_fn(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]],
+                                    np.ndarray]:
+        """The compiled reward as ``fn(obs, act, next_obs, infos) -> rewards`` (e.g. for EPIC)."""
+        kernels = self.compile()
+
+        def reward(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
+                   infos: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+            info = (np.column_stack([infos[n] for n in kernels.info_names])
+                    if kernels.info_names else None)
+            return kernels.rewards(obs, act, next_obs, info)
+
+        return reward
+
     def evaluate(self, dataset: Dataset, *, kernels: RewardKernels | None = None) -> Evaluation:
         """Per-transition rewards and per-term columns on ``dataset``."""
         self.features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
@@ -270,32 +282,6 @@ class RewardArtifact:
             _set(provenance, key, value)
         self._document = document
         return document
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):
-        directory_handle = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_handle)
-        finally:
-            os.close(directory_handle)
 
 
 def _info_matrix(dataset: Dataset, names: Sequence[str]) -> np.ndarray:

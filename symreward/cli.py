@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,43 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", type=Path, required=True,
                           help="where to write the float64 rewards (.npy)")
     evaluate.set_defaults(run=_eval)
+
+    learn = commands.add_parser("learn", parents=[common],
+                                help="learn a symbolic reward offline from a dataset")
+    learn.add_argument("data", type=Path)
+    learn.add_argument("--features", type=Path,
+                       help="features TOML ([features] name = \"formula\"); default: those of "
+                            "--from")
+    learn.add_argument("--objective", default="preferences",
+                       choices=["preferences", "rankings", "demonstrations", "rewards"])
+    learn.add_argument("--engine", default="sparse", choices=["sparse"])
+    learn.add_argument("--seed", type=int, default=0)
+    learn.add_argument("--from", dest="base", type=Path,
+                       help="an earlier artifact: its locked terms are kept as written and it "
+                            "becomes the parent")
+    learn.add_argument("--max-terms", type=int, default=8)
+    learn.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    learn.add_argument("--selection", default="1se", choices=["1se", "best", "accuracy",
+                                                               "simplest"])
+    learn.add_argument("--noise", type=float, default=0.0,
+                       help="label-noise probability of the preference model")
+    learn.add_argument("--discount", type=float, default=1.0,
+                       help="discount within segments (preferences, rankings)")
+    learn.add_argument("--class-prior", type=float, default=None,
+                       help="share of expert-like transitions among unlabeled ones "
+                            "(demonstrations)")
+    learn.add_argument("--term", dest="user_terms", action="append", default=[],
+                       metavar="FORMULA", help="an extra candidate term (repeatable)")
+    learn.add_argument("--name", help="name of the learned reward")
+    learn.add_argument("-o", "--output", type=Path, required=True)
+    learn.set_defaults(run=_learn)
+
+    demo = commands.add_parser("demo", parents=[common],
+                               help="learn Pendulum-v1's reward from preferences, end to end")
+    demo.add_argument("-o", "--output", type=Path, default=Path("symreward-demo"),
+                      help="folder for the artifact and rewards (default: symreward-demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
     return parser
 
 
@@ -115,15 +153,14 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from symreward.artifact import RewardArtifact, atomic_write_bytes
+    from symreward.artifact import RewardArtifact
+    from symreward.atomic import save_npy
     from symreward.data import load_dataset
 
     artifact = RewardArtifact.load(args.artifact)
     dataset = load_dataset(args.data)
     rewards = artifact.evaluate(dataset).rewards
-    buffer = io.BytesIO()
-    np.save(buffer, rewards.astype(np.float64), allow_pickle=False)
-    atomic_write_bytes(args.output, buffer.getvalue())
+    save_npy(args.output, rewards.astype(np.float64))
     finite = rewards[np.isfinite(rewards)]
     non_finite = rewards.size - finite.size
     print(f"wrote {args.output}: {rewards.size} rewards")
@@ -134,6 +171,73 @@ def _eval(args: argparse.Namespace) -> int:
         f"  (NaN {int(np.isnan(rewards).sum())}, inf {int(np.isinf(rewards).sum())}; first at "
         f"row {int(np.flatnonzero(~np.isfinite(rewards))[0])})" if non_finite else ""))
     return EXIT_OK
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def _print_front(front: Any) -> None:
+    print("Pareto front (held-out by cross-validation; * = chosen):")
+    sys.stdout.write(_table(["", "complexity", "loss", "accuracy", "formula"], front.table()))
+
+
+def _learn(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.data import load_dataset
+    from symreward.features import FeatureSet
+    from symreward.learner import SymbolicRewardLearner
+    from symreward.search.library import TermLibrary
+
+    base = RewardArtifact.load(args.base) if args.base else None
+    if args.features is not None:
+        features = FeatureSet.from_toml(args.features)
+    elif base is not None:
+        features = base.features
+    else:
+        raise SymrewardError("learn: give --features F.toml (or --from OLD.toml to reuse its "
+                             "features)")
+    dataset = load_dataset(args.data)
+    learner = SymbolicRewardLearner(
+        objective=args.objective, engine=args.engine, seed=args.seed, max_terms=args.max_terms,
+        n_folds=args.folds, selection=args.selection, noise=args.noise, discount=args.discount,
+        class_prior=args.class_prior, name=args.name,
+        library=TermLibrary(user_terms=tuple(args.user_terms)), progress=_progress)
+    learner.fit(dataset, features, base=base)
+    _print_front(learner.front_)
+    artifact = learner.artifact_
+    artifact.save(args.output)
+    metrics = learner.metrics_
+    print(f"\nreward = {artifact.formula_text()}")
+    print(f"held-out loss {metrics['heldout_loss']:.4f} ± {metrics['heldout_loss_se']:.4f}, "
+          f"held-out accuracy {_fmt(metrics['heldout_accuracy'])}, "
+          f"{metrics['learning_seconds']:.2f} s")
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from symreward.demo import run_demo
+
+    result = run_demo(args.output, seed=args.seed, progress=_progress)
+    _print_front(result.learner.front_)
+    metrics = result.learner.metrics_
+    print(f"\ntrue reward    = {result.true_reward.formula_text()}")
+    print(f"learned reward = {result.artifact.formula_text()}")
+    print("  (preferences fix a reward only up to positive scale, an added constant and "
+          "potential shaping)")
+    print(f"held-out (CV) preference accuracy {_fmt(metrics['heldout_accuracy'])}, "
+          f"loss {metrics['heldout_loss']:.4f}")
+    print(f"on fresh held-out data: EPIC distance to the true reward {result.epic:.4f}, "
+          f"accuracy on noiseless true preferences {result.heldout_accuracy_vs_truth:.3f}")
+    print(f"wrote {result.output} and {result.rewards_path} "
+          f"({result.train_transitions} transitions, {result.pairs} pairs, "
+          f"{result.seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _fmt(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from symreward.data import Dataset, Preferences, Rankings, load_dataset, save_dataset
-from symreward.errors import DataError
+from symreward.errors import DataError, SymrewardError
 
 
 def contract_arrays(n: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
@@ -89,7 +89,7 @@ def test_save_errors_name_the_file(tmp_path):
     ds = Dataset.from_arrays(contract_arrays())
     with pytest.raises(DataError, match=r"out\.csv: unknown dataset extension '\.csv'"):
         save_dataset(ds, tmp_path / "out.csv")
-    with pytest.raises(DataError, match=r"nope/out\.npz: directory .* does not exist"):
+    with pytest.raises(SymrewardError, match=r"nope/out\.npz: directory .* does not exist"):
         save_dataset(ds, tmp_path / "nope" / "out.npz")
 
 

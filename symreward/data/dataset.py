@@ -12,7 +12,7 @@ because that is what a person needs to go and fix the file.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -232,6 +232,29 @@ class Dataset:
         if self.expert is not None:
             out["expert"] = self.expert
         return out
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Dataset], source: str | None = None) -> Dataset:
+        """One dataset from several (e.g. collected with different policies); episodes stay
+        separate and segment indices are shifted to the new rows."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        offsets = np.cumsum([0] + [p.n for p in parts[:-1]])
+        arrays: dict[str, Any] = {}
+        for key in parts[0].to_arrays():
+            values = [p.to_arrays().get(key) for p in parts]
+            if any(v is None for v in values):
+                if key in REQUIRED_KEYS:
+                    raise DataError(f"cannot concatenate: key {key!r} is missing in a part")
+                continue
+            if key in ("pref_a", "pref_b", "rank_segments"):
+                values = [v + off for v, off in zip(values, offsets, strict=True)]
+            arrays[key] = np.concatenate(values)
+        # Each part's last row closes an episode; say so, or episodes would run across parts.
+        ends = np.concatenate([np.arange(p.n) == p.n - 1 for p in parts])
+        arrays["timeouts"] = arrays["timeouts"] | (ends & ~arrays["terminals"])
+        shown = source or " + ".join(p.source for p in parts)
+        return cls.from_arrays(arrays, source=shown)
 
     def replace(self, **changes: Any) -> Dataset:
         """A new, re-validated dataset with some fields changed (e.g. ``preferences=...``)."""

@@ -8,10 +8,8 @@ leaves a half-written dataset where a good one used to be.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from symreward.atomic import atomic_write
 from symreward.data.dataset import Dataset
 from symreward.errors import DataError
 
@@ -86,50 +85,7 @@ def save_dataset(
         raise DataError(
             f"{path}: unknown dataset extension {p.suffix!r}; can write .npz, .h5 or .hdf5"
         )
-    _atomic_write(p, writer)
-
-
-# ---------------------------------------------------------------------- atomic writes
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    directory = path.parent
-    if not directory.is_dir():
-        raise DataError(f"{path}: directory {str(directory)!r} does not exist")
-    fd, tmp = _create_temp(directory, path.name)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Persist the rename itself; not every platform lets a directory be opened, so best effort.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
-    """A new hidden file next to the target, created with mode 0o666 so the umask applies.
-
-    ``tempfile.mkstemp`` would create it 0o600, and after the rename the saved dataset would be
-    unreadable to everyone else, unlike a file written in place.
-    """
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise DataError(f"{directory / name}: cannot create a temporary file next to it")
+    atomic_write(p, writer)
 
 
 def _npz_writer(arrays: dict[str, np.ndarray], compress: bool) -> Callable[[BinaryIO], None]:

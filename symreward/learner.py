@@ -1,0 +1,331 @@
+"""``SymbolicRewardLearner``: from a dataset and named features to a reward artifact.
+
+The pipeline: featurise with the compiled kernels → build the candidate-term library → the
+engine proposes supports → each support is refit under the objective's exact loss and scored by
+cross-validation on folds that keep segments, preference pairs and episodes whole → a Pareto
+front of complexity against held-out loss → one model is selected, its constants rounded to the
+fewest significant digits that keep the loss within tolerance → an artifact with provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symreward import __version__, formula
+from symreward.artifact import RewardArtifact, Term
+from symreward.data import Dataset
+from symreward.errors import DataError, FeatureError, FormulaError
+from symreward.features import FeatureSet
+from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
+from symreward.search.front import FrontEntry, ParetoFront
+from symreward.search.library import Candidate, TermLibrary
+from symreward.search.sparse import (
+    LinearFit,
+    fit_accuracy,
+    fit_loss,
+    l1_supports,
+    refit,
+    stepwise_supports,
+)
+
+ENGINES = ("sparse",)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Model:
+    """A fitted linear model over library candidates."""
+
+    fit: LinearFit
+    candidates: list[Candidate]
+
+    def terms(self) -> list[tuple[Candidate, float]]:
+        return [(self.candidates[k], float(c)) for k, c in zip(self.fit.support, self.fit.coef,
+                                                              strict=True)]
+
+    def expression(self, coefficients: Sequence[float] | None = None) -> sympy.Expr:
+        coefficients = self.fit.coef if coefficients is None else coefficients
+        parts = [_coefficient(c) * cand.expr for (cand, _), c in zip(self.terms(), coefficients,
+                                                                     strict=True)]
+        return sympy.Add(*parts)
+
+
+class SymbolicRewardLearner:
+    """Learn a sparse symbolic reward offline.
+
+    Options are set here and learned state appears after ``fit`` with a trailing underscore:
+    ``front_`` (the Pareto front), ``artifact_`` (the selected reward), ``objective_``,
+    ``candidates_`` (the pruned term library), ``feature_ranges_``, ``metrics_``.
+    """
+
+    def __init__(self, objective: str = "preferences", engine: str = "sparse", *,
+                 max_terms: int = 8, n_folds: int = 5, library: TermLibrary | None = None,
+                 selection: str = "1se", noise: float = 0.0, discount: float = 1.0,
+                 class_prior: float | None = None, rounding_tolerance: float = 1e-3,
+                 seed: int = 0, name: str | None = None, progress: Progress | None = None):
+        self.objective = objective
+        self.engine = engine
+        self.max_terms = max_terms
+        self.n_folds = n_folds
+        self.library = library
+        self.selection = selection
+        self.noise = noise
+        self.discount = discount
+        self.class_prior = class_prior
+        self.rounding_tolerance = rounding_tolerance
+        self.seed = seed
+        self.name = name
+        self.progress = progress
+
+    def options(self) -> dict[str, Any]:
+        """The options that shape the result, as recorded in provenance."""
+        library = self.library or TermLibrary()
+        options: dict[str, Any] = {
+            "max_terms": self.max_terms, "n_folds": self.n_folds, "selection": self.selection,
+            "noise": self.noise, "discount": self.discount,
+            "rounding_tolerance": self.rounding_tolerance,
+            "library": {"powers": list(library.powers), "abs": library.absolute,
+                        "products": library.products, "hinges": library.hinges,
+                        "indicators": library.indicators,
+                        "knot_quantiles": list(library.knot_quantiles),
+                        "user_terms": list(library.user_terms)},
+        }
+        if self.class_prior is not None:
+            options["class_prior"] = self.class_prior
+        return options
+
+    def _say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+    def fit(self, dataset: Dataset, features: FeatureSet | dict[str, str], *,
+            base: RewardArtifact | None = None) -> SymbolicRewardLearner:
+        """Learn from ``dataset``; ``base`` is an earlier artifact whose locked terms are kept
+        exactly as written (their reward is a fixed offset) and whose hash becomes the parent."""
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r} (available: {', '.join(ENGINES)})")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r} (choose from "
+                             f"{', '.join(OBJECTIVES)})")
+        features = features if isinstance(features, FeatureSet) else FeatureSet(features)
+        started = time.perf_counter()
+        objective = make_objective(self.objective, dataset, noise=self.noise,
+                                   discount=self.discount, class_prior=self.class_prior,
+                                   seed=self.seed)
+        locked = [t for t in base.terms if t.locked] if base is not None else []
+        matrix, offset = self._featurise(dataset, features, locked)
+        library = self.library or TermLibrary()
+        user_columns = (_user_columns(dataset, features, library.user_terms)
+                        if library.user_terms else None)
+        candidates, columns = library.build(features.names, matrix, user_columns, seed=self.seed)
+        self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
+                  f"{dataset.n} transitions")
+        full = objective.problem(columns, offset)
+        models = self._search(objective, full, columns, offset, candidates)
+        front = ParetoFront.from_models(models, rule=self.selection)
+        chosen = front.best.payload
+        coefficients = self._rounded(full, chosen)
+        seconds = time.perf_counter() - started
+        self._say(f"learned in {seconds:.2f} s")
+
+        self.objective_ = objective
+        self.candidates_ = candidates
+        self.front_ = front
+        self.model_ = chosen
+        self.coefficients_ = coefficients
+        self.feature_ranges_ = {name: [float(matrix[:, i].min()), float(matrix[:, i].max())]
+                                for i, name in enumerate(features.names)}
+        self.metrics_ = {
+            "heldout_loss": front.best.loss,
+            "heldout_loss_se": front.best.loss_se,
+            "heldout_accuracy": front.best.accuracy,
+            "train_loss": front.best.train_loss,
+            "learning_seconds": round(seconds, 3),
+            "rows": full.n_rows,
+        }
+        self.artifact_ = self._artifact(dataset, features, chosen, coefficients, locked, base)
+        return self
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _featurise(self, dataset: Dataset, features: FeatureSet, locked: list[Term]
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (N, F) feature matrix, checked finite, and the locked terms' fixed reward."""
+        matrix = feature_matrix(dataset, features)
+        bad = ~np.isfinite(matrix)
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            name = features.names[column]
+            raise DataError(f"{dataset.source}: feature '{name}' = {features[name]!r} is "
+                            f"{matrix[row, column]} at row {row}; features must be finite on "
+                            "the data")
+        if not locked:
+            return matrix, None
+        base = RewardArtifact(name="locked", features=features, terms=locked)
+        return matrix, base.evaluate(dataset).rewards
+
+    def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
+                offset: np.ndarray | None, candidates: list[Candidate]) -> list[FrontEntry]:
+        supports = [()]
+        for proposal in (*l1_supports(full, max_terms=self.max_terms, seed=self.seed),
+                         *stepwise_supports(full, max_terms=self.max_terms, seed=self.seed)):
+            if proposal not in supports:
+                supports.append(proposal)
+        self._say(f"path: {len(supports) - 1} supports of up to {self.max_terms} terms; "
+                  f"cross-validating on {self.n_folds} folds")
+        folds = objective.folds(self.n_folds, self.seed)
+        all_units = np.arange(objective.n_units)
+        splits = [(objective.problem(columns, offset, np.setdiff1d(all_units, held)),
+                   objective.problem(columns, offset, held)) for held in folds]
+        models = []
+        for support in supports:
+            fit = refit(full, support)
+            fold_losses, fold_accuracies, weights = [], [], []
+            for train, held in splits:
+                if held.n_rows == 0 or train.n_rows == 0:
+                    continue
+                fold_fit = refit(train, support, start=fit)
+                fold_losses.append(fit_loss(held, fold_fit))
+                fold_accuracies.append(fit_accuracy(held, fold_fit))
+                weights.append(held.n_rows)
+            losses = np.asarray(fold_losses)
+            loss = float(np.average(losses, weights=weights))
+            se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
+            accuracies = np.asarray(fold_accuracies)
+            finite = np.isfinite(accuracies)
+            accuracy = (float(np.average(accuracies[finite], weights=np.asarray(weights)[finite]))
+                        if finite.any() else math.nan)
+            model = Model(fit, candidates)
+            models.append(FrontEntry(
+                complexity=formula.complexity(model.expression()) if support else 0,
+                loss=loss, loss_se=se, accuracy=accuracy,
+                formula=(formula.to_text(model.expression([_significant(c, 4)
+                                                           for c in fit.coef]))
+                         if support else "0"),
+                train_loss=fit_loss(full, fit), payload=model))
+        return models
+
+    def _rounded(self, problem: LinearProblem, model: Model) -> list[float]:
+        """Each coefficient at the fewest significant digits (largest first) that keep the
+        training loss within ``rounding_tolerance`` (relative) of the unrounded fit."""
+        coefficients = [float(c) for c in model.fit.coef]
+        if not coefficients:
+            return coefficients
+        sub = problem.with_columns(np.asarray(model.fit.support, dtype=int))
+        exact = sub.loss(np.asarray(coefficients), model.fit.intercept)
+        limit = exact + self.rounding_tolerance * abs(exact) + 1e-12
+        for k in np.argsort(-np.abs(coefficients)):
+            for digits in range(1, 7):
+                trial = list(coefficients)
+                trial[k] = _significant(coefficients[k], digits)
+                if sub.loss(np.asarray(trial), model.fit.intercept) <= limit:
+                    coefficients = trial
+                    break
+        return coefficients
+
+    def _artifact(self, dataset: Dataset, features: FeatureSet, model: Model,
+                  coefficients: list[float], locked: list[Term],
+                  base: RewardArtifact | None) -> RewardArtifact:
+        taken = {t.name for t in locked}
+        terms = list(locked)
+        for (candidate, _), coefficient in zip(model.terms(), coefficients, strict=True):
+            name = _unique(candidate.name, taken)
+            taken.add(name)
+            expr = formula.to_text(_coefficient(coefficient) * candidate.expr)
+            terms.append(Term(name, expr))
+        if self.objective_.identifies_intercept and model.fit.intercept != 0:
+            intercept = _significant(model.fit.intercept, 6)
+            terms.append(Term(_unique("bias", taken), formula.to_text(_coefficient(intercept))))
+        if not terms:
+            terms.append(Term("zero", "0", note="no term explained the data better than none"))
+        provenance: dict[str, Any] = {
+            "created_by": f"symreward {__version__}",
+            "objective": self.objective,
+            "engine": self.engine,
+            "seed": self.seed,
+            "options": self.options(),
+            "data": {"source": dataset.source, "sha256": dataset_digest(dataset),
+                     "transitions": dataset.n},
+            "metrics": {k: _finite(v) for k, v in self.metrics_.items()
+                        if k != "learning_seconds"},
+            "feature_ranges": self.feature_ranges_,
+            "front": [e.as_dict() | ({"chosen": True} if i == self.front_.chosen else {})
+                      for i, e in enumerate(self.front_.entries)],
+        }
+        if base is not None:
+            provenance["parent"] = base.content_hash()
+        name = self.name or (base.name if base is not None else f"learned-{self.objective}")
+        return RewardArtifact(name=name, features=features, terms=terms,
+                              invariants=list(base.invariants) if base is not None else [],
+                              provenance=provenance)
+
+
+def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,
+          objective: str = "preferences", engine: str = "sparse", seed: int = 0,
+          base: RewardArtifact | None = None, **options: Any) -> RewardArtifact:
+    """Learn a reward artifact in one call; see ``SymbolicRewardLearner`` for options."""
+    learner = SymbolicRewardLearner(objective=objective, engine=engine, seed=seed, **options)
+    return learner.fit(dataset, features, base=base).artifact_
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    """sha256 over the dataset's arrays (names, dtypes, shapes, bytes), not its file format."""
+    digest = hashlib.sha256()
+    for key, value in sorted(dataset.to_arrays().items()):
+        array = np.ascontiguousarray(value)
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def feature_matrix(dataset: Dataset, features: FeatureSet) -> np.ndarray:
+    """Every feature on every transition, (N, F) in ``features.names`` order (compiled)."""
+    features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
+                              data_source=dataset.source)
+    artifact = RewardArtifact(name="features", features=features,
+                              terms=[Term(f"f_{n}", n) for n in features.names])
+    return artifact.evaluate(dataset).term_columns
+
+
+def _user_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) -> np.ndarray:
+    for text in texts:
+        try:
+            formula.parse(text, features.names)
+        except FormulaError as exc:
+            raise FeatureError(f"user term {text!r}: {exc}") from None
+    artifact = RewardArtifact(name="user-terms", features=features,
+                              terms=[Term(f"user_{k}", t) for k, t in enumerate(texts)])
+    return artifact.evaluate(dataset).term_columns
+
+
+def _coefficient(value: float) -> sympy.Expr:
+    return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(value)
+
+
+def _significant(value: float, digits: int) -> float:
+    if value == 0 or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan"
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name}_{k}" in taken:
+        k += 1
+    return f"{name}_{k}"

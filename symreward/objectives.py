@@ -1,0 +1,401 @@
+"""Offline IRL objectives: how well a per-transition reward vector explains the supervision.
+
+Every objective answers two questions:
+
+* ``loss_and_grad(r)`` — the loss of any per-transition reward ``r`` (length N) and its gradient,
+  for engines that search formula structure directly;
+* ``problem(columns, offset)`` — the same loss restricted to rewards *linear* in K candidate
+  columns, reduced to sufficient statistics (per-segment sums of the columns). After
+  featurisation the cost of fitting no longer grows with segment length.
+
+What each objective can identify (so what an artifact may honestly report):
+
+* ``preferences`` (Bradley–Terry on segment returns) and ``rankings`` (T-REX: every ordered pair
+  of ranked segments) see only differences of segment returns: the reward is fixed up to an
+  additive constant and potential shaping; the scale is fixed only relative to the labels'
+  noise (the Bradley–Terry temperature). No intercept is fitted or reported.
+* ``demonstrations`` (expert vs unlabeled, a positive-unlabeled classifier as in ORIL): the
+  reward is the classifier's logit; its constant depends on the class balance, so it is not
+  reported either.
+* ``rewards`` (labeled per-transition rewards): everything is identified, intercept included.
+
+Cross-validation splits *units* that must stay whole: connected groups of preference pairs
+that share a segment, ranked segments (pairs are formed inside a fold), or episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse import csgraph
+from scipy.special import expit, log_expit
+
+from symreward.data import Dataset
+from symreward.errors import DataError
+
+OBJECTIVES = ("preferences", "rankings", "demonstrations", "rewards")
+
+
+@dataclass
+class LinearProblem:
+    """An objective restricted to ``reward = columns @ coef (+ intercept) + offset``.
+
+    ``kind`` selects the loss over rows:
+
+    * ``"bernoulli"``: ``target`` is P(row's first segment is better); the prediction is
+      ``noise/2 + (1 - noise) * sigmoid(X @ coef + offset)``; cross-entropy.
+    * ``"pu"``: ``target`` is 1 for expert rows, 0 for unlabeled; balanced logistic loss, or the
+      non-negative PU risk (Kiryo et al. 2017) when ``class_prior`` is set.
+    * ``"squared"``: mean squared error against ``target``.
+    """
+
+    kind: str
+    X: np.ndarray
+    target: np.ndarray
+    offset: np.ndarray
+    weight: np.ndarray
+    fit_intercept: bool = False
+    noise: float = 0.0
+    class_prior: float | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+    def rows(self, index: np.ndarray) -> LinearProblem:
+        return LinearProblem(self.kind, self.X[index], self.target[index], self.offset[index],
+                             self.weight[index], self.fit_intercept, self.noise, self.class_prior)
+
+    def with_columns(self, support: np.ndarray) -> LinearProblem:
+        return LinearProblem(self.kind, self.X[:, support], self.target, self.offset,
+                             self.weight, self.fit_intercept, self.noise, self.class_prior)
+
+    def predict(self, coef: np.ndarray, intercept: float = 0.0) -> np.ndarray:
+        return self.X @ coef + intercept + self.offset
+
+    def loss_and_grad_z(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss at row scores ``z`` and its gradient with respect to ``z``."""
+        return _row_loss(self.kind, z, self.target, self.weight, self.noise, self.class_prior)
+
+    def loss(self, coef: np.ndarray, intercept: float = 0.0) -> float:
+        return self.loss_and_grad_z(self.predict(coef, intercept))[0]
+
+    def accuracy(self, coef: np.ndarray, intercept: float = 0.0) -> float:
+        """Preference accuracy (bernoulli), balanced accuracy (pu) or R² (squared)."""
+        z = self.predict(coef, intercept)
+        if self.kind == "bernoulli":
+            decided = self.target != 0.5
+            if not decided.any():
+                return float("nan")
+            agree = (z[decided] > 0) == (self.target[decided] > 0.5)
+            return float(np.average(agree, weights=self.weight[decided]))
+        if self.kind == "pu":
+            expert = self.target > 0.5
+            if expert.all() or not expert.any():
+                return float("nan")
+            return float(0.5 * ((z[expert] > 0).mean() + (z[~expert] <= 0).mean()))
+        residual = self.target - z
+        spread = np.average((self.target - np.average(self.target, weights=self.weight)) ** 2,
+                            weights=self.weight)
+        if spread == 0:
+            return float("nan")
+        return float(1.0 - np.average(residual**2, weights=self.weight) / spread)
+
+
+def _row_loss(kind: str, z: np.ndarray, target: np.ndarray, weight: np.ndarray, noise: float,
+              class_prior: float | None) -> tuple[float, np.ndarray]:
+    total = weight.sum()
+    if total <= 0:
+        return 0.0, np.zeros_like(z)
+    if kind == "bernoulli":
+        if noise == 0.0:
+            # -[p log s(z) + (1-p) log s(-z)], written with log_expit to stay finite.
+            losses = -(target * log_expit(z) + (1 - target) * log_expit(-z))
+            grad = expit(z) - target
+        else:
+            q = noise / 2 + (1 - noise) * expit(z)
+            q = np.clip(q, 1e-300, 1 - 1e-16)
+            losses = -(target * np.log(q) + (1 - target) * np.log1p(-q))
+            dq = (1 - noise) * expit(z) * expit(-z)
+            grad = (-(target / q) + (1 - target) / (1 - q)) * dq
+        return float(weight @ losses / total), weight * grad / total
+    if kind == "pu":
+        expert = target > 0.5
+        n_expert, n_unlabeled = max(expert.sum(), 1), max((~expert).sum(), 1)
+        positive_loss = -log_expit(z)          # expert labelled expert
+        negative_loss = -log_expit(-z)         # labelled non-expert
+        grad = np.zeros_like(z)
+        if class_prior is None:
+            risk = 0.5 * positive_loss[expert].mean() + 0.5 * negative_loss[~expert].mean()
+            grad[expert] = -0.5 * expit(-z[expert]) / n_expert
+            grad[~expert] = 0.5 * expit(z[~expert]) / n_unlabeled
+            return float(risk), grad
+        prior = class_prior
+        negative_risk = negative_loss[~expert].mean() - prior * negative_loss[expert].mean()
+        risk = prior * positive_loss[expert].mean() + max(negative_risk, 0.0)
+        grad[expert] = -prior * expit(-z[expert]) / n_expert
+        if negative_risk > 0:
+            grad[~expert] += expit(z[~expert]) / n_unlabeled
+            grad[expert] -= prior * expit(z[expert]) / n_expert
+        return float(risk), grad
+    residual = z - target
+    return float(weight @ residual**2 / total), 2 * weight * residual / total
+
+
+def segment_matrix(segments: np.ndarray, n: int, discount: float = 1.0) -> sp.csr_matrix:
+    """Sparse (M, N) matrix whose rows sum (discounted) transitions of each [start, stop)."""
+    segments = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+    lengths = segments[:, 1] - segments[:, 0]
+    rows = np.repeat(np.arange(len(segments)), lengths)
+    steps = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = np.repeat(segments[:, 0], lengths) + steps
+    values = np.power(float(discount), steps) if discount != 1.0 else np.ones(len(steps))
+    return sp.csr_matrix((values, (rows, cols)), shape=(len(segments), n))
+
+
+@dataclass
+class Objective:
+    """Base: an objective bound to a dataset, with units for cross-validation."""
+
+    dataset: Dataset
+    name: str = field(init=False, default="")
+    identifies_intercept: bool = field(init=False, default=False)
+
+    @property
+    def n_units(self) -> int:
+        raise NotImplementedError
+
+    def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
+                units: np.ndarray | None = None) -> LinearProblem:
+        raise NotImplementedError
+
+    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        """Loss of a per-transition reward vector and its gradient (length N)."""
+        raise NotImplementedError
+
+    def folds(self, n_folds: int, seed: int) -> list[np.ndarray]:
+        """Units split into ``n_folds`` disjoint validation sets (deterministic for a seed)."""
+        order = np.random.default_rng(seed).permutation(self.n_units)
+        count = max(2, min(n_folds, self.n_units))
+        return [np.sort(part) for part in np.array_split(order, count)]
+
+
+class PreferenceObjective(Objective):
+    """Bradley–Terry on (optionally discounted) segment returns, with soft labels and an
+    optional label-noise probability (as imitation's ``PreferenceModel``)."""
+
+    def __init__(self, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0):
+        prefs = dataset.preferences
+        if prefs is None or len(prefs) == 0:
+            raise DataError(f"{dataset.source}: no preferences (keys pref_a, pref_b, pref_label) "
+                            "for --objective preferences")
+        if np.all(prefs.label == prefs.label[0]):
+            raise DataError(f"{dataset.source}: key 'pref_label': every label is "
+                            f"{prefs.label[0]:g}; a reward cannot be told apart from its "
+                            "negation or from zero (are segments a and b assigned at random?)")
+        if not 0.0 <= noise < 1.0:
+            raise ValueError(f"noise must be in [0, 1), got {noise}")
+        super().__init__(dataset)
+        self.name = "preferences"
+        self.noise = noise
+        self.discount = discount
+        n = dataset.n
+        self.difference = (segment_matrix(prefs.a, n, discount)
+                           - segment_matrix(prefs.b, n, discount)).tocsr()
+        self.labels = np.asarray(prefs.label, dtype=np.float64)
+        self.unit_of_pair = _pair_components(prefs.a, prefs.b)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit_of_pair.max()) + 1
+
+    def _pairs(self, units: np.ndarray | None) -> np.ndarray:
+        if units is None:
+            return np.arange(len(self.labels))
+        return np.flatnonzero(np.isin(self.unit_of_pair, units))
+
+    def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
+                units: np.ndarray | None = None) -> LinearProblem:
+        pairs = self._pairs(units)
+        difference = self.difference[pairs]
+        base = np.zeros(len(pairs)) if offset is None else difference @ offset
+        return LinearProblem("bernoulli", np.asarray(difference @ columns), self.labels[pairs],
+                             base, np.ones(len(pairs)), noise=self.noise)
+
+    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        pairs = self._pairs(units)
+        difference = self.difference[pairs]
+        loss, grad_z = _row_loss("bernoulli", difference @ rewards, self.labels[pairs],
+                                 np.ones(len(pairs)), self.noise, None)
+        return loss, difference.T @ grad_z
+
+
+class RankingObjective(Objective):
+    """T-REX: Bradley–Terry over every ordered pair of ranked segments; ties give no pair."""
+
+    def __init__(self, dataset: Dataset, *, discount: float = 1.0, max_pairs: int = 200_000,
+                 seed: int = 0):
+        ranks = dataset.rankings
+        if ranks is None or len(ranks) < 2:
+            raise DataError(f"{dataset.source}: need at least 2 ranked segments (keys "
+                            "rank_segments, rank_scores) for --objective rankings")
+        if np.all(ranks.scores == ranks.scores[0]):
+            raise DataError(f"{dataset.source}: key 'rank_scores': every score is equal, so the "
+                            "ranking carries no order")
+        super().__init__(dataset)
+        self.name = "rankings"
+        self.discount = discount
+        self.max_pairs = max_pairs
+        self.seed = seed
+        self.sums = segment_matrix(ranks.segments, dataset.n, discount)
+        self.scores = np.asarray(ranks.scores, dtype=np.float64)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.scores)
+
+    def _pairs(self, units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        segments = np.arange(len(self.scores)) if units is None else np.asarray(units)
+        better, worse = np.meshgrid(segments, segments, indexing="ij")
+        keep = self.scores[better] > self.scores[worse]
+        better, worse = better[keep], worse[keep]
+        if len(better) > self.max_pairs:
+            chosen = np.sort(np.random.default_rng(self.seed).choice(
+                len(better), self.max_pairs, replace=False))
+            better, worse = better[chosen], worse[chosen]
+        return better, worse
+
+    def _difference(self, units: np.ndarray | None) -> tuple[sp.csr_matrix, np.ndarray]:
+        better, worse = self._pairs(units)
+        # Half the rows flipped (label 0), so a classifier sees two classes; the loss is the same.
+        flip = np.random.default_rng(self.seed).random(len(better)) < 0.5
+        first = np.where(flip, worse, better)
+        second = np.where(flip, better, worse)
+        return (self.sums[first] - self.sums[second]).tocsr(), (~flip).astype(np.float64)
+
+    def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
+                units: np.ndarray | None = None) -> LinearProblem:
+        difference, target = self._difference(units)
+        base = np.zeros(len(target)) if offset is None else difference @ offset
+        return LinearProblem("bernoulli", np.asarray(difference @ columns), target, base,
+                             np.ones(len(target)))
+
+    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        difference, target = self._difference(units)
+        loss, grad_z = _row_loss("bernoulli", difference @ rewards, target,
+                                 np.ones(len(target)), 0.0, None)
+        return loss, difference.T @ grad_z
+
+
+class _TransitionObjective(Objective):
+    """Objectives whose rows are transitions; cross-validation keeps episodes whole."""
+
+    @property
+    def n_units(self) -> int:
+        return self.dataset.n_episodes
+
+    def _rows(self, units: np.ndarray | None) -> np.ndarray:
+        if units is None:
+            return np.arange(self.dataset.n)
+        return np.flatnonzero(np.isin(self.dataset.episode_ids, units))
+
+
+class DemonstrationObjective(_TransitionObjective):
+    """Expert transitions against unlabeled ones (positive-unlabeled, ORIL-style); the reward
+    is the classifier's logit. ``class_prior`` is the expected share of expert-like transitions
+    among the unlabeled ones; without it the unlabeled data are treated as non-expert."""
+
+    def __init__(self, dataset: Dataset, *, class_prior: float | None = None):
+        expert = dataset.expert
+        if expert is None or not expert.any():
+            raise DataError(f"{dataset.source}: no expert transitions (key 'expert') for "
+                            "--objective demonstrations")
+        if expert.all():
+            raise DataError(f"{dataset.source}: key 'expert': every transition is expert, so "
+                            "there is nothing to contrast them with")
+        if class_prior is not None and not 0.0 < class_prior < 1.0:
+            raise ValueError(f"class_prior must be in (0, 1), got {class_prior}")
+        super().__init__(dataset)
+        self.name = "demonstrations"
+        self.class_prior = class_prior
+        self.target = expert.astype(np.float64)
+
+    def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
+                units: np.ndarray | None = None) -> LinearProblem:
+        rows = self._rows(units)
+        base = np.zeros(len(rows)) if offset is None else np.asarray(offset)[rows]
+        return LinearProblem("pu", np.asarray(columns)[rows], self.target[rows], base,
+                             np.ones(len(rows)), fit_intercept=True, class_prior=self.class_prior)
+
+    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        rows = self._rows(units)
+        loss, grad_rows = _row_loss("pu", np.asarray(rewards)[rows], self.target[rows],
+                                    np.ones(len(rows)), 0.0, self.class_prior)
+        grad = np.zeros(self.dataset.n)
+        grad[rows] = grad_rows
+        return loss, grad
+
+
+class RewardLabelObjective(_TransitionObjective):
+    """Labeled per-transition rewards: distil an existing reward into a formula."""
+
+    def __init__(self, dataset: Dataset):
+        if dataset.rewards is None:
+            raise DataError(f"{dataset.source}: no key 'rewards' for --objective rewards")
+        if np.all(dataset.rewards == dataset.rewards[0]):
+            raise DataError(f"{dataset.source}: key 'rewards': every reward is equal, so there "
+                            "is nothing to learn")
+        super().__init__(dataset)
+        self.name = "rewards"
+        self.identifies_intercept = True
+        self.target = np.asarray(dataset.rewards, dtype=np.float64)
+
+    def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
+                units: np.ndarray | None = None) -> LinearProblem:
+        rows = self._rows(units)
+        base = np.zeros(len(rows)) if offset is None else np.asarray(offset)[rows]
+        return LinearProblem("squared", np.asarray(columns)[rows], self.target[rows], base,
+                             np.ones(len(rows)), fit_intercept=True)
+
+    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        rows = self._rows(units)
+        loss, grad_rows = _row_loss("squared", np.asarray(rewards)[rows], self.target[rows],
+                                    np.ones(len(rows)), 0.0, None)
+        grad = np.zeros(self.dataset.n)
+        grad[rows] = grad_rows
+        return loss, grad
+
+
+def make_objective(name: str, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0,
+                   class_prior: float | None = None, seed: int = 0) -> Objective:
+    """The objective called ``name`` bound to ``dataset``; raises ``DataError`` when the
+    dataset lacks the supervision it needs."""
+    if name == "preferences":
+        return PreferenceObjective(dataset, noise=noise, discount=discount)
+    if name == "rankings":
+        return RankingObjective(dataset, discount=discount, seed=seed)
+    if name == "demonstrations":
+        return DemonstrationObjective(dataset, class_prior=class_prior)
+    if name == "rewards":
+        return RewardLabelObjective(dataset)
+    raise ValueError(f"unknown objective {name!r} (choose from {', '.join(OBJECTIVES)})")
+
+
+def _pair_components(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Label each pair with its connected component, pairs linked by a shared segment."""
+    segments = np.concatenate([np.asarray(a), np.asarray(b)])
+    _, ids = np.unique(segments, axis=0, return_inverse=True)
+    ids = ids.reshape(-1)
+    n_pairs = len(a)
+    graph = sp.coo_matrix((np.ones(n_pairs), (ids[:n_pairs], ids[n_pairs:])),
+                          shape=(ids.max() + 1, ids.max() + 1))
+    _, component = csgraph.connected_components(graph, directed=False)
+    _, unit = np.unique(component[ids[:n_pairs]], return_inverse=True)
+    return unit.reshape(-1)

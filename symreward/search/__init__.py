@@ -1,0 +1,1 @@
+"""Search engines: propose sparse sets of terms that minimise objective + complexity."""

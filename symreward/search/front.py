@@ -1,0 +1,97 @@
+"""The Pareto front of complexity against held-out loss, and how one model is chosen from it.
+
+Selection rules:
+
+* ``"1se"`` (default): the simplest model whose cross-validated loss is within one standard
+  error of the lowest (the one-standard-error rule of Breiman et al. and glmnet). Terms whose
+  gain the folds cannot tell from noise are left out.
+* ``"best"`` (PySR's default): among models whose held-out loss is within ``tolerance`` (1.5x)
+  of the lowest, the one with the highest *score*, the drop in log-loss per unit of added
+  complexity against the next simpler model. It suits losses that fall towards zero (squared
+  error); cross-entropy losses have a floor set by label noise, where 1.5x is very loose.
+* ``"accuracy"``: the lowest held-out loss. ``"simplest"``: the simplest within ``tolerance``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+SELECTION_RULES = ("1se", "best", "accuracy", "simplest")
+
+
+@dataclass
+class FrontEntry:
+    """One model: its complexity, held-out figures and formula."""
+
+    complexity: int
+    loss: float
+    accuracy: float
+    formula: str
+    loss_se: float = 0.0
+    train_loss: float = math.nan
+    score: float = 0.0
+    payload: object = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"complexity": self.complexity, "heldout_loss": _clean(self.loss),
+                "heldout_accuracy": _clean(self.accuracy), "formula": self.formula}
+
+
+def _clean(value: float) -> float:
+    return round(float(value), 6) if math.isfinite(value) else float("nan")
+
+
+@dataclass
+class ParetoFront:
+    """Non-dominated models, simplest first; ``chosen`` indexes the selected one."""
+
+    entries: list[FrontEntry]
+    chosen: int = 0
+    rule: str = "1se"
+
+    @classmethod
+    def from_models(cls, models: Sequence[FrontEntry], *, rule: str = "1se",
+                    tolerance: float = 1.5) -> ParetoFront:
+        if rule not in SELECTION_RULES:
+            raise ValueError(f"unknown selection rule {rule!r} (choose from "
+                             f"{', '.join(SELECTION_RULES)})")
+        if not models:
+            raise ValueError("no models to choose from")
+        front: list[FrontEntry] = []
+        for model in sorted(models, key=lambda m: (m.complexity, m.loss)):
+            if not front or model.loss < front[-1].loss - 1e-12 * abs(front[-1].loss):
+                front.append(model)
+        for i, entry in enumerate(front):
+            entry.score = 0.0 if i == 0 else _score(front[i - 1], entry)
+        return cls(front, _select(front, rule, tolerance), rule)
+
+    @property
+    def best(self) -> FrontEntry:
+        return self.entries[self.chosen]
+
+    def table(self) -> list[list[str]]:
+        """Rows for display: mark, complexity, held-out loss, accuracy, formula."""
+        return [["*" if i == self.chosen else "", str(e.complexity), f"{e.loss:.4f}",
+                 "-" if not math.isfinite(e.accuracy) else f"{e.accuracy:.3f}", e.formula]
+                for i, e in enumerate(self.entries)]
+
+
+def _score(simpler: FrontEntry, entry: FrontEntry) -> float:
+    if simpler.loss <= 0 or entry.loss <= 0:
+        return 0.0
+    return -math.log(entry.loss / simpler.loss) / max(entry.complexity - simpler.complexity, 1)
+
+
+def _select(front: list[FrontEntry], rule: str, tolerance: float) -> int:
+    lowest = min(e.loss for e in front)
+    if rule == "1se":
+        best = min(front, key=lambda e: e.loss)
+        return next(i for i, e in enumerate(front) if e.loss <= lowest + best.loss_se)
+    eligible = [i for i, e in enumerate(front) if e.loss <= tolerance * lowest + 1e-12]
+    if rule == "accuracy":
+        return min(eligible, key=lambda i: front[i].loss)
+    if rule == "simplest":
+        return eligible[0]
+    return max(eligible, key=lambda i: (front[i].score, -i))

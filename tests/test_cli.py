@@ -1,0 +1,153 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symreward.cli import main
+from symreward.data import Dataset, save_dataset
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "pendulum" / "reward.toml"
+
+ARTIFACT = """\
+schema = "symreward/1"
+name = "t"
+
+[features]
+x = "obs[0]"
+a = "act[0]"
+
+[[terms]]
+name = "main"
+expr = "{expr}"
+"""
+
+
+def write_artifact(tmp_path, expr="-x**2", name="r.toml"):
+    path = tmp_path / name
+    path.write_text(ARTIFACT.format(expr=expr))
+    return path
+
+
+def write_data(tmp_path, obs_dim=2, n=20):
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(n, obs_dim))
+    dataset = Dataset(observations=obs, actions=rng.normal(size=(n, 1)),
+                      next_observations=obs + 0.1, terminals=np.zeros(n, bool),
+                      timeouts=np.arange(n) == n - 1)
+    path = tmp_path / "data.npz"
+    save_dataset(dataset, path)
+    return path, dataset
+
+
+def run_cli(*args):
+    """The real command, in a new process, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "symreward", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_show_prints_formula_terms_features(capsys):
+    assert main(["show", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "reward = -theta**2 - 0.001*min(2, max(-2, torque))**2 - 0.1*theta_dot**2" in out
+    assert "upright" in out and "atan2(obs[1], obs[0])" in out and "yes" in out
+
+
+def test_show_json(capsys):
+    assert main(["show", str(EXAMPLE), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["name"] == "pendulum-v1-true"
+    assert payload["features"]["theta"] == "atan2(obs[1], obs[0])"
+    assert payload["terms"][2] == {"name": "effort", "expr": "-0.001*clip(torque, -2, 2)**2",
+                                   "locked": True,
+                                   "note": "written by hand from the environment's source"}
+    assert payload["formula"].startswith("-theta**2")
+
+
+def test_show_notices_hand_edits(tmp_path, capsys):
+    path = write_artifact(tmp_path)
+    from symreward.artifact import RewardArtifact
+    RewardArtifact.load(path).save(path)
+    path.write_text(path.read_text().replace("-x**2", "-2*x**2"))
+    assert main(["show", str(path)]) == 0
+    assert "edited by hand since last save" in capsys.readouterr().out
+
+
+def test_eval_writes_rewards_and_reports_stats(tmp_path):
+    artifact = write_artifact(tmp_path)
+    data, dataset = write_data(tmp_path)
+    out = tmp_path / "r.npy"
+    result = run_cli("eval", artifact, data, "-o", out)
+    assert result.returncode == 0, result.stderr
+    rewards = np.load(out)
+    assert rewards.dtype == np.float64
+    np.testing.assert_allclose(rewards, -dataset.observations[:, 0] ** 2, rtol=1e-12)
+    assert "20 rewards" in result.stdout and "non-finite: 0" in result.stdout
+    assert f"mean {rewards.mean():.6g}" in result.stdout
+
+
+def test_eval_counts_non_finite_rewards(tmp_path, capsys):
+    artifact = write_artifact(tmp_path, expr="log(x)")
+    data, dataset = write_data(tmp_path)
+    out = tmp_path / "r.npy"
+    assert main(["eval", str(artifact), str(data), "-o", str(out)]) == 0
+    rewards = np.load(out)
+    negative = int((dataset.observations[:, 0] < 0).sum())
+    assert negative > 0 and int(np.isnan(rewards).sum()) == negative
+    assert f"non-finite: {negative}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("expr", [
+    "__import__('os').system('touch PWNED')",
+    "x.__class__",
+    "(lambda: 0)()",
+    "x**99",
+    "9**9**9**9",
+])
+def test_code_in_a_term_gets_exit_2_and_runs_nothing(tmp_path, expr):
+    artifact = write_artifact(tmp_path, expr=expr.replace('"', "'"))
+    data, _ = write_data(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "symreward", "eval", str(artifact), str(data),
+                             "-o", "r.npy"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+    assert str(artifact) in result.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "r.npy").exists()
+
+
+def test_code_in_a_feature_gets_exit_2(tmp_path):
+    path = tmp_path / "f.toml"
+    path.write_text(ARTIFACT.format(expr="-x").replace('"obs[0]"', '"__import__(\'os\')"'))
+    result = run_cli("show", path)
+    assert result.returncode == 2
+    assert "features.x" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_input_is_one_line_without_traceback_unless_debug(tmp_path):
+    result = run_cli("show", tmp_path / "missing.toml")
+    assert result.returncode == 2
+    missing = tmp_path / "missing.toml"
+    assert result.stderr.strip() == f"symreward show: error: {missing}: no such file"
+    debug = run_cli("show", tmp_path / "missing.toml", "--debug")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_eval_names_the_feature_that_does_not_fit_the_data(tmp_path):
+    artifact = tmp_path / "wide.toml"
+    artifact.write_text(ARTIFACT.format(expr="-x").replace('"obs[0]"', '"obs[5]"'))
+    data, _ = write_data(tmp_path)
+    result = run_cli("eval", artifact, data, "-o", tmp_path / "r.npy")
+    assert result.returncode == 2
+    assert "feature 'x' reads obs[5]" in result.stderr and "data.npz" in result.stderr
+
+
+def test_eval_reports_bad_data(tmp_path):
+    artifact = write_artifact(tmp_path)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip file")
+    result = run_cli("eval", artifact, broken, "-o", tmp_path / "r.npy")
+    assert result.returncode == 2 and "broken.npz" in result.stderr
+    assert "Traceback" not in result.stderr

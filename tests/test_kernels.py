@@ -1,0 +1,459 @@
+"""The numba kernels agree with numpy evaluation of the same formulas, and are cached.
+
+Real numba throughout: each compile costs about two seconds, so the property test compiles many
+random terms into one reward per example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from symreward import kernels
+from symreward.errors import DataError, FeatureError, SymrewardError
+from symreward.formula import (
+    NUMPY_FUNCTIONS,
+    Greater,
+    Less,
+    LessEqual,
+    Where,
+    info_symbol,
+    input_symbol,
+    parse,
+    symbol,
+)
+from symreward.kernels import compile_reward
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kernel-cache")
+
+
+# -- numpy reference ---------------------------------------------------------------------------
+
+def numpy_eval(expr: sympy.Expr, columns: dict[sympy.Symbol, np.ndarray], n: int) -> np.ndarray:
+    """``expr`` evaluated by ``sympy.lambdify(..., "numpy")`` on named columns."""
+    names = sorted(expr.free_symbols, key=lambda s: s.name)
+    function = sympy.lambdify(names, expr, modules=[NUMPY_FUNCTIONS, "numpy"])
+    with np.errstate(all="ignore"):
+        value = function(*(columns[s] for s in names))
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+
+
+def reference(features: list[tuple[str, sympy.Expr]], terms: list[tuple[str, sympy.Expr]],
+              raw: dict[sympy.Symbol, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix and term columns, feature by feature as numpy evaluates them.
+
+    Each feature is evaluated on the columns of the features it uses, not substituted into the
+    terms: sympy would simplify the substituted expression (``sqrt(x)**2`` → ``x``), changing
+    where the result is NaN."""
+    columns = dict(raw)
+    for name, expr in features:
+        columns[symbol(name)] = numpy_eval(expr, columns, n)
+    feature_matrix = np.column_stack([columns[symbol(name)] for name, _ in features])
+    term_columns = np.column_stack([numpy_eval(expr, columns, n) for _, expr in terms] or
+                                   [np.empty((n, 0))])
+    return feature_matrix, term_columns
+
+
+def row_sums(columns: np.ndarray) -> np.ndarray:
+    """Left-to-right sum of the columns, the order in which the fused kernel adds terms."""
+    total = columns[:, 0].copy() if columns.shape[1] else np.zeros(columns.shape[0])
+    with np.errstate(all="ignore"):
+        for k in range(1, columns.shape[1]):
+            total = total + columns[:, k]
+    return total
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
+    assert actual.dtype == np.float64 and actual.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg="NaN pattern")
+    np.testing.assert_array_equal(np.isinf(actual), np.isinf(expected), err_msg="inf pattern")
+    # atol only matters below the normal range, where subnormal results lose relative precision.
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-300, equal_nan=True)
+
+
+# -- random formulas ---------------------------------------------------------------------------
+
+OBS0, OBS1, ACT0 = input_symbol("obs", 0), input_symbol("obs", 1), input_symbol("act", 0)
+INFO_V = info_symbol("v")
+INFO_NAMES = ("u", "v")  # info.v is column 1: column 0 is filled with NaN to catch a mix-up
+RAW_LEAVES = [OBS0, OBS1, ACT0, INFO_V]
+SPECIAL_INPUTS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-8, -1e-8, 1e6, -1e6, 1e150, -1e150,
+                  1e300, -1e300, np.pi, np.inf, -np.inf, np.nan]
+CONSTANTS = [sympy.Integer(0), sympy.Integer(1), sympy.Integer(2), sympy.Integer(-3),
+             sympy.Float(0.5), sympy.Float(-1.25), sympy.Float(1e-3), sympy.Float(1e6),
+             sympy.Rational(1, 3), sympy.pi, sympy.E, sympy.sin(1)]
+EXPONENTS = [2, 3, 4, 5, -1, -2, -3, sympy.Rational(1, 2), sympy.Rational(-1, 2),
+             sympy.Rational(1, 3), sympy.Rational(3, 2), sympy.Float(2.5), sympy.Float(-0.7)]
+
+
+def _valid(expr: sympy.Expr) -> bool:
+    if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return False
+    return expr.free_symbols or bool(sympy.N(expr).is_real)
+
+
+def _build(make, *args: sympy.Expr) -> sympy.Expr:
+    """``make(*args)``, or the first argument if sympy folds it to a complex or infinite
+    constant (which the formula language refuses too)."""
+    try:
+        expr = make(*args)
+    except (ZeroDivisionError, ValueError, TypeError):
+        return args[0]
+    return expr if _valid(expr) else args[0]
+
+
+UNARY = [sympy.Abs, sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tanh, sympy.sqrt,
+         lambda a: -a]
+BINARY = [
+    lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / b,
+    lambda a, b: a ** b, sympy.atan2, sympy.Min, sympy.Max,
+    lambda a, b: sympy.Min(a, b, evaluate=False), lambda a, b: sympy.Max(a, b, evaluate=False),
+    Less, LessEqual, Greater,
+    lambda a, b: sympy.Piecewise((1, sympy.Lt(a, b)), (0, True)),
+    lambda a, b: sympy.Piecewise((1, sympy.Ge(a, b)), (0, True)),
+]
+TERNARY = [
+    Where, sympy.Min, sympy.Max,
+    lambda c, a, b: sympy.Piecewise((a, sympy.Ne(c, 0)), (b, True)),
+    lambda c, a, b: sympy.Piecewise((a, sympy.Gt(c, b)), (b, True)),
+]
+
+
+def formulas(leaves: list[sympy.Symbol]) -> st.SearchStrategy[sympy.Expr]:
+    base = st.one_of(st.sampled_from(leaves), st.sampled_from(CONSTANTS))
+
+    def extend(children: st.SearchStrategy[sympy.Expr]) -> st.SearchStrategy[sympy.Expr]:
+        return st.one_of(
+            st.builds(_build, st.sampled_from(UNARY), children),
+            st.builds(_build, st.sampled_from(BINARY), children, children),
+            st.builds(_build, st.sampled_from(TERNARY), children, children, children),
+            st.builds(_build, st.just(sympy.Pow), children, st.sampled_from(EXPONENTS)),
+        )
+
+    return st.recursive(base, extend, max_leaves=7)
+
+
+inputs = arrays(np.float64, (24, 5), elements=st.one_of(
+    st.sampled_from(SPECIAL_INPUTS),
+    st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False)))
+
+
+@st.composite
+def rewards(draw: st.DrawFn) -> tuple[list, list]:
+    f1 = draw(formulas(RAW_LEAVES))
+    f2 = draw(formulas([*RAW_LEAVES, symbol("f1")]))
+    features = [("p", OBS0), ("q", ACT0), ("f1", f1), ("f2", f2),
+                ("unused", draw(formulas(RAW_LEAVES)))]
+    leaves = [symbol(name) for name in ("p", "q", "f1", "f2")]
+    count = draw(st.integers(6, 10))
+    terms = [(f"t{k}", draw(formulas(leaves))) for k in range(count)]
+    return features, terms
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(reward=rewards(), table=inputs)
+def test_kernels_match_numpy(reward: tuple[list, list], table: np.ndarray,
+                             cache_dir: Path) -> None:
+    features, terms = reward
+    n = table.shape[0]
+    # Strided float views on purpose: the kernels convert them once.
+    obs = np.column_stack([table[:, 0], table[:, 1], np.full(n, 7.0)])[:, :2]
+    act = table[:, 2:3]
+    info = np.column_stack([np.full(n, np.nan), table[:, 4]])
+    next_obs = np.zeros((n, 2))
+    raw = {OBS0: table[:, 0], OBS1: table[:, 1], ACT0: table[:, 2], INFO_V: table[:, 4]}
+    try:
+        expected_features, expected_terms = reference(features, terms, raw, n)
+    except ValueError:  # sympy's numpy printer fails on some Piecewise nested in conditions
+        reject()
+
+    compiled = compile_reward(features, terms, INFO_NAMES, cache_dir=cache_dir)
+    columns = compiled.term_columns(obs, act, next_obs, info)
+    assert_same(columns, expected_terms)
+    assert_same(compiled.feature_matrix(obs, act, next_obs, info), expected_features)
+    total = compiled.rewards(obs, act, next_obs, info)
+    assert_same(total, row_sums(expected_terms))
+    assert_same(total, row_sums(columns))
+    singles = [compiled.single(np.ascontiguousarray(obs[i]), np.ascontiguousarray(act[i]),
+                               next_obs[i], np.ascontiguousarray(info[i])) for i in range(n)]
+    assert_same(np.array(singles), total)
+
+
+# -- one hand-written reward for the other tests -----------------------------------------------
+
+FEATURES = {
+    "theta": "atan2(obs[1], obs[0])",
+    "speed": "sqrt(obs[3]**2 + obs[4]**2)",
+    "effort": "act[0]**2 + act[1]**2",
+    "height": "obs[2]",
+    "tilt": "cos(obs[5])",
+    "lost": "exp(next_obs[5]) - theta",
+    "x_vel": "info.x_velocity",
+}
+TERMS = {
+    "upright": "-1.0 * theta**2",
+    "slow": "-0.1 * speed",
+    "effort": "-0.001 * effort",
+    "high": "2 * tanh(height)",
+    "fallen": "-5 * (height < 0.2)",
+    "level": "exp(-tilt**2)",
+    "forward": "where(x_vel > 0, x_vel, 0.5 * x_vel)",
+}
+INFO = ("y_velocity", "x_velocity")
+
+
+def parsed(features: dict[str, str], terms: dict[str, str]) -> tuple[list, list]:
+    names: list[str] = []
+    feature_exprs = []
+    for name, text in features.items():
+        feature_exprs.append((name, parse(text, names, allow_inputs=True)))
+        names.append(name)
+    return feature_exprs, [(name, parse(text, names)) for name, text in terms.items()]
+
+
+def transitions(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, 6)), rng.normal(size=(n, 2)), rng.normal(size=(n, 6)),
+            rng.normal(size=(n, 2)))
+
+
+@pytest.fixture(scope="module")
+def demo(cache_dir: Path) -> kernels.RewardKernels:
+    return compile_reward(*parsed(FEATURES, TERMS), INFO, cache_dir=cache_dir)
+
+
+def test_demo_reward_matches_numpy(demo: kernels.RewardKernels) -> None:
+    obs, act, next_obs, info = transitions(1000)
+    features, terms = parsed(FEATURES, TERMS)
+    raw = {input_symbol("obs", k): obs[:, k] for k in range(6)}
+    raw |= {input_symbol("act", k): act[:, k] for k in range(2)}
+    raw |= {input_symbol("next_obs", 5): next_obs[:, 5], info_symbol("x_velocity"): info[:, 1]}
+    expected_features, expected_terms = reference(features, terms, raw, 1000)
+    assert_same(demo.feature_matrix(obs, act, next_obs, info), expected_features)
+    assert_same(demo.term_columns(obs, act, next_obs, info), expected_terms)
+    assert_same(demo.rewards(obs, act, next_obs, info), row_sums(expected_terms))
+    assert demo.feature_names == tuple(FEATURES)
+    assert demo.term_names == tuple(TERMS)
+    assert demo.info_names == INFO
+
+
+def kernel_source(source: str, name: str) -> str:
+    match = re.search(rf"^def {name}\(.*?(?=^@|\Z)", source, flags=re.DOTALL | re.MULTILINE)
+    assert match, f"no kernel {name} in the generated source"
+    return match.group(0)
+
+
+def test_unused_features_are_not_computed(demo: kernels.RewardKernels) -> None:
+    for kernel in ("rewards", "term_columns", "single"):
+        text = kernel_source(demo.source, kernel)
+        assert "f_theta = " in text
+        assert "f_lost" not in text and "next_obs_5" not in text
+    assert "f_lost = " in kernel_source(demo.source, "feature_matrix")
+    # The fused kernel keeps features in locals: its only output is the reward vector.
+    assert "numpy.empty(n)" in kernel_source(demo.source, "rewards")
+
+
+def test_info_columns_follow_info_names(demo: kernels.RewardKernels) -> None:
+    obs, act, next_obs, info = transitions(50)
+    swapped = compile_reward(*parsed(FEATURES, TERMS), INFO[::-1], cache_dir=demo.path.parent)
+    assert swapped is not demo
+    np.testing.assert_array_equal(swapped.rewards(obs, act, next_obs, info[:, ::-1]),
+                                  demo.rewards(obs, act, next_obs, info))
+    with pytest.raises(DataError, match="info"):
+        demo.rewards(obs, act, next_obs)
+    with pytest.raises(ValueError, match="info must have 2 columns"):
+        demo.rewards(obs, act, next_obs, info[:, :1])
+
+
+def test_info_may_be_omitted_when_unused(cache_dir: Path) -> None:
+    features, terms = parsed({"x": "obs[0]", "v": "info.v"}, {"a": "x**2"})
+    compiled = compile_reward(features, terms, ["v"], cache_dir=cache_dir)
+    obs = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(compiled.rewards(obs, obs, obs), obs[:, 0] ** 2)
+    assert compiled.single(obs[2], obs[2], obs[2]) == 16.0
+    with pytest.raises(DataError, match="info"):
+        compiled.feature_matrix(obs, obs, obs)
+
+
+def test_float32_and_noncontiguous_inputs(demo: kernels.RewardKernels) -> None:
+    obs, act, next_obs, info = (a.astype(np.float32) for a in transitions(200))
+    expected = demo.rewards(*(a.astype(np.float64) for a in (obs, act, next_obs, info)))
+    np.testing.assert_array_equal(demo.rewards(obs, act, next_obs, info), expected)
+    fortran = [np.asfortranarray(a) for a in (obs, act, next_obs, info)]
+    np.testing.assert_array_equal(demo.rewards(*fortran), expected)
+    assert demo.single(obs[3], list(act[3]), next_obs[3], info[3]) == expected[3]
+
+
+def test_empty_input(demo: kernels.RewardKernels) -> None:
+    obs, act, next_obs, info = (np.empty((0, 6)), np.empty((0, 2)), np.empty((0, 6)),
+                                np.empty((0, 2)))
+    assert demo.rewards(obs, act, next_obs, info).shape == (0,)
+    assert demo.term_columns(obs, act, next_obs, info).shape == (0, len(TERMS))
+    assert demo.feature_matrix(obs, act, next_obs, info).shape == (0, len(FEATURES))
+
+
+def test_bad_shapes_raise_instead_of_reading_out_of_bounds(demo: kernels.RewardKernels) -> None:
+    obs, act, next_obs, info = transitions(10)
+    with pytest.raises(ValueError, match=r"obs must have at least 6 columns"):
+        demo.rewards(obs[:, :5], act, next_obs, info)
+    with pytest.raises(ValueError, match="as many rows"):
+        demo.rewards(obs, act[:9], next_obs, info)
+    with pytest.raises(ValueError, match=r"act must have at least 2 columns"):
+        demo.single(obs[0], act[0, :1], next_obs[0], info[0])
+    with pytest.raises(DataError, match="2-D"):
+        demo.rewards(obs[:, 0], act, next_obs, info)
+
+
+def test_single_matches_rewards_and_is_a_float(demo: kernels.RewardKernels) -> None:
+    obs, act, next_obs, info = transitions(20)
+    batch = demo.rewards(obs, act, next_obs, info)
+    for i in range(20):
+        value = demo.single(obs[i], act[i], next_obs[i], info[i])
+        assert isinstance(value, float)
+        assert value == pytest.approx(batch[i], rel=1e-12)
+    assert demo.single_raw(obs[0], act[0], next_obs[0], info[0]) == demo.single(
+        obs[0], act[0], next_obs[0], info[0])
+
+
+def test_memory_cache_returns_the_same_object(demo: kernels.RewardKernels) -> None:
+    again = compile_reward(*parsed(FEATURES, TERMS), INFO, cache_dir=demo.path.parent)
+    assert again is demo
+    renamed = dict(TERMS)
+    renamed["upright2"] = renamed.pop("upright")
+    other = compile_reward(*parsed(FEATURES, renamed), INFO, cache_dir=demo.path.parent)
+    assert other is not demo and other.term_names[-1] == "upright2"
+
+
+def test_generated_module_is_written_beside_its_key(demo: kernels.RewardKernels) -> None:
+    assert demo.path.name == f"reward_{demo.key[:16]}.py"
+    assert demo.path.read_text(encoding="utf-8") == demo.source
+    assert len(demo.key) == 64
+
+
+SUBPROCESS = textwrap.dedent("""
+    import json, sys, time
+    start = time.perf_counter()
+    from symreward.formula import parse
+    from symreward.kernels import compile_reward
+    features, terms, info, cache_dir = json.loads(sys.argv[1])
+    names, feature_exprs = [], []
+    for name, text in features.items():
+        feature_exprs.append((name, parse(text, names, allow_inputs=True)))
+        names.append(name)
+    term_exprs = [(name, parse(text, names)) for name, text in terms.items()]
+    compiled = compile_reward(feature_exprs, term_exprs, info, cache_dir=cache_dir)
+    kernels = [compiled._rewards, compiled._term_columns, compiled._feature_matrix,
+               compiled.single_raw]
+    print(json.dumps({
+        "key": compiled.key,
+        "hits": sum(sum(k.stats.cache_hits.values()) for k in kernels),
+        "misses": sum(sum(k.stats.cache_misses.values()) for k in kernels),
+    }))
+""")
+
+
+def test_new_process_loads_from_disk_without_compiling(tmp_path: Path) -> None:
+    features = {**FEATURES, "bonus": "obs[0] * 3.5"}  # not compiled by any other test
+    terms = {**TERMS, "bonus": "bonus"}
+    compiled = compile_reward(*parsed(features, terms), INFO, cache_dir=tmp_path)
+    assert list(tmp_path.glob("__pycache__/*.nbi")) and list(tmp_path.glob("__pycache__/*.nbc"))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS, json.dumps([features, terms, INFO, str(tmp_path)])],
+        capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["key"] == compiled.key
+    assert report == {"key": compiled.key, "hits": 4, "misses": 0}
+
+
+def test_unwritable_cache_dir_falls_back_with_a_warning(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    features, terms = parsed({"x": "obs[0]"}, {"a": "3 * x"})
+    with pytest.warns(RuntimeWarning, match="not writable"):
+        compiled = compile_reward(features, terms, cache_dir=blocker / "cache")
+    assert not compiled.path.is_relative_to(blocker)
+    assert compiled.single([2.0], [0.0], [0.0]) == 6.0
+
+
+def test_cache_dir_defaults_to_the_environment(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kernels.ENV_CACHE_DIR, str(tmp_path))
+    features, terms = parsed({"x": "obs[0]"}, {"a": "4 * x"})
+    compiled = compile_reward(features, terms)
+    assert compiled.path.parent == tmp_path
+
+
+def test_names_are_checked_and_mangled(cache_dir: Path) -> None:
+    x = input_symbol("obs", 0)
+    with pytest.raises(FeatureError, match="identifier"):
+        compile_reward([("a; import os", x)], [], cache_dir=cache_dir)
+    with pytest.raises(FeatureError, match="twice"):
+        compile_reward([("a", x), ("a", x)], [], cache_dir=cache_dir)
+    with pytest.raises(FeatureError, match="not one of its raw inputs and earlier features"):
+        compile_reward([("a", symbol("b")), ("b", x)], [], cache_dir=cache_dir)
+    with pytest.raises(FeatureError, match="not one of its features"):
+        compile_reward([("a", x)], [("t", x)], cache_dir=cache_dir)
+    with pytest.raises(FeatureError, match="info_names"):
+        compile_reward([("a", info_symbol("z"))], [], ["y"], cache_dir=cache_dir)
+    with pytest.raises(FeatureError, match="not one of its raw"):
+        compile_reward([("a", symbol("obs[1]; import os"))], [], cache_dir=cache_dir)
+    with pytest.raises(SymrewardError, match="cannot be compiled"):
+        compile_reward([("a", sympy.asin(x))], [], cache_dir=cache_dir)
+    # A non-ASCII name becomes a numbered local: Python folds some of them onto ASCII names.
+    compiled = compile_reward([("θ", x), ("theta", 2 * x)],
+                              [("t", symbol("θ") + symbol("theta"))], cache_dir=cache_dir)
+    assert "f_0 = " in compiled.source and "f_theta = " in compiled.source
+    assert compiled.single([1.5], [0.0], [0.0]) == 4.5
+
+
+def test_shared_subexpressions_are_computed_once(cache_dir: Path) -> None:
+    features, terms = parsed({"x": "obs[0]", "y": "obs[1]"},
+                             {"a": "exp(sin(x) * y)", "b": "2 * exp(sin(x) * y)", "c": "sin(x)"})
+    compiled = compile_reward(features, terms, cache_dir=cache_dir)
+    text = kernel_source(compiled.source, "rewards")
+    assert text.count("numpy.sin(") == 1 and text.count("numpy.exp(") == 1
+    obs = np.array([[0.3, -2.0], [1.0, 4.0]])
+    expected = 3 * np.exp(np.sin(obs[:, 0]) * obs[:, 1]) + np.sin(obs[:, 0])
+    np.testing.assert_allclose(compiled.rewards(obs, obs, obs), expected, rtol=1e-15)
+
+
+def test_constants_fold_to_doubles(cache_dir: Path) -> None:
+    x = symbol("x")
+    terms = [("a", sympy.sin(1) * x), ("b", sympy.pi * x / 2), ("c", sympy.exp(1000) * x),
+             ("d", x ** sympy.Rational(1, 3))]
+    compiled = compile_reward([("x", input_symbol("obs", 0))], terms, cache_dir=cache_dir)
+    text = kernel_source(compiled.source, "term_columns")
+    assert "numpy.sin(" not in text and "numpy.inf" in text
+    obs = np.array([[2.0], [-8.0], [0.0]])
+    with np.errstate(all="ignore"):
+        expected = np.column_stack([np.sin(1) * obs[:, 0], np.pi * obs[:, 0] / 2,
+                                    np.inf * obs[:, 0], np.power(obs[:, 0], 1 / 3)])
+    assert_same(compiled.term_columns(obs, obs, obs), expected)
+
+
+def test_no_terms_is_a_zero_reward(cache_dir: Path) -> None:
+    compiled = compile_reward([("x", input_symbol("obs", 0))], [], cache_dir=cache_dir)
+    obs = np.ones((4, 1))
+    np.testing.assert_array_equal(compiled.rewards(obs, obs, obs), np.zeros(4))
+    assert compiled.term_columns(obs, obs, obs).shape == (4, 0)
+    assert compiled.single(obs[0], obs[0], obs[0]) == 0.0
