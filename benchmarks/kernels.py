@@ -172,6 +172,7 @@ def main() -> None:
         child(args.child)
         return
 
+    load_before = os.getloadavg()
     features, terms = reward_exprs()
     cache_dir = tempfile.mkdtemp(prefix="symreward-bench-")
     start = time.perf_counter()
@@ -222,7 +223,8 @@ def main() -> None:
                                        args.repeat)
 
     def rate(times: list[float]) -> str:
-        return f"{n / min(times) / 1e6:8.1f} M rows/s (median {n / statistics.median(times) / 1e6:.1f})"
+        best, median = n / min(times) / 1e6, n / statistics.median(times) / 1e6
+        return f"{best:8.1f} M rows/s (median {median:.1f})"
 
     hit_compile = [h["compile_reward_s"] for h in hits]
     hit_process = [h["process_s"] for h in hits]
@@ -260,6 +262,8 @@ def main() -> None:
           f"{len(TERMS)} terms; best of {args.repeat} (median in brackets); "
           f"single() over {args.calls:,} calls")
     print("command: PYTHONPATH=. python benchmarks/kernels.py " + " ".join(sys.argv[1:]))
+    print("load average before / after: " + " / ".join(
+        ", ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg())))
     width = max(len(name) for name, _, _ in rows)
     for name, value, target in rows:
         print(f"  {name:<{width}}  {value}  {target}".rstrip())

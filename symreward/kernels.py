@@ -89,7 +89,8 @@ _SUPPORTED_FUNCTIONS = (sympy.Abs, sympy.exp, sympy.log, sympy.sin, sympy.cos, s
                         sympy.atan2, sympy.atan, sympy.Min, sympy.Max)
 _SUPPORTED = (sympy.Symbol, sympy.Number, sympy.NumberSymbol, sympy.Add, sympy.Mul, sympy.Pow,
               sympy.Piecewise, sympy.functions.elementary.piecewise.ExprCondPair, Relational,
-              And, Or, Not, ITE, BooleanTrue, BooleanFalse, Comparison, Where, *_SUPPORTED_FUNCTIONS)
+              And, Or, Not, ITE, BooleanTrue, BooleanFalse, Comparison, Where,
+              *_SUPPORTED_FUNCTIONS)
 _OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
 
 

@@ -111,9 +111,12 @@ def _row_loss(kind: str, z: np.ndarray, target: np.ndarray, weight: np.ndarray, 
         return 0.0, np.zeros_like(z)
     if kind == "bernoulli":
         if noise == 0.0:
-            # -[p log s(z) + (1-p) log s(-z)], written with log_expit to stay finite.
-            losses = -(target * log_expit(z) + (1 - target) * log_expit(-z))
-            grad = expit(z) - target
+            # -[p log s(z) + (1-p) log s(-z)] = softplus(-z) + (1-p) z, from one exp(-|z|).
+            # Capped below 708 so exp never returns a subnormal (100x slower arithmetic).
+            small = np.exp(-np.minimum(np.abs(z), 700.0))
+            losses = np.log1p(small) + np.maximum(-z, 0.0) + (1 - target) * z
+            sigmoid = np.where(z >= 0, 1.0, small) / (1.0 + small)
+            grad = sigmoid - target
         else:
             q = noise / 2 + (1 - noise) * expit(z)
             q = np.clip(q, 1e-300, 1 - 1e-16)

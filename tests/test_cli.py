@@ -151,3 +151,103 @@ def test_eval_reports_bad_data(tmp_path):
     result = run_cli("eval", artifact, broken, "-o", tmp_path / "r.npy")
     assert result.returncode == 2 and "broken.npz" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def preference_data(tmp_path, n=2000, seed=0):
+    from symreward.data import bradley_terry_preferences
+
+    rng = np.random.default_rng(seed)
+    obs = np.cumsum(rng.normal(scale=0.3, size=(n, 2)), axis=0) % 4 - 2
+    dataset = Dataset(observations=obs, actions=rng.normal(size=(n, 1)),
+                      next_observations=obs, terminals=np.zeros(n, bool),
+                      timeouts=np.arange(n) % 50 == 49)
+    truth = -obs[:, 0] ** 2 - 0.5 * obs[:, 1]
+    dataset = dataset.replace(
+        preferences=bradley_terry_preferences(dataset, truth, 400, 10, seed=seed))
+    path = tmp_path / "prefs.npz"
+    save_dataset(dataset, path)
+    features = tmp_path / "features.toml"
+    features.write_text('[features]\nx = "obs[0]"\ny = "obs[1]"\na = "act[0]"\n')
+    return path, features
+
+
+def test_learn_prints_the_front_and_writes_the_artifact(tmp_path):
+    data, features = preference_data(tmp_path)
+    out = tmp_path / "reward.toml"
+    result = run_cli("learn", data, "--features", features, "--seed", "3", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "Pareto front" in result.stdout and "complexity" in result.stdout
+    chosen = [line for line in result.stdout.splitlines() if line.lstrip().startswith("*")]
+    assert len(chosen) == 1
+    assert "library:" in result.stderr  # progress goes to stderr
+    from symreward.artifact import RewardArtifact
+
+    artifact = RewardArtifact.load(out)
+    assert {t.expr.split("*", 1)[1] for t in artifact.terms} == {"x**2", "y"}
+    provenance = artifact.provenance
+    assert provenance["objective"] == "preferences" and provenance["seed"] == 3
+    assert provenance["data"]["sha256"].startswith("sha256:")
+    assert set(provenance["feature_ranges"]) == {"x", "y", "a"}
+    assert any(entry.get("chosen") for entry in provenance["front"])
+    again = tmp_path / "again.toml"
+    assert run_cli("learn", data, "--features", features, "--seed", "3", "-o",
+                   again).returncode == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_learn_from_reuses_features_and_records_parent(tmp_path):
+    data, features = preference_data(tmp_path)
+    first = tmp_path / "first.toml"
+    assert run_cli("learn", data, "--features", features, "-o", first).returncode == 0
+    text = first.read_text()
+    first.write_text(text.replace('name = "x_pow2"', 'name = "x_pow2"\nlocked = true', 1))
+    second = tmp_path / "second.toml"
+    result = run_cli("learn", data, "--from", first, "-o", second)
+    assert result.returncode == 0, result.stderr
+    from symreward.artifact import RewardArtifact
+
+    parent = RewardArtifact.load(first)
+    child = RewardArtifact.load(second)
+    assert child.provenance["parent"] == parent.content_hash()
+    locked = [t for t in parent.terms if t.locked]
+    assert [t.name for t in locked] == ["x_pow2"]
+    assert child.terms[0] == locked[0]
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no-prefs", "no preferences (keys pref_a, pref_b, pref_label) for --objective preferences"),
+    ("equal-labels", "every label is 1"),
+    ("wide-features", "feature 'w' reads obs[7]"),
+    ("nan-feature", "feature 'l' = 'log(obs[0])' is nan at row"),
+])
+def test_learn_bad_input_exit_2(tmp_path, problem, message):
+    data, features = preference_data(tmp_path)
+    if problem in ("no-prefs", "equal-labels"):
+        from symreward.data import Preferences, load_dataset
+
+        dataset = load_dataset(data)
+        if problem == "no-prefs":
+            dataset = dataset.replace(preferences=None)
+        else:
+            prefs = dataset.preferences
+            dataset = dataset.replace(preferences=Preferences(prefs.a, prefs.b,
+                                                              np.ones(len(prefs))))
+        save_dataset(dataset, data)
+    elif problem == "wide-features":
+        features.write_text('[features]\nx = "obs[0]"\nw = "obs[7]"\n')
+    else:
+        features.write_text('[features]\nx = "obs[0]"\nl = "log(obs[0])"\n')
+    result = run_cli("learn", data, "--features", features, "-o", tmp_path / "r.toml")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r.toml").exists()
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = run_cli("demo", "-o", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "true reward    = -theta**2" in result.stdout
+    epic = float(result.stdout.split("EPIC distance to the true reward ")[1].split(",")[0])
+    assert epic <= 0.05
+    assert (tmp_path / "demo" / "reward.toml").exists()
+    assert np.load(tmp_path / "demo" / "rewards.npy").shape == (12000,)

@@ -302,6 +302,15 @@ def test_float32_and_noncontiguous_inputs(demo: kernels.RewardKernels) -> None:
     assert demo.single(obs[3], list(act[3]), next_obs[3], info[3]) == expected[3]
 
 
+def test_read_only_inputs(demo: kernels.RewardKernels) -> None:
+    arrays = transitions(30)
+    expected = demo.rewards(*arrays)
+    for array in arrays:
+        array.setflags(write=False)
+    np.testing.assert_array_equal(demo.rewards(*arrays), expected)
+    assert demo.single(*(a[0] for a in arrays)) == expected[0]
+
+
 def test_empty_input(demo: kernels.RewardKernels) -> None:
     obs, act, next_obs, info = (np.empty((0, 6)), np.empty((0, 2)), np.empty((0, 6)),
                                 np.empty((0, 2)))

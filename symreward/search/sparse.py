@@ -68,7 +68,7 @@ def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
     return supports
 
 
-def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 12,
+def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8,
                       max_rows: int = 50_000, seed: int = 0) -> list[tuple[int, ...]]:
     """Supports of greedy forward selection under the exact loss, one term added per step.
 
@@ -98,7 +98,7 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 1
         shortlist = [int(k) for k in np.argsort(-strength)[:screen] if np.isfinite(strength[k])]
         if not shortlist:
             break
-        trials = [refit(problem, (*support, k), start=None) for k in shortlist]
+        trials = [refit(problem, (*support, k), start=fit) for k in shortlist]
         losses = [fit_loss(problem, trial) for trial in trials]
         best = int(np.argmin(losses))
         fit = trials[best]
@@ -109,9 +109,14 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 1
 
 def _lasso_path(X: np.ndarray, y: np.ndarray, n_steps: int) -> list[np.ndarray]:
     centred = X - X.mean(axis=0)
+    y = y - y.mean()
+    top = np.abs(centred.T @ y).max() / len(y)
+    if top == 0:
+        return []
+    alphas = top * np.logspace(0, -4, n_steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        _, coefs, _ = lasso_path(centred, y - y.mean(), n_alphas=n_steps, eps=1e-4)
+        _, coefs, _ = lasso_path(centred, y, alphas=alphas)
     return [coefs[:, k] for k in range(coefs.shape[1])]
 
 
@@ -176,8 +181,10 @@ def refit(problem: LinearProblem, support: tuple[int, ...], *, ridge: float = RE
     if n_params == 0:
         return LinearFit((), np.zeros(0), 0.0)
     theta0 = np.zeros(n_params)
-    if start is not None and len(start.support) == k:
-        theta0[:k] = start.coef * scale
+    if start is not None:
+        # Warm start from a fit over the same or a smaller support (new terms start at 0).
+        known = dict(zip(start.support, start.coef, strict=True))
+        theta0[:k] = [known.get(j, 0.0) for j in support] * scale
         if sub.fit_intercept:
             theta0[k] = start.intercept
     elif sub.kind == "squared" and sub.fit_intercept:

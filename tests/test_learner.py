@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+
+from symreward.artifact import RewardArtifact, Term
+from symreward.audit import epic_distance
+from symreward.data import (
+    Dataset,
+    bradley_terry_preferences,
+    expert_mask_from_episodes,
+    rankings_from_rewards,
+)
+from symreward.errors import DataError
+from symreward.features import FeatureSet
+from symreward.learner import SymbolicRewardLearner, learn
+
+FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
+PLANTED = {"x**2": -1.5, "y": 0.8}
+
+
+def walk(n=4000, episode=40, seed=0):
+    """Episodes of a smooth random walk, so segment returns differ by where a segment goes."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(scale=0.3, size=(n, 3))
+    starts = np.arange(n) % episode == 0
+    obs = np.empty((n, 3))
+    for t in range(n):
+        obs[t] = rng.normal(size=3) if starts[t] else obs[t - 1] + steps[t]
+    next_obs = np.vstack([obs[1:], obs[-1:]])
+    return Dataset(observations=obs, actions=rng.normal(size=(n, 1)), next_observations=next_obs,
+                   terminals=np.zeros(n, bool), timeouts=np.arange(n) % episode == episode - 1)
+
+
+def planted(dataset):
+    x, y = dataset.observations[:, 0], dataset.observations[:, 1]
+    return -1.5 * x**2 + 0.8 * y
+
+
+def expert_dataset(seed=0):
+    """Unlabeled states from a base distribution, expert states drawn with weight exp(r): then
+    the expert-vs-unlabeled logit is r plus a constant."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(20000, 3))
+    r = -1.5 * base[:, 0] ** 2 + 0.8 * base[:, 1]
+    weights = np.exp(r - r.max())
+    expert = base[rng.choice(len(base), 3000, p=weights / weights.sum())]
+    obs = np.vstack([base[:6000], expert])
+    n = len(obs)
+    return Dataset(observations=obs, actions=np.zeros((n, 1)), next_observations=obs,
+                   terminals=np.zeros(n, bool), timeouts=np.arange(n) % 50 == 49,
+                   expert=np.arange(n) >= 6000)
+
+
+def learned_terms(learner):
+    return {cand.text: coef for (cand, _), coef in
+            zip(learner.model_.terms(), learner.coefficients_, strict=True)}
+
+
+def assert_recovers_planted(learner, scale_free=True, rel=0.05):
+    terms = learned_terms(learner)
+    assert set(terms) == set(PLANTED), terms
+    if scale_free:
+        ratio = terms["y"] / terms["x**2"]
+        assert ratio == pytest.approx(PLANTED["y"] / PLANTED["x**2"], rel=0.1)
+    else:
+        for text, value in PLANTED.items():
+            assert terms[text] == pytest.approx(value, rel=rel)
+
+
+def test_preferences_recover_a_planted_formula():
+    dataset = walk()
+    prefs = bradley_terry_preferences(dataset, planted(dataset), 1000, 10, seed=1)
+    learner = SymbolicRewardLearner(seed=0).fit(dataset.replace(preferences=prefs), FEATURES)
+    assert_recovers_planted(learner)
+    assert learner.metrics_["heldout_accuracy"] > 0.8
+
+
+def test_rankings_recover_a_planted_formula():
+    dataset = walk()
+    ranks = rankings_from_rewards(dataset, planted(dataset), 80, 10, noise=0.5, seed=2)
+    learner = SymbolicRewardLearner("rankings").fit(dataset.replace(rankings=ranks), FEATURES)
+    assert_recovers_planted(learner)
+
+
+def test_demonstrations_recover_a_planted_formula():
+    learner = SymbolicRewardLearner("demonstrations").fit(expert_dataset(), FEATURES)
+    assert_recovers_planted(learner, scale_free=False, rel=0.1)
+    assert not any(t.name == "bias" for t in learner.artifact_.terms)
+
+
+def test_reward_labels_recover_formula_and_intercept():
+    dataset = walk()
+    noise = np.random.default_rng(3).normal(scale=0.05, size=dataset.n)
+    dataset = dataset.replace(rewards=planted(dataset) + 2.0 + noise)
+    learner = SymbolicRewardLearner("rewards").fit(dataset, FEATURES)
+    assert_recovers_planted(learner, scale_free=False)
+    bias = [t for t in learner.artifact_.terms if t.name == "bias"]
+    assert len(bias) == 1 and float(bias[0].expr) == pytest.approx(2.0, abs=0.05)
+
+
+def test_same_seed_same_artifact_bytes():
+    dataset = walk(n=2000)
+    dataset = dataset.replace(
+        preferences=bradley_terry_preferences(dataset, planted(dataset), 300, 10, seed=4))
+    first = learn(dataset, FEATURES, seed=5).dumps()
+    second = learn(dataset, FEATURES, seed=5).dumps()
+    assert first == second
+    assert "sha256:" in first and "front" in first and "feature_ranges" in first
+
+
+def test_from_keeps_locked_terms_byte_for_byte(tmp_path):
+    dataset = walk(n=2000)
+    effort = -0.3 * dataset.observations[:, 2] ** 2
+    dataset = dataset.replace(preferences=bradley_terry_preferences(
+        dataset, planted(dataset) + effort, 500, 10, seed=6))
+    old = tmp_path / "old.toml"
+    old.write_text(
+        'schema = "symreward/1"\nname = "hand"\n\n[features]\nx = "obs[0]"\ny = "obs[1]"\n'
+        'z = "obs[2]"\n\n[[terms]]\nname = "guess"\nexpr = "-x"\n\n'
+        '[[terms]]\nname = "effort"\nexpr = "-0.3 * z**2"   # spaces kept as written\n'
+        'locked = true\nnote = "a person wrote this"\n')
+    base = RewardArtifact.load(old)
+    artifact = learn(dataset, base.features, base=base, seed=0)
+    new = tmp_path / "new.toml"
+    artifact.save(new)
+    saved = RewardArtifact.load(new)
+    assert saved.terms[0] == Term("effort", "-0.3 * z**2", locked=True, note="a person wrote this")
+    assert 'expr = "-0.3 * z**2"' in new.read_text()
+    assert "guess" not in saved.term_names
+    assert saved.provenance["parent"] == base.content_hash()
+    assert not any("z" in t.expr for t in saved.terms[1:]), saved.term_names
+
+
+def test_non_finite_feature_names_feature_and_row():
+    dataset = walk(n=400)
+    dataset = dataset.replace(preferences=bradley_terry_preferences(
+        dataset, planted(dataset), 50, 10, seed=0), source="walk.npz")
+    features = FeatureSet({"x": "obs[0]", "bad": "log(obs[1])"})
+    row = int(np.argmax(dataset.observations[:, 1] < 0))
+    with pytest.raises(DataError, match=f"walk.npz: feature 'bad' = 'log\\(obs\\[1\\]\\)' is "
+                                        f"nan at row {row}"):
+        SymbolicRewardLearner().fit(dataset, features)
+
+
+def test_pendulum_end_to_end_epic(tmp_path):
+    """Learn Pendulum-v1's reward from synthetic preferences; EPIC to the truth <= 0.05."""
+    from symreward.demo import FEATURES as PENDULUM
+    from symreward.demo import TRUE_TERMS, pendulum_dataset
+
+    features = FeatureSet(PENDULUM)
+    train = pendulum_dataset(1000, seed=11)
+    train = train.replace(preferences=bradley_terry_preferences(train, train.rewards, 400, 25,
+                                                                seed=11))
+    artifact = learn(train, features, seed=0)
+    truth = RewardArtifact(name="true", features=features, terms=TRUE_TERMS)
+    heldout = pendulum_dataset(500, seed=99)
+    distance = epic_distance(artifact.reward_fn(), truth.reward_fn(), heldout, n_eval=2000,
+                             n_mean=256)
+    assert distance <= 0.05, (distance, artifact.formula_text())
+    np.testing.assert_allclose(truth.evaluate(heldout).rewards, heldout.rewards, atol=2e-5)

@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+
+from symreward.data import (
+    Dataset,
+    Preferences,
+    bradley_terry_preferences,
+    rankings_from_rewards,
+)
+from symreward.errors import DataError
+from symreward.objectives import (
+    DemonstrationObjective,
+    PreferenceObjective,
+    RankingObjective,
+    RewardLabelObjective,
+    make_objective,
+)
+
+
+def random_walk(n=600, episode=50, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, 3))
+    done = (np.arange(n) % episode) == episode - 1
+    return Dataset(observations=obs, actions=rng.normal(size=(n, 1)),
+                   next_observations=obs + 0.1, terminals=np.zeros(n, bool), timeouts=done)
+
+
+def true_reward(dataset):
+    x, y = dataset.observations[:, 0], dataset.observations[:, 1]
+    return -1.5 * x**2 + 0.8 * y
+
+
+def with_everything(seed=0):
+    dataset = random_walk(seed=seed)
+    r = true_reward(dataset)
+    expert = np.random.default_rng(seed).random(dataset.n) < 0.3
+    return dataset.replace(
+        rewards=r + 0.1,
+        preferences=bradley_terry_preferences(dataset, r, 200, 10, seed=seed, soft=True),
+        rankings=rankings_from_rewards(dataset, r, 30, 10, seed=seed),
+        expert=expert)
+
+
+OBJECTIVE_OPTIONS = [
+    ("preferences", {}),
+    ("preferences", {"noise": 0.1, "discount": 0.9}),
+    ("rankings", {}),
+    ("demonstrations", {}),
+    ("demonstrations", {"class_prior": 0.2}),
+    ("rewards", {}),
+]
+
+
+@pytest.mark.parametrize("name, options", OBJECTIVE_OPTIONS)
+def test_gradient_matches_finite_differences(name, options):
+    dataset = with_everything()
+    objective = make_objective(name, dataset, **options)
+    rng = np.random.default_rng(1)
+    r = 0.3 * rng.normal(size=dataset.n)
+    loss, grad = objective.loss_and_grad(r)
+    assert np.isfinite(loss) and grad.shape == (dataset.n,)
+    for k in rng.choice(dataset.n, 8, replace=False):
+        step = np.zeros(dataset.n)
+        step[k] = 1e-6
+        numeric = (objective.loss_and_grad(r + step)[0]
+                   - objective.loss_and_grad(r - step)[0]) / 2e-6
+        assert numeric == pytest.approx(grad[k], rel=1e-4, abs=1e-9)
+
+
+@pytest.mark.parametrize("name, options", OBJECTIVE_OPTIONS)
+def test_linear_problem_is_the_same_loss(name, options):
+    """The sufficient statistics give exactly the loss of the per-transition reward."""
+    dataset = with_everything()
+    objective = make_objective(name, dataset, **options)
+    rng = np.random.default_rng(2)
+    columns = rng.normal(size=(dataset.n, 4))
+    coef = rng.normal(size=4) * 0.3
+    offset = rng.normal(size=dataset.n) * 0.1
+    problem = objective.problem(columns, offset)
+    intercept = 0.2 if problem.fit_intercept else 0.0
+    expected = objective.loss_and_grad(columns @ coef + offset + intercept)[0]
+    assert problem.loss(coef, intercept) == pytest.approx(expected, rel=1e-12)
+    units = objective.folds(3, seed=0)[0]
+    part = objective.problem(columns, offset, units)
+    assert part.loss(coef, intercept) == pytest.approx(
+        objective.loss_and_grad(columns @ coef + offset + intercept, units)[0], rel=1e-12)
+
+
+def test_preference_folds_keep_pairs_sharing_a_segment_together():
+    dataset = random_walk()
+    a = np.array([[0, 10], [0, 10], [100, 110], [200, 210], [300, 310]])
+    b = np.array([[50, 60], [150, 160], [150, 160], [250, 260], [350, 360]])
+    prefs = Preferences(a, b, np.array([1.0, 0.0, 1.0, 0.5, 1.0]))
+    objective = PreferenceObjective(dataset.replace(preferences=prefs))
+    assert objective.n_units == 3  # pairs 0-1-2 share segments; 3 and 4 stand alone
+    unit = objective.unit_of_pair
+    assert unit[0] == unit[1] == unit[2] and len({unit[0], unit[3], unit[4]}) == 3
+
+
+def test_ranking_pairs_stay_inside_a_fold():
+    dataset = with_everything()
+    objective = RankingObjective(dataset)
+    held = objective.folds(3, seed=0)[0]
+    problem = objective.problem(np.eye(dataset.n)[:, :5], units=held)
+    n = len(held)
+    scores = dataset.rankings.scores[held]
+    ordered = int(sum((scores[i] > scores[j]) for i in range(n) for j in range(n)))
+    assert problem.n_rows == ordered
+
+
+def test_transition_folds_keep_episodes_whole():
+    dataset = with_everything()
+    objective = RewardLabelObjective(dataset)
+    folds = objective.folds(4, seed=3)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(dataset.n_episodes))
+    problem = objective.problem(np.ones((dataset.n, 1)), units=folds[0])
+    assert problem.n_rows == int(np.isin(dataset.episode_ids, folds[0]).sum())
+
+
+def test_what_each_objective_identifies():
+    dataset = with_everything()
+    assert not PreferenceObjective(dataset).identifies_intercept
+    assert not RankingObjective(dataset).identifies_intercept
+    assert not DemonstrationObjective(dataset).identifies_intercept
+    assert RewardLabelObjective(dataset).identifies_intercept
+
+
+def test_missing_supervision_is_a_clear_error():
+    dataset = random_walk()
+    dataset = dataset.replace(source="d.npz")
+    with pytest.raises(DataError, match="d.npz: no preferences .*--objective preferences"):
+        make_objective("preferences", dataset)
+    with pytest.raises(DataError, match="d.npz: need at least 2 ranked segments"):
+        make_objective("rankings", dataset)
+    with pytest.raises(DataError, match="d.npz: no expert transitions"):
+        make_objective("demonstrations", dataset)
+    with pytest.raises(DataError, match="d.npz: no key 'rewards'"):
+        make_objective("rewards", dataset)
+    same = Preferences(np.array([[0, 5], [60, 65]]), np.array([[10, 15], [70, 75]]),
+                       np.array([1.0, 1.0]))
+    with pytest.raises(DataError, match="'pref_label': every label is 1"):
+        make_objective("preferences", dataset.replace(preferences=same))
+    with pytest.raises(ValueError, match="unknown objective"):
+        make_objective("vibes", dataset)
