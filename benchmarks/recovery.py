@@ -271,14 +271,17 @@ TASKS: dict[str, Task] = {
         "hopper", "Hopper-v5",
         {"x_vel": "info.x_velocity", "ctrl": HOPPER_CTRL,
          "healthy": "(next_obs[0] > 0.7) * (next_obs[1] > -0.2) * (next_obs[1] < 0.2)",
-         "height": "obs[0]", "pitch": "obs[1]", "vx_before": "obs[5]", "thigh": "act[0]"},
+         "height": "obs[0]", "pitch": "obs[1]", "vz_before": "obs[6]", "thigh": "act[0]"},
         [(1.0, "healthy"), (1.0, "x_vel"), (-0.001, "ctrl")],
         [("random", _box_random(3)), ("stand", _hopper_stand(False)),
          ("rock", _hopper_stand(True)), ("gait", _gait(3, 0.008, 0.5, 3.0))],
         part_steps=1500, train_parts=20, heldout_parts=10, tolerance=1e-9,
         notes="gymnasium 1.4's Hopper-v5 pays healthy_reward = is_healthy after the step: 1 on "
               "every step except the terminating one (0), so it is not a pure constant; "
-              "healthy(next_obs) omits the |state| < 100 test, which the data never reach"),
+              "healthy(next_obs) omits the |state| < 100 test, which the data never reach. "
+              "obs[5] (x velocity before the step) is NOT a distractor here: at dt = 0.008 it "
+              "correlates 0.997 with x_vel and equals it up to potential shaping, so no "
+              "preference could tell them apart"),
 }
 
 
@@ -533,10 +536,7 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset) -> dict
         coef = np.array([c / TEMPERATURE for c, _ in task.true_terms])
         order = [texts.index(t) for t in true_texts]
         oracle = LinearFit(tuple(order), coef)
-        report["true_reward_fixed"] = {
-            "train_loss": float(fit_loss(full, oracle)),
-            "cv_loss": float(np.average([fit_loss(te, oracle) for _, te in splits],
-                                        weights=[te.n_rows for _, te in splits]))}
+        report["true_reward_fixed_loss"] = float(fit_loss(full, oracle))
     best = min(learner.front_.entries, key=lambda e: e.loss)
     report["one_se_threshold"] = best.loss + best.loss_se
     report["front"] = [{"complexity": e.complexity, "cv_loss": round(e.loss, 6),

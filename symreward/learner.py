@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symreward import __version__, formula
+from symreward import formula
+from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.data import Dataset
 from symreward.errors import DataError, FeatureError, FormulaError
