@@ -302,10 +302,23 @@ class _TransitionObjective(Objective):
     def n_units(self) -> int:
         return self.dataset.n_episodes
 
+    kind = ""
+    target: np.ndarray
+    class_prior: float | None = None
+
     def _rows(self, units: np.ndarray | None) -> np.ndarray:
         if units is None:
             return np.arange(self.dataset.n)
         return np.flatnonzero(np.isin(self.dataset.episode_ids, units))
+
+    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        rows = self._rows(units)
+        loss, grad_rows = _row_loss(self.kind, np.asarray(rewards)[rows], self.target[rows],
+                                    np.ones(len(rows)), 0.0, self.class_prior)
+        grad = np.zeros(self.dataset.n)
+        grad[rows] = grad_rows
+        return loss, grad
 
 
 class DemonstrationObjective(_TransitionObjective):
@@ -325,6 +338,7 @@ class DemonstrationObjective(_TransitionObjective):
             raise ValueError(f"class_prior must be in (0, 1), got {class_prior}")
         super().__init__(dataset)
         self.name = "demonstrations"
+        self.kind = "pu"
         self.class_prior = class_prior
         self.target = expert.astype(np.float64)
 
@@ -335,14 +349,6 @@ class DemonstrationObjective(_TransitionObjective):
         return LinearProblem("pu", np.asarray(columns)[rows], self.target[rows], base,
                              np.ones(len(rows)), fit_intercept=True, class_prior=self.class_prior)
 
-    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
-                      ) -> tuple[float, np.ndarray]:
-        rows = self._rows(units)
-        loss, grad_rows = _row_loss("pu", np.asarray(rewards)[rows], self.target[rows],
-                                    np.ones(len(rows)), 0.0, self.class_prior)
-        grad = np.zeros(self.dataset.n)
-        grad[rows] = grad_rows
-        return loss, grad
 
 
 class RewardLabelObjective(_TransitionObjective):
@@ -356,6 +362,7 @@ class RewardLabelObjective(_TransitionObjective):
                             "is nothing to learn")
         super().__init__(dataset)
         self.name = "rewards"
+        self.kind = "squared"
         self.identifies_intercept = True
         self.target = np.asarray(dataset.rewards, dtype=np.float64)
 
@@ -366,14 +373,6 @@ class RewardLabelObjective(_TransitionObjective):
         return LinearProblem("squared", np.asarray(columns)[rows], self.target[rows], base,
                              np.ones(len(rows)), fit_intercept=True)
 
-    def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
-                      ) -> tuple[float, np.ndarray]:
-        rows = self._rows(units)
-        loss, grad_rows = _row_loss("squared", np.asarray(rewards)[rows], self.target[rows],
-                                    np.ones(len(rows)), 0.0, None)
-        grad = np.zeros(self.dataset.n)
-        grad[rows] = grad_rows
-        return loss, grad
 
 
 def make_objective(name: str, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0,

@@ -48,10 +48,7 @@ def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
     """Distinct supports along the L1 path, from the sparsest, up to ``max_terms`` terms."""
     if problem.X.shape[1] == 0:
         return []
-    if problem.n_rows > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(problem.n_rows, max_rows,
-                                                          replace=False))
-        problem = problem.rows(rows)
+    problem = _subsample(problem, max_rows, seed)
     scale = column_scale(problem)
     X = problem.X / scale
     if problem.kind == "squared":
@@ -80,10 +77,7 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8
     """
     if problem.X.shape[1] == 0:
         return []
-    if problem.n_rows > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(problem.n_rows, max_rows,
-                                                          replace=False))
-        problem = problem.rows(rows)
+    problem = _subsample(problem, max_rows, seed)
     scale = column_scale(problem)
     support: tuple[int, ...] = ()
     fit = refit(problem, support)
@@ -105,6 +99,14 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8
         support = fit.support
         supports.append(tuple(sorted(support)))
     return supports
+
+
+def _subsample(problem: LinearProblem, max_rows: int, seed: int) -> LinearProblem:
+    """At most ``max_rows`` rows: enough to rank supports, which are refit on all rows."""
+    if problem.n_rows <= max_rows:
+        return problem
+    rows = np.sort(np.random.default_rng(seed).choice(problem.n_rows, max_rows, replace=False))
+    return problem.rows(rows)
 
 
 def _lasso_path(X: np.ndarray, y: np.ndarray, n_steps: int) -> list[np.ndarray]:
