@@ -40,6 +40,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -62,7 +63,8 @@ from symreward.data import Dataset, Preferences, bradley_terry_preferences, coll
 from symreward.data.oracle import segment_returns  # noqa: E402
 from symreward.errors import SymrewardError  # noqa: E402
 from symreward.features import FeatureSet  # noqa: E402
-from symreward.learner import SymbolicRewardLearner, feature_matrix  # noqa: E402
+from symreward.learner import Model, SymbolicRewardLearner, feature_matrix  # noqa: E402
+from symreward.search.front import FrontEntry, ParetoFront  # noqa: E402
 from symreward.search.library import TermLibrary  # noqa: E402
 from symreward.search.sparse import (  # noqa: E402
     LinearFit,
@@ -83,7 +85,7 @@ SPURIOUS_LIMIT = 0.05         # target: no spurious term above 5% of the learned
 EPIC_TARGET = 0.05
 TIME_TARGET_S = 10.0          # learning time target at 100k transitions
 TIMING_TRANSITIONS = 100_000
-TIMING_REPEATS = 3
+TIMING_REPEATS = 5
 # EPIC sample sizes, shared by both methods. The peer has to be evaluated on
 # ~(2 * EPIC_EVAL + EPIC_MEAN) * EPIC_MEAN synthetic transitions, which sets the budget.
 EPIC_EVAL = 2048
@@ -325,13 +327,21 @@ def verify_true_reward(task: Task, data: Dataset) -> float:
 
 
 def data_summary(data: Dataset, length: int) -> dict[str, Any]:
+    """Size, episodes, and how segments of ``length`` cover the data: a segment must lie in
+    one episode, so a terminal transition lies in exactly one valid segment window (the one
+    ending there) while an interior transition lies in ``length`` of them."""
     lengths = data.episode_lengths
     short = lengths < length
+    windows = int(np.sum(np.maximum(lengths - length + 1, 0)))
+    ends_covered = int(np.sum(data.terminals[data.episode_ends[~short] - 1]))
     return {"transitions": data.n, "episodes": data.n_episodes,
             "terminal_transitions": int(np.sum(data.terminals)),
             "mean_episode_length": round(float(lengths.mean()), 1),
             "share_in_episodes_shorter_than_segment": round(
                 float(lengths[short].sum() / data.n), 4),
+            "segment_windows": windows,
+            "share_of_windows_with_a_terminal": round(ends_covered / max(windows, 1), 5),
+            "share_of_transitions_terminal": round(float(np.mean(data.terminals)), 5),
             "reward_mean": round(float(np.mean(data.rewards)), 4),
             "reward_std": round(float(np.std(data.rewards)), 4)}
 
@@ -479,11 +489,11 @@ def term_metrics(task: Task, learner: SymbolicRewardLearner, heldout: Dataset
 def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset) -> dict[str, Any]:
     """Where the true support stands under the learner's own criterion.
 
-    Rebuilds the learner's library and folds (same seed), and cross-validates, exactly as
-    ``SymbolicRewardLearner._search`` does: the chosen support, the true support (all true terms,
-    and the dominant ones only), and the true reward at its Bradley-Terry scale with *fixed*
-    coefficients (true coefficient / temperature: the label-generating model, the loss floor).
-    Also says whether the search proposed the true supports at all.
+    Rebuilds the learner's library and folds (same seed) and cross-validates exactly as
+    ``SymbolicRewardLearner._search`` does: the chosen support, the true support (all true
+    terms), the dominant true terms only, and each true term alone; whether the search proposed
+    them; what the selection rule would have chosen had they been proposed; and the loss of the
+    label-generating model (true coefficients / temperature, fixed), the floor of the loss.
     """
     features = task.feature_set()
     matrix = feature_matrix(train, features)
@@ -498,8 +508,11 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset) -> dict
     units = np.arange(objective.n_units)
     splits = [(objective.problem(columns, None, np.setdiff1d(units, held)),
                objective.problem(columns, None, held)) for held in folds]
+    proposals = {tuple(sorted(s)) for s in (
+        *l1_supports(full, max_terms=learner.max_terms, seed=learner.seed),
+        *stepwise_supports(full, max_terms=learner.max_terms, seed=learner.seed))}
 
-    def cv(support: tuple[int, ...]) -> dict[str, float]:
+    def cv(support: tuple[int, ...]) -> tuple[dict[str, Any], FrontEntry]:
         fit = refit(full, support)
         losses, weights = [], []
         for tr, te in splits:
@@ -508,42 +521,58 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset) -> dict
             losses.append(fit_loss(te, refit(tr, support, start=fit)))
             weights.append(te.n_rows)
         arr = np.asarray(losses)
-        return {"cv_loss": float(np.average(arr, weights=weights)),
-                "cv_se": float(arr.std(ddof=1) / math.sqrt(len(arr))),
-                "train_loss": float(fit_loss(full, fit))}
+        loss = float(np.average(arr, weights=weights))
+        se = float(arr.std(ddof=1) / math.sqrt(len(arr)))
+        model = Model(fit, candidates)
+        expr = model.expression()
+        entry = FrontEntry(complexity=formula.complexity(expr), loss=loss, loss_se=se,
+                           accuracy=math.nan, formula=formula.to_text(expr), payload=model)
+        return {"terms": [texts[k] for k in support], "proposed": support in proposals,
+                "complexity": entry.complexity, "cv_loss": loss, "cv_se": se,
+                "fold_losses": [round(x, 5) for x in losses],
+                "train_loss": float(fit_loss(full, fit)), "formula": entry.formula}, entry
 
     true_texts = task.true_texts()
-    in_library = {t: t in texts for t in true_texts}
-    true_cols = [texts.index(t) for t in true_texts if t in texts]
     shares = term_shares(task, train)
-    dominant_cols = [texts.index(t) for t in true_texts
-                     if t in texts and shares[t] >= DOMINANT_SHARE]
-    proposals = {tuple(sorted(s)) for s in (
-        *l1_supports(full, max_terms=learner.max_terms, seed=learner.seed),
-        *stepwise_supports(full, max_terms=learner.max_terms, seed=learner.seed))}
-    chosen = tuple(sorted(learner.model_.fit.support))
-    report: dict[str, Any] = {
-        "true_terms_in_library": in_library,
-        "chosen": {"terms": [texts[k] for k in chosen], **cv(chosen)},
-        "true_support": {"terms": [texts[k] for k in sorted(true_cols)],
-                         "proposed": tuple(sorted(true_cols)) in proposals,
-                         **cv(tuple(sorted(true_cols)))},
-        "dominant_support": {"terms": [texts[k] for k in sorted(dominant_cols)],
-                             "proposed": tuple(sorted(dominant_cols)) in proposals,
-                             **cv(tuple(sorted(dominant_cols)))},
-    }
-    if len(true_cols) == len(true_texts):
+    present = [t for t in true_texts if t in texts]
+    supports = {"chosen": tuple(sorted(learner.model_.fit.support)),
+                "true_support": tuple(sorted(texts.index(t) for t in present)),
+                "dominant_support": tuple(sorted(texts.index(t) for t in present
+                                                 if shares[t] >= DOMINANT_SHARE))}
+    for t in present:
+        supports[f"only {t}"] = (texts.index(t),)
+    report: dict[str, Any] = {"true_terms_in_library": {t: t in texts for t in true_texts}}
+    extra = []
+    for name, support in supports.items():
+        report[name], entry = cv(support)
+        if name != "chosen" and support:
+            extra.append(entry)
+    if len(present) == len(true_texts):
         coef = np.array([c / TEMPERATURE for c, _ in task.true_terms])
-        order = [texts.index(t) for t in true_texts]
-        oracle = LinearFit(tuple(order), coef)
+        oracle = LinearFit(tuple(texts.index(t) for t in true_texts), coef)
         report["true_reward_fixed_loss"] = float(fit_loss(full, oracle))
-    best = min(learner.front_.entries, key=lambda e: e.loss)
+    front = learner.front_
+    best = min(front.entries, key=lambda e: e.loss)
     report["one_se_threshold"] = best.loss + best.loss_se
+    widened = ParetoFront.from_models([*front.entries, *extra], rule=learner.selection)
+    report["chosen_if_true_supports_proposed"] = widened.best.formula
     report["front"] = [{"complexity": e.complexity, "cv_loss": round(e.loss, 6),
                         "cv_se": round(e.loss_se, 6), "formula": e.formula,
-                        "chosen": i == learner.front_.chosen}
-                       for i, e in enumerate(learner.front_.entries)]
+                        "chosen": i == front.chosen} for i, e in enumerate(front.entries)]
     return report
+
+
+def pair_signal(task: Task, data: Dataset, prefs: Preferences) -> dict[str, Any]:
+    """What the pairs show of each true term: its share of the variance of the return
+    difference across pairs, and the share of pairs where its return differs at all."""
+    columns = task.true_artifact().evaluate(data).term_columns
+    diffs = np.column_stack([segment_returns(columns[:, k], prefs.a)
+                             - segment_returns(columns[:, k], prefs.b)
+                             for k in range(columns.shape[1])])
+    var = diffs.var(axis=0)
+    return {t: {"pair_variance_share": round(float(v / var.sum()), 6),
+                "pairs_where_it_differs": round(float(np.mean(np.abs(d) > 1e-12)), 4)}
+            for t, v, d in zip(task.true_texts(), var, diffs.T, strict=True)}
 
 
 def term_shares(task: Task, data: Dataset) -> dict[str, float]:
@@ -604,13 +633,14 @@ def run_task(task: Task, pair_counts: list[int], seed: int, use_peer: bool,
         prefs = bradley_terry_preferences(train, train.rewards, pairs, SEGMENT_LENGTH,
                                           temperature=TEMPERATURE, seed=seed + pairs)
         noise = label_noise(train, prefs)
+        signal = pair_signal(task, train, prefs)
         labelled = train.replace(preferences=prefs, rewards=None)
 
         learner = SymbolicRewardLearner(objective="preferences", seed=seed,
                                         name=f"{task.key}-{pairs}")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         learner.fit(labelled, features)
-        fit_seconds = time.perf_counter() - started
+        fit_seconds, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
         artifact = learner.artifact_
         learned_fn = artifact.reward_fn()
         try:
@@ -628,8 +658,9 @@ def run_task(task: Task, pair_counts: list[int], seed: int, use_peer: bool,
         terms = term_metrics(task, learner, heldout)
         diagnosis = diagnose(task, learner, labelled)
         run = {"pairs": pairs, "method": "symreward", "epic": epic, "accuracy": accuracy,
-               "seconds": fit_seconds, "formula": artifact.formula_text(),
-               "label_noise": noise, **terms, "diagnosis": diagnosis,
+               "seconds": fit_seconds, "cpu_seconds": fit_cpu,
+               "load_average": os.getloadavg()[0], "formula": artifact.formula_text(),
+               "label_noise": noise, "pair_signal": signal, **terms, "diagnosis": diagnosis,
                "cv_accuracy": learner.metrics_["heldout_accuracy"]}
         result["runs"].append(run)
         say(f"{task.key} {pairs:>4} pairs symreward: EPIC {fmt(epic, 4)}, acc {fmt(accuracy)}, "
@@ -674,17 +705,21 @@ def run_timing(task: Task, seed: int, say: Callable[[str], None]) -> dict[str, A
     labelled = data.replace(preferences=prefs, rewards=None)
     features = task.feature_set()
     feature_matrix(labelled, features)   # warm (the kernel is already compiled by run_task)
-    seconds, learner = [], None
+    seconds, cpu_seconds, loads, learner = [], [], [], None
     for _ in range(TIMING_REPEATS):
         learner = SymbolicRewardLearner(objective="preferences", seed=seed)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         learner.fit(labelled, features)
         seconds.append(time.perf_counter() - started)
+        cpu_seconds.append(time.process_time() - cpu)
+        loads.append(os.getloadavg()[0])
     median = float(np.median(seconds))
-    say(f"{task.key}: {data.n} transitions, 1000 pairs: fit {median:.2f} s "
-        f"(runs {', '.join(f'{s:.2f}' for s in seconds)})")
+    say(f"{task.key}: {data.n} transitions, 1000 pairs: fit median {median:.2f} s, min "
+        f"{min(seconds):.2f} s (runs {', '.join(f'{s:.2f}' for s in seconds)})")
     return {"task": task.key, "transitions": data.n, "pairs": 1000,
-            "seconds": seconds, "median_seconds": median,
+            "seconds": seconds, "median_seconds": median, "min_seconds": min(seconds),
+            "cpu_seconds": cpu_seconds,
+            "load_average_1min": loads,
             "candidates": len(learner.candidates_),
             "formula": learner.artifact_.formula_text()}
 
@@ -707,9 +742,53 @@ def table(results: list[dict[str, Any]]) -> list[str]:
                      fmt(run["spurious_share_max"]) if sym else "",
                      fmt(run["spurious_share_total"]) if sym else "",
                      f"{run['seconds']:.2f}" if sym else f"{run['seconds']:.1f}",
-                     f"`{run['formula']}`" if sym else run["formula"]]
+                     f"`{_short(run['formula'])}`" if sym else run["formula"]]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def diagnostics_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| task | pairs | chosen: CV loss (terms) | true support: CV loss, proposed? | "
+             "label model loss | chosen had the true supports been proposed |",
+             "|" + "---|" * 6]
+    for res in results:
+        for run in res["runs"]:
+            if run["method"] != "symreward":
+                continue
+            g = run["diagnosis"]
+            chosen, true = g["chosen"], g["true_support"]
+            lines.append(
+                f"| {res['task']} | {run['pairs']} | {chosen['cv_loss']:.4f} ± "
+                f"{chosen['cv_se']:.4f} ({len(chosen['terms'])}) | {true['cv_loss']:.4f} ± "
+                f"{true['cv_se']:.4f}, {'yes' if true['proposed'] else 'no'} | "
+                f"{fmt(g.get('true_reward_fixed_loss', math.nan), 4)} | "
+                f"`{_short(g['chosen_if_true_supports_proposed'])}` |")
+    return lines
+
+
+def data_table(results: list[dict[str, Any]]) -> list[str]:
+    lines = ["| task | train / held-out transitions (episodes) | label flips @1000 | "
+             "true terms: share of per-step variance / of pair-difference variance @1000 | "
+             "windows with a terminal step | compile s |", "|" + "---|" * 6]
+    for res in results:
+        runs = [r for r in res["runs"] if r["method"] == "symreward"]
+        at = next((r for r in runs if r["pairs"] == 1000), runs[0])
+        shares = ", ".join(
+            f"{t}: {res['true_term_shares_heldout'][t]:.2%} / "
+            f"{at['pair_signal'][t]['pair_variance_share']:.2%}"
+            for t in res["true_term_shares_heldout"])
+        tr, he = res["train"], res["heldout"]
+        lines.append(
+            f"| {res['task']} | {tr['transitions']} ({tr['episodes']}) / {he['transitions']} "
+            f"({he['episodes']}) | {at['label_noise']['flip_rate']:.1%} | {shares} | "
+            f"{tr['share_of_windows_with_a_terminal']:.2%} | "
+            f"{res['feature_compile_seconds']:.2f} |")
+    return lines
+
+
+def _short(text: str) -> str:
+    """Coefficients to 3 significant digits, for tables."""
+    return re.sub(r"\d+\.\d{4,}(e-?\d+)?", lambda m: f"{float(m.group()):.3g}", text)
 
 
 def targets(results: list[dict[str, Any]], timing: list[dict[str, Any]]) -> list[str]:
@@ -733,8 +812,10 @@ def targets(results: list[dict[str, Any]], timing: list[dict[str, Any]]) -> list
     for t in timing:
         ok = t["median_seconds"] < TIME_TARGET_S
         lines.append(f"- {t['task']} learning time, {t['transitions']} transitions / 1000 pairs: "
-                     f"{t['median_seconds']:.2f} s (median of {len(t['seconds'])}) < "
-                     f"{TIME_TARGET_S:.0f} s: " + ("met" if ok else "MISSED"))
+                     f"median {t['median_seconds']:.2f} s, min {t['min_seconds']:.2f} s over "
+                     f"{len(t['seconds'])} fits (1-min load average "
+                     f"{min(t['load_average_1min']):.1f}-{max(t['load_average_1min']):.1f}) "
+                     f"< {TIME_TARGET_S:.0f} s: " + ("met" if ok else "MISSED"))
     return lines
 
 
@@ -788,7 +869,9 @@ def main(argv: list[str] | None = None) -> int:
                               default=_json_default))
     lines = [f"date {meta['date']}, os.cpu_count() = {meta['cpu_count']}, "
              f"total {total:.0f} s", f"command: {meta['command']}", "", *table(results), "",
-             "Targets at 1000 pairs:", *targets(results, timing)]
+             "Targets at 1000 pairs:", *targets(results, timing), "", "Data and labels:",
+             "", *data_table(results), "", "Learner diagnostics (symreward's own 5-fold CV):",
+             "", *diagnostics_table(results)]
     print("\n".join(lines))
     (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
     print(f"\nraw results: {out}")

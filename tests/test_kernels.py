@@ -47,11 +47,18 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- numpy reference ---------------------------------------------------------------------------
 
 def numpy_eval(expr: sympy.Expr, columns: dict[sympy.Symbol, np.ndarray], n: int) -> np.ndarray:
-    """``expr`` evaluated by ``sympy.lambdify(..., "numpy")`` on named columns."""
-    names = sorted(expr.free_symbols, key=lambda s: s.name)
-    function = sympy.lambdify(names, expr, modules=[NUMPY_FUNCTIONS, "numpy"])
+    """``expr`` evaluated by ``sympy.lambdify(..., "numpy")`` on named columns.
+
+    lambdify would swap names like ``obs[0]`` for Dummy symbols, and sympy re-sorts the
+    arguments of sums, products and min/max by name: the numpy code would add in another order
+    (so ``1e300 - 1e300 + 1`` could differ) and break ``min(0.0, -0.0)`` ties the other way.
+    Renaming to identifiers that sort alike keeps the order the kernels use."""
+    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+    renamed = [sympy.Symbol(f"x{k:04d}", real=True) for k in range(len(symbols))]
+    function = sympy.lambdify(renamed, expr.xreplace(dict(zip(symbols, renamed, strict=True))),
+                              modules=[NUMPY_FUNCTIONS, "numpy"])
     with np.errstate(all="ignore"):
-        value = function(*(columns[s] for s in names))
+        value = function(*(columns[s] for s in symbols))
     return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
 
 

@@ -6,7 +6,6 @@ from symreward.audit import epic_distance
 from symreward.data import (
     Dataset,
     bradley_terry_preferences,
-    expert_mask_from_episodes,
     rankings_from_rewards,
 )
 from symreward.errors import DataError
