@@ -845,6 +845,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t0:7.1f} s] {message}", flush=True)
 
     t0 = time.perf_counter()
+    out = Path(args.out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # MuJoCo writes its warnings (HalfCheetah/Hopper's deprecated 'settotalmass') to
+    # MUJOCO_LOG.TXT in the working directory: keep that file out of the repository.
+    os.chdir(out.parent)
     cache = tempfile.mkdtemp(prefix="symreward-recovery-kernels-")
     os.environ["SYMREWARD_CACHE_DIR"] = cache   # cold compiles, measured separately
     command = "/tmp/venv/bin/python benchmarks/recovery.py " + " ".join(
@@ -863,8 +868,6 @@ def main(argv: list[str] | None = None) -> int:
             "test_pairs": TEST_PAIRS, "dominant_share": DOMINANT_SHARE,
             "epic": {"n_eval": EPIC_EVAL, "n_mean": EPIC_MEAN, "discount": DISCOUNT},
             "peer_epochs": {str(p): peer_epochs(p) for p in pair_counts} if use_peer else None}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "tasks": results, "timing": timing}, indent=1,
                               default=_json_default))
     lines = [f"date {meta['date']}, os.cpu_count() = {meta['cpu_count']}, "
