@@ -34,6 +34,7 @@ from symreward.search.sparse import (
     fit_loss,
     l1_supports,
     refit,
+    simpler_variants,
     stepwise_supports,
 )
 
@@ -175,44 +176,58 @@ class SymbolicRewardLearner:
 
     def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
                 offset: np.ndarray | None, candidates: list[Candidate]) -> list[FrontEntry]:
-        supports = [()]
-        for proposal in (*l1_supports(full, max_terms=self.max_terms, seed=self.seed),
-                         *stepwise_supports(full, max_terms=self.max_terms, seed=self.seed)):
-            if proposal not in supports:
-                supports.append(proposal)
-        self._say(f"path: {len(supports) - 1} supports of up to {self.max_terms} terms; "
+        """Cross-validate the engine's proposals, then simpler variants of the front's members
+        until the front stops changing."""
+        proposals = [()]
+        for support in (*l1_supports(full, max_terms=self.max_terms, seed=self.seed),
+                        *stepwise_supports(full, max_terms=self.max_terms, seed=self.seed)):
+            if support not in proposals:
+                proposals.append(support)
+        self._say(f"search: {len(proposals) - 1} supports of up to {self.max_terms} terms; "
                   f"cross-validating on {self.n_folds} folds")
         folds = objective.folds(self.n_folds, self.seed)
         all_units = np.arange(objective.n_units)
         splits = [(objective.problem(columns, offset, np.setdiff1d(all_units, held)),
                    objective.problem(columns, offset, held)) for held in folds]
-        models = []
-        for support in supports:
-            fit = refit(full, support)
-            fold_losses, fold_accuracies, weights = [], [], []
-            for train, held in splits:
-                if held.n_rows == 0 or train.n_rows == 0:
-                    continue
-                fold_fit = refit(train, support, start=fit)
-                fold_losses.append(fit_loss(held, fold_fit))
-                fold_accuracies.append(fit_accuracy(held, fold_fit))
-                weights.append(held.n_rows)
-            losses = np.asarray(fold_losses)
-            loss = float(np.average(losses, weights=weights))
-            se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
-            accuracies = np.asarray(fold_accuracies)
-            finite = np.isfinite(accuracies)
-            accuracy = (float(np.average(accuracies[finite], weights=np.asarray(weights)[finite]))
-                        if finite.any() else math.nan)
-            model = Model(fit, candidates)
-            models.append(FrontEntry(
-                complexity=formula.complexity(model.expression()) if support else 0,
-                loss=loss, loss_se=se, accuracy=accuracy,
-                formula=(formula.to_text(model.expression([_significant(c, 4)
-                                                           for c in fit.coef]))
-                         if support else "0"),
-                train_loss=fit_loss(full, fit), payload=model))
-        return models
+        index = {c.text: k for k, c in enumerate(candidates)}
+        parents = [[index[p] for p in c.parents if p in index] for c in candidates]
+        scored: dict[tuple[int, ...], FrontEntry] = {}
+        for _ in range(4):
+            for support in proposals:
+                scored[support] = self._cross_validate(support, full, splits, candidates)
+            front = ParetoFront.from_models(list(scored.values()), rule=self.selection)
+            proposals = [variant for entry in front.entries
+                         for variant in simpler_variants(entry.payload.fit.support, parents)
+                         if variant not in scored]
+            if not proposals:
+                break
+        return list(scored.values())
+
+    def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
+                        splits: list[tuple[LinearProblem, LinearProblem]],
+                        candidates: list[Candidate]) -> FrontEntry:
+        fit = refit(full, support)
+        fold_losses, fold_accuracies, weights = [], [], []
+        for train, held in splits:
+            if held.n_rows == 0 or train.n_rows == 0:
+                continue
+            fold_fit = refit(train, support, start=fit)
+            fold_losses.append(fit_loss(held, fold_fit))
+            fold_accuracies.append(fit_accuracy(held, fold_fit))
+            weights.append(held.n_rows)
+        losses = np.asarray(fold_losses)
+        loss = float(np.average(losses, weights=weights))
+        se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
+        accuracies = np.asarray(fold_accuracies)
+        finite = np.isfinite(accuracies)
+        accuracy = (float(np.average(accuracies[finite], weights=np.asarray(weights)[finite]))
+                    if finite.any() else math.nan)
+        model = Model(fit, candidates)
+        shown = model.expression([_significant(c, 4) for c in fit.coef])
+        return FrontEntry(complexity=formula.complexity(model.expression()) if support else 0,
+                          loss=loss, loss_se=se, accuracy=accuracy,
+                          formula=formula.to_text(shown) if support else "0",
+                          train_loss=fit_loss(full, fit), payload=model)
 
     def _rounded(self, problem: LinearProblem, model: Model) -> list[float]:
         """Each coefficient at the fewest significant digits (largest first) that keep the

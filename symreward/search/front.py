@@ -3,8 +3,11 @@
 Selection rules:
 
 * ``"1se"`` (default): the simplest model whose cross-validated loss is within one standard
-  error of the lowest (the one-standard-error rule of Breiman et al. and glmnet). Terms whose
-  gain the folds cannot tell from noise are left out.
+  error of the lowest (the one-standard-error rule of Breiman et al. and glmnet), or within 1% of
+  the loss reduction the best model achieves over the simplest one on the front, whichever is
+  larger. Terms whose gain the folds cannot tell from noise are left out; the second margin
+  guards near-separable labels, where every loss is tiny, the standard error understates how
+  little a term adds, and a formula would otherwise collect terms worth a hundredth of a percent.
 * ``"best"`` (PySR's default): among models whose held-out loss is within ``tolerance`` (1.5x)
   of the lowest, the one with the highest *score*, the drop in log-loss per unit of added
   complexity against the next simpler model. It suits losses that fall towards zero (squared
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 SELECTION_RULES = ("1se", "best", "accuracy", "simplest")
+DEVIANCE_TOLERANCE = 0.01
 
 
 @dataclass
@@ -88,7 +92,8 @@ def _select(front: list[FrontEntry], rule: str, tolerance: float) -> int:
     lowest = min(e.loss for e in front)
     if rule == "1se":
         best = min(front, key=lambda e: e.loss)
-        return next(i for i, e in enumerate(front) if e.loss <= lowest + best.loss_se)
+        margin = max(best.loss_se, DEVIANCE_TOLERANCE * (front[0].loss - lowest))
+        return next(i for i, e in enumerate(front) if e.loss <= lowest + margin)
     eligible = [i for i, e in enumerate(front) if e.loss <= tolerance * lowest + 1e-12]
     if rule == "accuracy":
         return min(eligible, key=lambda i: front[i].loss)

@@ -20,13 +20,15 @@ from symreward import formula
 
 @dataclass(frozen=True)
 class Candidate:
-    """One candidate term: its text in the formula language, sympy form and complexity."""
+    """One candidate term: its text in the formula language, sympy form and complexity;
+    ``parents`` are the simpler candidates (features) it was built from."""
 
     name: str
     text: str
     expr: sympy.Expr = field(compare=False, repr=False)
     complexity: int
     kind: str
+    parents: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,10 +55,11 @@ class TermLibrary:
         names = list(feature_names)
         generated: list[tuple[Candidate, np.ndarray]] = []
 
-        def add(kind: str, name: str, text: str, column: np.ndarray) -> None:
+        def add(kind: str, name: str, text: str, column: np.ndarray,
+                parents: tuple[str, ...] = ()) -> None:
             expr = formula.parse(text, names)
             candidate = Candidate(name, formula.to_text(expr), expr, formula.complexity(expr),
-                                  kind)
+                                  kind, parents)
             generated.append((candidate, column))
 
         for i, x in enumerate(names):
@@ -65,25 +68,26 @@ class TermLibrary:
                 if power == 1:
                     add("feature", x, x, values)
                 else:
-                    add("power", f"{x}_pow{power}", f"{x}**{power}", values**power)
+                    add("power", f"{x}_pow{power}", f"{x}**{power}", values**power, (x,))
             if self.absolute:
-                add("abs", f"abs_{x}", f"abs({x})", np.abs(values))
+                add("abs", f"abs_{x}", f"abs({x})", np.abs(values), (x,))
             knots = self._knots(values)
             for knot in knots:
                 label = _knot_label(knot)
                 if self.hinges:
                     add("hinge", f"{x}_above_{label}", f"max(0, {x} - {knot!r})",
-                        np.maximum(0.0, values - knot))
+                        np.maximum(0.0, values - knot), (x,))
                     add("hinge", f"{x}_below_{label}", f"max(0, {knot!r} - {x})",
-                        np.maximum(0.0, knot - values))
+                        np.maximum(0.0, knot - values), (x,))
                 if self.indicators:
                     add("indicator", f"{x}_gt_{label}", f"({x} > {knot!r})",
-                        (values > knot).astype(np.float64))
+                        (values > knot).astype(np.float64), (x,))
         if self.products:
             for i, x in enumerate(names):
                 for j in range(i + 1, len(names)):
                     y = names[j]
-                    add("product", f"{x}_times_{y}", f"{x}*{y}", matrix[:, i] * matrix[:, j])
+                    add("product", f"{x}_times_{y}", f"{x}*{y}", matrix[:, i] * matrix[:, j],
+                        (x, y))
         for k, text in enumerate(self.user_terms):
             if user_columns is None:
                 raise ValueError("user_terms need their user_columns")

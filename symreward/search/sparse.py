@@ -10,6 +10,7 @@ from locked terms), with a tiny ridge so separable data cannot send weights to i
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +88,8 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8
         if support:
             z = z + problem.X[:, list(support)] @ fit.coef
         _, grad_z = problem.loss_and_grad_z(z)
-        strength = np.abs(problem.X.T @ grad_z) * scale
+        # The gradient with respect to standardised coefficients, so big columns get no edge.
+        strength = np.abs(problem.X.T @ grad_z) / scale
         strength[list(support)] = -np.inf
         shortlist = [int(k) for k in np.argsort(-strength)[:screen] if np.isfinite(strength[k])]
         if not shortlist:
@@ -99,6 +101,22 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8
         support = fit.support
         supports.append(tuple(sorted(support)))
     return supports
+
+
+def simpler_variants(support: tuple[int, ...], parents: Sequence[Sequence[int]]
+                     ) -> list[tuple[int, ...]]:
+    """Supports one step simpler than ``support``: a term dropped, or replaced by a parent it was
+    built from (``max(0, x + 1.1)`` → ``x``, ``height*x_vel`` → ``x_vel``). Look-alike terms
+    can win on noise; offering their parents lets cross-validation and the front prefer the
+    plain form when the data cannot tell them apart."""
+    variants = []
+    for position, term in enumerate(support):
+        rest = support[:position] + support[position + 1:]
+        variants.append(tuple(sorted(rest)))
+        for parent in parents[term]:
+            if parent not in support:
+                variants.append(tuple(sorted((*rest, parent))))
+    return [v for v in dict.fromkeys(variants) if v]
 
 
 def _subsample(problem: LinearProblem, max_rows: int, seed: int) -> LinearProblem:
