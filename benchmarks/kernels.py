@@ -171,10 +171,13 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
+    with tempfile.TemporaryDirectory(prefix="symreward-bench-") as cache_dir:
+        benchmark(args, cache_dir)
 
+
+def benchmark(args: argparse.Namespace, cache_dir: str) -> None:
     load_before = os.getloadavg()
     features, terms = reward_exprs()
-    cache_dir = tempfile.mkdtemp(prefix="symreward-bench-")
     start = time.perf_counter()
     kernels = compile_reward(features, terms, cache_dir=cache_dir)
     cold = time.perf_counter() - start

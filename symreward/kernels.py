@@ -11,6 +11,7 @@ printer (same operand order, same numerator/denominator split), with the numpy i
 cannot run on scalars (``select``, ``reduce(minimum, ...)``, ``less``) replaced by scalar
 equivalents with the same NaN behaviour, and ``error_model="numpy"`` so that division by zero
 gives inf/nan instead of raising. ``fastmath`` stays off: it would let LLVM assume there is no NaN.
+Constants are computed on doubles as numpy would (``exp(E)`` is ``numpy.exp(numpy.e)``).
 
 Nothing a user wrote is pasted into the generated code: it is printed from sympy trees only,
 symbols become locals with mangled names checked to be identifiers, and strings in it (error
@@ -19,11 +20,14 @@ messages) are built from integers.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -37,6 +41,7 @@ from typing import Any
 import numba
 import numpy as np
 import sympy
+from sympy.core.numbers import Exp1, Pi
 from sympy.core.relational import Relational
 from sympy.logic.boolalg import ITE, And, BooleanFalse, BooleanTrue, Not, Or
 from sympy.printing.numpy import NumPyPrinter
@@ -48,7 +53,7 @@ __all__ = ["CODEGEN_VERSION", "RewardKernels", "compile_reward"]
 
 # Part of every key: bump it whenever the generated code changes for the same input, so stale
 # modules (and numba caches beside them) are never picked up.
-CODEGEN_VERSION = 2
+CODEGEN_VERSION = 3
 
 ENV_CACHE_DIR = "SYMREWARD_CACHE_DIR"
 
@@ -87,7 +92,7 @@ _HELPER_DECORATOR = '@numba.njit(error_model="numpy", fastmath=False)'
 # atan is not in the formula language, but sympy rewrites atan2(y, x) with x > 0 into it.
 _SUPPORTED_FUNCTIONS = (sympy.Abs, sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tanh,
                         sympy.atan2, sympy.atan, sympy.Min, sympy.Max)
-_SUPPORTED = (sympy.Symbol, sympy.Number, sympy.NumberSymbol, sympy.Add, sympy.Mul, sympy.Pow,
+_SUPPORTED = (sympy.Symbol, sympy.Number, Pi, Exp1, sympy.Add, sympy.Mul, sympy.Pow,
               sympy.Piecewise, sympy.functions.elementary.piecewise.ExprCondPair, Relational,
               And, Or, Not, ITE, BooleanTrue, BooleanFalse, Comparison, Where,
               *_SUPPORTED_FUNCTIONS)
@@ -240,6 +245,7 @@ def _write_module(directory: Path, filename: str, source: str) -> Path:
             # Private and fresh (mkdtemp is 0700): a shared, predictable directory would let
             # another user plant a module that we then import.
             _fallback_dir = Path(tempfile.mkdtemp(prefix="symreward-kernels-"))
+            atexit.register(shutil.rmtree, _fallback_dir, ignore_errors=True)
         warnings.warn(f"kernel cache directory {str(directory)!r} is not writable ({exc}); "
                       f"using {str(_fallback_dir)!r}, which lasts only for this process",
                       RuntimeWarning, stacklevel=3)
@@ -475,8 +481,6 @@ def _expression(expr: Any, what: str) -> sympy.Expr:
 
 
 def _check_supported(node: sympy.Basic, what: str) -> None:
-    if isinstance(node, sympy.Expr) and not node.free_symbols:
-        return  # constants of any kind are folded to a float when printed
     if not isinstance(node, _SUPPORTED):
         raise SymrewardError(f"{what}: {type(node).__name__} cannot be compiled (in {node})")
     for arg in node.args:
@@ -497,7 +501,7 @@ def _shared_subexpressions(roots: list[sympy.Expr]) -> set[sympy.Basic]:
     counts: Counter[sympy.Basic] = Counter()
 
     def visit(expr: sympy.Basic) -> None:
-        if not expr.args or (isinstance(expr, sympy.Expr) and not expr.free_symbols):
+        if not expr.args:
             return
         counts[expr] += 1
         if counts[expr] == 1:
@@ -534,17 +538,15 @@ class _KernelPrinter(NumPyPrinter):
 
     def definition(self, expr: sympy.Basic) -> str:
         """``expr`` printed in full even if it is a shared local (to define that local)."""
-        if isinstance(expr, sympy.Expr) and not expr.free_symbols:
-            return _constant(expr)
         return super()._print(expr)
 
     def _print(self, expr: Any, **kwargs: Any) -> str:
+        if isinstance(expr, sympy.Number):
+            return _number(expr)
         if isinstance(expr, sympy.Basic):
             name = self.temps.get(expr)
             if name is not None:
                 return name
-            if isinstance(expr, sympy.Expr) and not expr.free_symbols:
-                return _constant(expr)
         return super()._print(expr, **kwargs)
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
@@ -647,18 +649,20 @@ class _KernelPrinter(NumPyPrinter):
         return "False"
 
 
-def _constant(expr: sympy.Expr) -> str:
-    """A constant subtree as a float literal, rounded once from 30 digits."""
-    if expr is sympy.nan or expr is sympy.zoo:
+def _number(number: sympy.Number) -> str:
+    """A float literal with the double numpy would use: ``1/3`` is one rounded division.
+
+    Only numbers are folded. Constant subtrees such as ``exp(E)`` are printed as operations on
+    doubles, as lambdify does: folding them exactly (``exp`` of the real e) can differ from
+    ``numpy.exp(numpy.e)`` in the last bit, and ``cos(1e150 * x)`` turns that into any value."""
+    if number is sympy.nan or number is sympy.zoo:
         return "numpy.nan"
-    if expr is sympy.oo:
-        return "numpy.inf"
-    if expr is sympy.S.NegativeInfinity:
-        return "(-numpy.inf)"
-    value = sympy.N(expr, 30)
-    if not (value.is_real and value.is_finite):
-        raise SymrewardError(f"constant {expr} is not a finite real number")
-    number = float(value)  # beyond the double range this is ±inf, as numpy would compute it
-    if np.isinf(number):
+    if number.is_infinite:
         return "numpy.inf" if number > 0 else "(-numpy.inf)"
-    return repr(number) if number >= 0 else f"({number!r})"
+    try:
+        value = float(number) if number.is_Float else int(number.p) / int(number.q)
+    except OverflowError:  # an integer beyond the double range
+        value = math.inf if number > 0 else -math.inf
+    if math.isinf(value):
+        return "numpy.inf" if value > 0 else "(-numpy.inf)"
+    return repr(value) if value >= 0 else f"({value!r})"

@@ -278,6 +278,12 @@ class SymbolicRewardLearner:
         }
         if base is not None:
             provenance["parent"] = base.content_hash()
+            hand_edit = ([{"change": "edited by hand", "parent": base.recorded_hash}]
+                         if base.edited_by_hand else [])
+            provenance["history"] = [*base.history, *hand_edit, {
+                "change": f"learned ({self.objective}, {self.engine}, seed {self.seed}); "
+                          f"kept locked: {', '.join(t.name for t in locked) or 'none'}",
+                "parent": base.content_hash()}]
         name = self.name or (base.name if base is not None else f"learned-{self.objective}")
         return RewardArtifact(name=name, features=features, terms=terms,
                               invariants=list(base.invariants) if base is not None else [],
