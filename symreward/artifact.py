@@ -4,6 +4,12 @@ Loading keeps the tomlkit document, so a person's comments and layout survive lo
 save. Saving is atomic (temporary file, fsync, rename). The content hash covers what the reward
 *is* — features, terms, invariants, in canonical form — not how the file is formatted, so
 re-indenting a file does not change its identity, and a changed hash means a changed reward.
+
+Lineage lives in provenance: ``hash`` is the content hash at the last save, ``parent`` the hash
+of the version this one was derived from, and ``history`` a list of ``{change, parent}`` entries,
+oldest first, one per change (``record_change``). A file changed in a text editor since its last
+save (content hash ≠ recorded hash) is recorded on its next save, by whatever tool saves it, as
+``{change = "edited by hand", parent = <recorded hash>}``.
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ class RewardArtifact:
     schema: str = SCHEMA
     source: str = "<memory>"
     _document: tomlkit.TOMLDocument | None = field(default=None, repr=False, compare=False)
+    #: The hash recorded in the file when it was loaded, if the content had been edited by hand
+    #: since; recorded in the lineage at the next save.
+    _hand_edit_parent: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problems = _term_problems(self.terms, self.features)
@@ -144,6 +153,9 @@ class RewardArtifact:
         artifact.schema = SCHEMA
         artifact.source = source
         artifact._document = document
+        recorded = provenance.get("hash")
+        artifact._hand_edit_parent = (recorded if isinstance(recorded, str)
+                                      and recorded != artifact.content_hash() else None)
         return artifact
 
     def dumps(self) -> str:
@@ -184,6 +196,48 @@ class RewardArtifact:
         """True when the content no longer matches the hash recorded at the last save."""
         recorded = self.recorded_hash
         return recorded is not None and recorded != self.content_hash()
+
+    # -- lineage -------------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The recorded changes, oldest first (``provenance.history``)."""
+        history = self.provenance.get("history", [])
+        return [dict(e) for e in history if isinstance(e, Mapping)] if isinstance(
+            history, list) else []
+
+    def record_change(self, change: str, parent: str) -> None:
+        """Record a change made to this artifact: ``parent`` is the content hash before it.
+
+        Sets ``provenance.parent`` and appends ``{change, parent}`` to ``provenance.history``.
+        A pending hand edit is recorded first, so the history keeps the order things happened.
+        The parent an artifact was learned from (``learn --from``) is kept as the first entry.
+        """
+        self.record_hand_edit()
+        self._append_history(change, parent)
+
+    def record_hand_edit(self) -> bool:
+        """Record an edit made in a text editor since the last save, once; whether there was one.
+
+        ``save``/``dumps`` call this, so any tool that saves records hand edits."""
+        parent = self._hand_edit_parent
+        if parent is None:
+            return False
+        self._hand_edit_parent = None
+        self._append_history("edited by hand", parent)
+        return True
+
+    def _append_history(self, change: str, parent: str) -> None:
+        history = self.history
+        if not history and isinstance(self.provenance.get("parent"), str):
+            origin = self.provenance["parent"]
+            if origin != parent:
+                learned = "learned" + (f" ({self.provenance['objective']})"
+                                       if "objective" in self.provenance else "")
+                history.append({"change": learned, "parent": origin})
+        history.append({"change": change, "parent": parent})
+        self.provenance["parent"] = parent
+        self.provenance["history"] = history
 
     # -- the reward ----------------------------------------------------------------------
 
@@ -275,10 +329,16 @@ class RewardArtifact:
         if not isinstance(provenance, Table):
             provenance = tomlkit.table()
             document["provenance"] = provenance
+        self.record_hand_edit()
         self.provenance["hash"] = self.content_hash()
         for key in [k for k in provenance if k not in self.provenance]:
             del provenance[key]
         for key, value in self.provenance.items():
+            if key == "history" and isinstance(value, list):
+                current = provenance.get(key)
+                if current is None or current.unwrap() != value:
+                    provenance[key] = _history_array(value)
+                continue
             _set(provenance, key, value)
         self._document = document
         return document
@@ -313,6 +373,17 @@ def _set(container: Any, key: str, value: Any) -> None:
         if current == value:
             return
     container[key] = value
+
+
+def _history_array(entries: Sequence[Mapping[str, Any]]) -> Any:
+    """``history = [ {change = …, parent = …}, … ]``, one entry per line."""
+    array = tomlkit.array()
+    array.multiline(True)
+    for entry in entries:
+        row = tomlkit.inline_table()
+        row.update(dict(entry))
+        array.append(row)
+    return array
 
 
 def _aot(rows: Sequence[Mapping[str, Any]]) -> AoT:

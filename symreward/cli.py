@@ -60,6 +60,40 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(run=_show)
 
+    patch = commands.add_parser(
+        "patch", parents=[common],
+        help="edit terms (set/add/drop/lock/unlock/note), keeping comments; records lineage")
+    patch.add_argument("artifact", type=Path)
+    for option, metavar, text in (
+            ("--set", "NAME=EXPR", "replace a term's expression"),
+            ("--add", "NAME=EXPR", "add a term"),
+            ("--drop", "NAME", "remove a term"),
+            ("--lock", "NAME", "lock a term (learn --from keeps it as written)"),
+            ("--unlock", "NAME", "unlock a term"),
+            ("--note", "NAME=TEXT", "set a term's note (empty TEXT removes it)")):
+        patch.add_argument(option, dest="operations", action=_PatchOperation,
+                           const=option[2:], metavar=metavar, help=text + " (repeatable)")
+    patch.add_argument("-o", "--output", type=Path,
+                       help="write the patched artifact here (default: edit in place)")
+    patch.set_defaults(run=_patch, operations=[])
+
+    diff = commands.add_parser(
+        "diff", parents=[common],
+        help="terms added/removed/changed, symbolic difference, behavioural distance")
+    diff.add_argument("a", type=Path, help="the old artifact")
+    diff.add_argument("b", type=Path, help="the new artifact")
+    diff.add_argument("--data", type=Path,
+                      help="dataset for the EPIC distance and preference agreement")
+    diff.add_argument("--max-epic", type=float, metavar="X",
+                      help="exit 1 when the EPIC distance exceeds X (needs --data)")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.set_defaults(run=_diff)
+
+    log = commands.add_parser("log", parents=[common],
+                              help="the lineage recorded in an artifact's provenance")
+    log.add_argument("artifact", type=Path)
+    log.set_defaults(run=_log)
+
     evaluate = commands.add_parser("eval", parents=[common],
                                    help="per-transition rewards of a dataset, as a .npy file")
     evaluate.add_argument("artifact", type=Path)
@@ -67,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", type=Path, required=True,
                           help="where to write the float64 rewards (.npy)")
     evaluate.set_defaults(run=_eval)
+
+    check = commands.add_parser("check", parents=[common],
+                                help="decide a reward's invariants: proved, held under property "
+                                     "tests, or violated (with a counterexample)")
+    check.add_argument("artifact", type=Path)
+    check.add_argument("--data", type=Path,
+                       help="a dataset: property tests also try its states and nearby ones")
+    check.add_argument("--examples", type=int, default=200,
+                       help="hypothesis examples per invariant (default 200)")
+    check.add_argument("--time-budget", type=float, default=2.0,
+                       help="seconds each invariant's proof may take (default 2)")
+    check.set_defaults(run=_check)
 
     learn = commands.add_parser("learn", parents=[common],
                                 help="learn a symbolic reward offline from a dataset")
@@ -152,6 +198,67 @@ def _show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _PatchOperation(argparse.Action):
+    """Collects --set/--add/--drop/--lock/--unlock/--note in the order given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        operations = list(getattr(namespace, self.dest, None) or [])
+        operations.append((self.const, values))
+        setattr(namespace, self.dest, operations)
+
+
+def _patch(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.editing import parse_assignment, patch, render_patch
+
+    artifact = RewardArtifact.load(args.artifact)
+    operations = [parse_assignment(op, text, source=str(args.artifact))
+                  for op, text in args.operations]
+    result = patch(artifact, operations)
+    output = args.output or args.artifact
+    result.artifact.save(output)
+    sys.stdout.write(render_patch(result, str(output)))
+    return EXIT_OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.editing import diff, render_diff
+
+    if args.max_epic is not None and args.data is None:
+        raise SymrewardError("--max-epic needs --data (the EPIC distance is measured on "
+                             "a dataset)")
+    if args.max_epic is not None and not 0 <= args.max_epic <= 1:
+        raise SymrewardError(f"--max-epic {args.max_epic}: must be in [0, 1]")
+    a = RewardArtifact.load(args.a)
+    b = RewardArtifact.load(args.b)
+    dataset = None
+    if args.data is not None:
+        from symreward.data import load_dataset
+
+        dataset = load_dataset(args.data)
+    result = diff(a, b, dataset)
+    over = args.max_epic is not None and result.epic is not None and result.epic > args.max_epic
+    if args.json:
+        print(json.dumps(result.to_dict() | {"max_epic": args.max_epic, "exceeded": over},
+                         indent=2, default=str))
+    else:
+        sys.stdout.write(render_diff(result))
+        if args.max_epic is not None:
+            verdict = "exceeds" if over else "is within"
+            print(f"\nEPIC {result.epic:.4f} {verdict} --max-epic {args.max_epic:g}")
+    return EXIT_CHECK_FAILED if over else EXIT_OK
+
+
+def _log(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.editing import render_lineage
+
+    sys.stdout.write(render_lineage(RewardArtifact.load(args.artifact)))
+    return EXIT_OK
+
+
 def _eval(args: argparse.Namespace) -> int:
     from symreward.artifact import RewardArtifact
     from symreward.atomic import save_npy
@@ -171,6 +278,33 @@ def _eval(args: argparse.Namespace) -> int:
         f"  (NaN {int(np.isnan(rewards).sum())}, inf {int(np.isinf(rewards).sum())}; first at "
         f"row {int(np.flatnonzero(~np.isfinite(rewards))[0])})" if non_finite else ""))
     return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.invariants import check, format_result
+
+    if args.examples < 1 or args.time_budget < 0:
+        raise SymrewardError("--examples must be >= 1 and --time-budget >= 0")
+    artifact = RewardArtifact.load(args.artifact)
+    data = None
+    if args.data is not None:
+        from symreward.data import load_dataset
+
+        data = load_dataset(args.data)
+    results = check(artifact, data, time_budget=args.time_budget, examples=args.examples)
+    print(f"{artifact.name or '(unnamed reward)'}  [{artifact.source}]")
+    if artifact.edited_by_hand:
+        print("  note: edited by hand since last save (content hash differs from the recorded "
+              "one)")
+    if not results:
+        print("  no invariants to check")
+    for result in results:
+        print("  " + format_result(result).replace("\n", "\n  "))
+    counts = {s: sum(r.status == s for r in results) for s in
+              ("proved", "held", "violated", "vacuous", "unknown")}
+    print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return EXIT_CHECK_FAILED if counts["violated"] else EXIT_OK
 
 
 def _progress(message: str) -> None:

@@ -461,6 +461,10 @@ class _FormulaPrinter(StrPrinter):
     def _print_atan2(self, expr: sympy.atan2) -> str:
         return f"atan2({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
+    def _print_atan(self, expr: sympy.atan) -> str:
+        # sympy folds atan2(y, x) with a positive constant x into atan(y/x).
+        return f"atan2({self._print(expr.args[0])}, 1)"
+
     def _print_Exp1(self, expr: sympy.Basic) -> str:
         return "exp(1)"
 

@@ -22,6 +22,7 @@ NAMES = ["theta", "theta_dot", "torque", "x", "y"]
         ("abs(x) + max(x, y) + min(x, 0)", "abs(x) + max(x, y) + min(0, x)"),
         ("x / y", "x/y"),
         ("2**10 * x", "1024*x"),
+        ("atan2(x, 0.5)", "atan2(2.0*x, 1)"),
     ],
 )
 def test_prints_readably(text, expected):
