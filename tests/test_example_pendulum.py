@@ -62,3 +62,9 @@ def test_features_file_matches_the_artifact():
 
     features = FeatureSet.from_toml(EXAMPLE / "features.toml")
     assert features.to_dict() == RewardArtifact.load(EXAMPLE / "reward.toml").features.to_dict()
+
+
+def test_example_invariants_are_proved(capsys):
+    assert main(["check", str(EXAMPLE / "reward.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "3 proved, 0 held, 0 violated" in out
