@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from symreward.data.dataset import Dataset
+from symreward.data.spaces import require_supported_spaces
 from symreward.errors import DataError
 
 if TYPE_CHECKING:
@@ -85,7 +86,6 @@ def collect(
     if not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     gym = _import_gymnasium()
-    from gymnasium import spaces
 
     if isinstance(env, str):
         env_id = env
@@ -106,16 +106,7 @@ def collect(
         raise TypeError(f"env must be an environment id or a gymnasium.Env, got {env!r}")
     try:
         obs_space, act_space = instance.observation_space, instance.action_space
-        if not isinstance(obs_space, spaces.Box):
-            raise DataError(
-                f"environment {env_id!r}: observation space {obs_space} is not supported; only "
-                "Box observation spaces are"
-            )
-        if not isinstance(act_space, spaces.Box | spaces.Discrete):
-            raise DataError(
-                f"environment {env_id!r}: action space {act_space} is not supported; only Box "
-                "and Discrete are"
-            )
+        require_supported_spaces(obs_space, act_space, f"environment {env_id!r}")
         return _run(instance, env_id, policy, int(n_steps), int(seed), obs_space, act_space)
     finally:
         if owned:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from symreward.data.dataset import Dataset
+from symreward.data.spaces import require_supported_spaces
 from symreward.errors import DataError
 
 __all__ = ["find_minari_data_dir", "load_minari", "load_minari_id"]
@@ -74,18 +75,8 @@ def load_minari_id(dataset_id: str) -> Dataset:
 
 
 def _flatten(mds: Any, shown: str) -> Dataset:
-    from gymnasium import spaces  # minari depends on gymnasium, so this cannot fail here
-
     obs_space, act_space = mds.observation_space, mds.action_space
-    if not isinstance(obs_space, spaces.Box):
-        raise DataError(
-            f"{shown}: observation space {obs_space} is not supported; only Box observation "
-            "spaces are (flatten Dict/Tuple observations into a Box first)"
-        )
-    if not isinstance(act_space, spaces.Box | spaces.Discrete):
-        raise DataError(
-            f"{shown}: action space {act_space} is not supported; only Box and Discrete are"
-        )
+    require_supported_spaces(obs_space, act_space, shown)  # minari brings gymnasium along
 
     obs_parts, next_parts, act_parts = [], [], []
     rew_parts, term_parts, trunc_parts = [], [], []
