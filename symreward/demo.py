@@ -19,7 +19,7 @@ from symreward.artifact import RewardArtifact, Term
 from symreward.atomic import save_npy
 from symreward.audit import epic_distance
 from symreward.data import Dataset, Preferences, bradley_terry_preferences, collect
-from symreward.data.oracle import segment_returns
+from symreward.data.oracle import return_differences
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner
 
@@ -116,6 +116,6 @@ def run_demo(output_dir: str | Path, *, steps_per_policy: int = 4000, pairs: int
 
 
 def _pair_accuracy(rewards: np.ndarray, pairs: Preferences) -> float:
-    difference = segment_returns(rewards, pairs.a) - segment_returns(rewards, pairs.b)
+    difference = return_differences(rewards, pairs)
     decided = pairs.label != 0.5
     return float(np.mean((difference[decided] > 0) == (pairs.label[decided] > 0.5)))

@@ -334,7 +334,7 @@ def _term_details(old: Term, new: Term, old_names: Sequence[str], new_names: Seq
 def _behaviour(result: ArtifactDiff, a: RewardArtifact, b: RewardArtifact, dataset: Dataset,
                epic_options: dict[str, Any]) -> None:
     from symreward.audit import epic_distance
-    from symreward.data.oracle import segment_returns
+    from symreward.data.oracle import return_differences
 
     result.data = dataset.source
     rewards_a = a.evaluate(dataset).rewards
@@ -342,8 +342,8 @@ def _behaviour(result: ArtifactDiff, a: RewardArtifact, b: RewardArtifact, datas
     result.epic = float(epic_distance(a.reward_fn(), b.reward_fn(), dataset, **epic_options))
     prefs = dataset.preferences
     if prefs is not None and len(prefs):
-        margin_a = segment_returns(rewards_a, prefs.a) - segment_returns(rewards_a, prefs.b)
-        margin_b = segment_returns(rewards_b, prefs.a) - segment_returns(rewards_b, prefs.b)
+        margin_a = return_differences(rewards_a, prefs)
+        margin_b = return_differences(rewards_b, prefs)
         result.pairs = len(prefs)
         result.agreement = float(np.mean(np.sign(margin_a) == np.sign(margin_b)))
 

@@ -62,6 +62,13 @@ def segment_returns(
     return np.bincount(owner, weights=values, minlength=seg.shape[0])
 
 
+def return_differences(rewards: np.ndarray, preferences: Preferences, discount: float = 1.0
+                       ) -> np.ndarray:
+    """``R(a) - R(b)`` for each preference pair: positive where ``rewards`` favour segment a."""
+    return (segment_returns(rewards, preferences.a, discount)
+            - segment_returns(rewards, preferences.b, discount))
+
+
 def random_segments(
     dataset: Dataset,
     n: int,
