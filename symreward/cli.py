@@ -122,7 +122,17 @@ def _parser() -> argparse.ArgumentParser:
                             "--from")
     learn.add_argument("--objective", default="preferences",
                        choices=["preferences", "rankings", "demonstrations", "rewards"])
-    learn.add_argument("--engine", default="sparse", choices=["sparse"])
+    learn.add_argument("--engine", default="sparse", choices=["sparse", "evolve", "pysr"],
+                       help="sparse: convex path over a term library (fast, default); evolve: "
+                            "evolutionary search of term structure, seeded by sparse; pysr: "
+                            "PySR (needs Julia)")
+    learn.add_argument("--time-limit", type=float, default=None,
+                       help="seconds the structure search may take (evolve default 100)")
+    learn.add_argument("--generations", type=int, default=None,
+                       help="generations of the structure search (evolve default 300; it stops "
+                            "earlier when its front stops improving)")
+    learn.add_argument("--population", type=int, default=None,
+                       help="individuals per generation (evolve default 200)")
     learn.add_argument("--seed", type=int, default=0)
     learn.add_argument("--from", dest="base", type=Path,
                        help="an earlier artifact: its locked terms are kept as written and it "
@@ -335,7 +345,8 @@ def _learn(args: argparse.Namespace) -> int:
     learner = SymbolicRewardLearner(
         objective=args.objective, engine=args.engine, seed=args.seed, max_terms=args.max_terms,
         n_folds=args.folds, selection=args.selection, noise=args.noise, discount=args.discount,
-        class_prior=args.class_prior, name=args.name,
+        class_prior=args.class_prior, name=args.name, time_limit=args.time_limit,
+        generations=args.generations, population=args.population,
         library=TermLibrary(user_terms=tuple(args.user_terms)), progress=_progress)
     learner.fit(dataset, features, base=base)
     _print_front(learner.front_)

@@ -39,3 +39,8 @@ class ArtifactError(SymrewardError):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems) if len(self.problems) < 2 else
                          f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems))
+
+
+class EngineUnavailable(SymrewardError):
+    """A search engine whose outside requirements (a package, a runtime) are missing; the
+    message says what to install and which engine to use instead."""

@@ -26,6 +26,8 @@ from symreward.data import Dataset
 from symreward.errors import DataError, FeatureError, FormulaError
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
+from symreward.search import evolve, pysr
+from symreward.search.evolve import EvolutionarySearch
 from symreward.search.front import FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary
 from symreward.search.sparse import (
@@ -38,7 +40,7 @@ from symreward.search.sparse import (
     stepwise_supports,
 )
 
-ENGINES = ("sparse",)
+ENGINES = ("sparse", "evolve", "pysr")
 Progress = Callable[[str], None]
 
 
@@ -72,7 +74,9 @@ class SymbolicRewardLearner:
                  max_terms: int = 8, n_folds: int = 5, library: TermLibrary | None = None,
                  selection: str = "1se", noise: float = 0.0, discount: float = 1.0,
                  class_prior: float | None = None, rounding_tolerance: float = 1e-3,
-                 seed: int = 0, name: str | None = None, progress: Progress | None = None):
+                 population: int | None = None, generations: int | None = None,
+                 time_limit: float | None = None, seed: int = 0, name: str | None = None,
+                 progress: Progress | None = None):
         self.objective = objective
         self.engine = engine
         self.max_terms = max_terms
@@ -83,6 +87,9 @@ class SymbolicRewardLearner:
         self.discount = discount
         self.class_prior = class_prior
         self.rounding_tolerance = rounding_tolerance
+        self.population = population
+        self.generations = generations
+        self.time_limit = time_limit
         self.seed = seed
         self.name = name
         self.progress = progress
@@ -102,7 +109,22 @@ class SymbolicRewardLearner:
         }
         if self.class_prior is not None:
             options["class_prior"] = self.class_prior
+        if self.engine != "sparse":
+            search = self._engine_options()
+            options["search"] = {k: v for k, v in search.items() if v is not None}
         return options
+
+    def _engine_options(self) -> dict[str, Any]:
+        """The structure search's budget: the engine's defaults where an option is not set."""
+        if self.engine == "evolve":
+            defaults = EvolutionarySearch()
+            return {"population": self.population or defaults.population,
+                    "generations": self.generations or defaults.generations,
+                    "time_limit": self.time_limit if self.time_limit is not None
+                    else defaults.time_limit,
+                    "patience": defaults.patience, "operators": list(defaults.operators)}
+        return {"population": self.population, "generations": self.generations,
+                "time_limit": self.time_limit}
 
     def _say(self, message: str) -> None:
         if self.progress is not None:
@@ -117,6 +139,8 @@ class SymbolicRewardLearner:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r} (choose from "
                              f"{', '.join(OBJECTIVES)})")
+        if self.engine == "pysr":
+            pysr.check_available()
         features = features if isinstance(features, FeatureSet) else FeatureSet(features)
         started = time.perf_counter()
         objective = make_objective(self.objective, dataset, noise=self.noise,
@@ -131,8 +155,20 @@ class SymbolicRewardLearner:
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
-        models = self._search(objective, full, columns, offset, candidates)
-        front = ParetoFront.from_models(models, rule=self.selection)
+        models = self._search(objective, full, columns, offset, candidates,
+                              self._sparse_proposals(full), scored={})
+        self.search_ = {"engine": self.engine}
+        if self.engine != "sparse":
+            seeds = [[c.expr for c, _ in m.payload.terms()]
+                     for m in ParetoFront.from_models(list(models.values()),
+                                                      rule=self.selection).entries]
+            term_sets = self._structure_search(objective, matrix, features, offset, seeds)
+            candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
+                                                          matrix, dataset, features)
+            full = objective.problem(columns, offset)
+            models = self._search(objective, full, columns, offset, candidates, proposals,
+                                  scored=models)
+        front = ParetoFront.from_models(list(models.values()), rule=self.selection)
         chosen = front.best.payload
         coefficients = self._rounded(full, chosen)
         seconds = time.perf_counter() - started
@@ -174,16 +210,22 @@ class SymbolicRewardLearner:
         base = RewardArtifact(name="locked", features=features, terms=locked)
         return matrix, base.evaluate(dataset).rewards
 
-    def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
-                offset: np.ndarray | None, candidates: list[Candidate]) -> list[FrontEntry]:
-        """Cross-validate the engine's proposals, then simpler variants of the front's members
-        until the front stops changing."""
-        proposals = [()]
+    def _sparse_proposals(self, full: LinearProblem) -> list[tuple[int, ...]]:
+        proposals: list[tuple[int, ...]] = [()]
         for support in (*l1_supports(full, max_terms=self.max_terms, seed=self.seed),
                         *stepwise_supports(full, max_terms=self.max_terms, seed=self.seed)):
             if support not in proposals:
                 proposals.append(support)
-        self._say(f"search: {len(proposals) - 1} supports of up to {self.max_terms} terms; "
+        return proposals
+
+    def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
+                offset: np.ndarray | None, candidates: list[Candidate],
+                proposals: list[tuple[int, ...]], *,
+                scored: dict[tuple[int, ...], FrontEntry]) -> dict[tuple[int, ...], FrontEntry]:
+        """Cross-validate the proposed supports (those not already ``scored``), then simpler
+        variants of the front's members until the front stops changing."""
+        proposals = [p for p in dict.fromkeys(proposals) if p not in scored]
+        self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   f"cross-validating on {self.n_folds} folds")
         folds = objective.folds(self.n_folds, self.seed)
         all_units = np.arange(objective.n_units)
@@ -191,7 +233,7 @@ class SymbolicRewardLearner:
                    objective.problem(columns, offset, held)) for held in folds]
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
-        scored: dict[tuple[int, ...], FrontEntry] = {}
+        scored = dict(scored)
         for _ in range(4):
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates)
@@ -201,7 +243,31 @@ class SymbolicRewardLearner:
                          if variant not in scored]
             if not proposals:
                 break
-        return list(scored.values())
+        return scored
+
+    def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
+                          offset: np.ndarray | None, seeds: list[list[sympy.Expr]]
+                          ) -> list[list[sympy.Expr]]:
+        """Term sets from the evolutionary or PySR engine, seeded by the sparse front."""
+        options = self._engine_options()
+        if self.engine == "pysr":
+            self._say("search: PySR (in a subprocess)")
+            return pysr.propose(objective, matrix, features.names, seed=self.seed,
+                                time_limit=options["time_limit"],
+                                population=options["population"],
+                                generations=options["generations"])
+        search = EvolutionarySearch(
+            population=options["population"], generations=options["generations"],
+            time_limit=options["time_limit"], max_terms=self.max_terms,
+            rounding_tolerance=self.rounding_tolerance, seed=self.seed, progress=self.progress)
+        result = search.run(objective, matrix, features.names, offset=offset, seeds=seeds)
+        self.search_ = {"engine": "evolve", "generations": result.generations,
+                        "stopped": result.stopped, "terms_evaluated": result.evaluations,
+                        "candidates_scored": result.candidates,
+                        "seconds": round(result.seconds, 3)}
+        self._say(f"evolve: {result.generations} generations, {result.evaluations} terms "
+                  f"evaluated in {result.seconds:.1f} s; stopped: {result.stopped}")
+        return result.term_sets
 
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
                         splits: list[tuple[LinearProblem, LinearProblem]],
@@ -273,6 +339,8 @@ class SymbolicRewardLearner:
             "metrics": {k: _finite(v) for k, v in self.metrics_.items()
                         if k != "learning_seconds"},
             "feature_ranges": self.feature_ranges_,
+            **({"search": {k: v for k, v in self.search_.items() if k != "seconds"}}
+               if self.engine != "sparse" else {}),
             "front": [e.as_dict() | ({"chosen": True} if i == self.front_.chosen else {})
                       for i, e in enumerate(self.front_.entries)],
         }
@@ -296,6 +364,74 @@ def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,
     """Learn a reward artifact in one call; see ``SymbolicRewardLearner`` for options."""
     learner = SymbolicRewardLearner(objective=objective, engine=engine, seed=seed, **options)
     return learner.fit(dataset, features, base=base).artifact_
+
+
+def _with_terms(candidates: list[Candidate], columns: np.ndarray,
+                term_sets: Sequence[Sequence[sympy.Expr]], matrix: np.ndarray, dataset: Dataset,
+                features: FeatureSet) -> tuple[list[Candidate], np.ndarray,
+                                                list[tuple[int, ...]]]:
+    """The library extended by an engine's terms, and each term set as a support over it.
+    Terms that are not finite on the data are left out."""
+    index = {c.text: k for k, c in enumerate(candidates)}
+    taken = {c.name for c in candidates}
+    new: list[Candidate] = []
+    for terms in term_sets:
+        for expr in terms:
+            text = formula.to_text(expr)
+            if text in index or any(c.text == text for c in new):
+                continue
+            try:
+                formula.parse(text, features.names)
+            except FormulaError:
+                continue  # outside the language (an engine's form sympy could not print back)
+            name = _unique(_term_name(text), taken)
+            taken.add(name)
+            new.append(Candidate(name, text, expr, formula.complexity(expr), "evolved"))
+    if new:
+        values = _engine_term_columns(new, matrix, dataset, features)
+        finite = np.isfinite(values).all(axis=0)
+        new = [c for c, ok in zip(new, finite, strict=True) if ok]
+        columns = np.column_stack([columns, values[:, finite]])
+        candidates = [*candidates, *new]
+        index.update({c.text: len(index) + k for k, c in enumerate(new)})
+    proposals = []
+    for terms in term_sets:
+        support = [index.get(formula.to_text(e)) for e in terms]
+        if all(k is not None for k in support):
+            proposals.append(tuple(sorted(dict.fromkeys(support))))
+    return candidates, np.ascontiguousarray(columns), proposals
+
+
+def _engine_term_columns(candidates: list[Candidate], matrix: np.ndarray, dataset: Dataset,
+                         features: FeatureSet) -> np.ndarray:
+    """Columns of engine terms over the feature matrix: by the evolutionary engine's
+    interpreter where its operators cover a term (no compile; the same floating-point
+    operations as the artifact's kernel up to rounding), compiled otherwise."""
+    values = np.empty((matrix.shape[0], len(candidates)))
+    trees, where, compiled = [], [], []
+    for k, candidate in enumerate(candidates):
+        try:
+            trees.append(evolve.from_sympy(candidate.expr, features.names))
+            where.append(k)
+        except evolve.Unsupported:
+            compiled.append(k)
+    with np.errstate(all="ignore"):
+        values[:, where] = evolve.evaluate_terms(trees, matrix.T).T
+    if compiled:
+        values[:, compiled] = _user_columns(dataset, features,
+                                            [candidates[k].text for k in compiled])
+    return values
+
+
+def _term_name(text: str) -> str:
+    """A readable identifier for a term: ``sqrt(dx**2 + dy**2)`` → ``sqrt_dx_pow2_dy_pow2``."""
+    for symbol, word in (("**", "_pow"), ("<", "_lt_"), (">", "_gt_"), ("/", "_over_"),
+                         ("*", "_"), ("-", "_m_"), (".", "_")):
+        text = text.replace(symbol, word)
+    name = "_".join(part for part in "".join(ch if ch.isalnum() else "_" for ch in text)
+                    .split("_") if part)
+    name = name[:40].rstrip("_") or "term"
+    return name if formula.is_identifier(name) and not name[0].isdigit() else f"t_{name}"
 
 
 def dataset_digest(dataset: Dataset) -> str:

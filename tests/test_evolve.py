@@ -1,0 +1,261 @@
+"""The evolutionary engine: its interpreter against numpy, tree conversions, the weight solver
+against ``refit``, budgets, determinism, rejection of wild terms, and the learner and command
+line running it."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from symreward import formula
+from symreward.cli import main
+from symreward.data import Dataset, bradley_terry_preferences, save_dataset
+from symreward.features import FeatureSet
+from symreward.learner import SymbolicRewardLearner
+from symreward.objectives import make_objective
+from symreward.search import evolve
+from symreward.search.evolve import (
+    ABS,
+    ADD,
+    CONST,
+    DIV,
+    FEATURE,
+    GT,
+    MUL,
+    SQRT,
+    SQUARE,
+    EvolutionarySearch,
+)
+from symreward.search.sparse import fit_loss, refit
+
+NAMES = ["x", "y", "z"]
+SYMBOLS = [formula.symbol(n) for n in NAMES]
+UNARY_OPS = [evolve.OPERATORS[o] for o in evolve.OPERATORS
+             if evolve.OPERATORS[o] not in evolve._BINARY]
+BINARY_OPS = sorted(evolve._BINARY)
+
+
+def trees(max_leaves: int = 6) -> st.SearchStrategy[tuple]:
+    leaves = st.one_of(
+        st.builds(lambda k: (FEATURE, float(k)), st.integers(0, len(NAMES) - 1)),
+        st.builds(lambda v: (CONST, v), st.sampled_from([-2.5, -1.0, 0.0, 0.5, 1.0, 3.0])))
+
+    def extend(children: st.SearchStrategy[tuple]) -> st.SearchStrategy[tuple]:
+        return st.one_of(
+            st.builds(lambda op, a: (op, 0.0, a), st.sampled_from(UNARY_OPS), children),
+            st.builds(lambda op, a, b: (op, 0.0, a, b), st.sampled_from(BINARY_OPS),
+                      children, children))
+
+    return st.recursive(leaves, extend, max_leaves=max_leaves)
+
+
+def table(n: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(scale=2.0, size=(n, len(NAMES)))
+    values[:4] = [[0.0, -0.0, 1.0], [np.inf, 1.0, -1.0], [-3.0, 0.5, 0.0], [1e-3, -1e3, 2.0]]
+    return values
+
+
+def numpy_values(expr: sympy.Expr, values: np.ndarray) -> np.ndarray:
+    function = sympy.lambdify(SYMBOLS, expr, modules=[formula.NUMPY_FUNCTIONS, "numpy"])
+    with np.errstate(all="ignore"):
+        result = function(*values.T)
+    return np.broadcast_to(np.asarray(result, dtype=np.float64), values.shape[:1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(tree=trees())
+def test_interpreter_matches_numpy(tree: tuple) -> None:
+    """Wherever the interpreter's value is finite, the reported sympy form gives the same value
+    under numpy. (Elsewhere sympy may have simplified: ``x - x`` is 0 where the tree gives NaN
+    at x = inf; the engine discards any term that is not finite on every row, so a reported
+    formula is only ever used where the two agree.) The tolerance allows for ``x*x*x`` here
+    against ``x**3`` there, a last-bit difference that ``sin`` of a large argument magnifies."""
+    try:
+        expr = evolve.to_sympy(tree, SYMBOLS)
+    except (TypeError, ValueError):
+        return  # sympy refuses a constant subtree with no real value (max(0, sqrt(-2.5)))
+    if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        return  # a constant subtree with no real value: its term is never finite, so never used
+    values = table()
+    with np.errstate(all="ignore"):
+        mine = evolve.evaluate_terms([tree], values.T)[0]
+    theirs = numpy_values(expr, values)
+    finite = np.isfinite(mine)
+    assert np.allclose(mine[finite], theirs[finite], rtol=1e-9, atol=1e-12), (mine, theirs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tree=trees())
+def test_sympy_round_trip_keeps_values(tree: tuple) -> None:
+    """to_sympy then from_sympy (the path of seeds and of the learner's final columns) computes
+    the same function wherever the original is finite."""
+    expr = evolve.to_sympy(tree, SYMBOLS)
+    try:
+        back = evolve.from_sympy(expr, NAMES)
+    except evolve.Unsupported:
+        return  # sympy folded it into a form the trees lack (e.g. x**(5/2)); it is skipped
+    values = table()
+    with np.errstate(all="ignore"):
+        first, second = evolve.evaluate_terms([tree, back], values.T)
+    finite = np.isfinite(first) & (np.abs(first) < 1e12)
+    assert np.allclose(first[finite], second[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_canonical_forms_share_a_key() -> None:
+    x, y = (FEATURE, 0.0), (FEATURE, 1.0)
+    assert evolve.canonical((ADD, 0.0, x, y)) == evolve.canonical((ADD, 0.0, y, x))
+    assert evolve.canonical((MUL, 0.0, (CONST, 2.0), (CONST, 3.0))) == (CONST, 6.0)
+    assert evolve.canonical((DIV, 0.0, x, y)) != evolve.canonical((DIV, 0.0, y, x))
+
+
+def walk(n: int = 3000, episode: int = 30, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    obs = np.empty((n, 3))
+    for t in range(n):
+        obs[t] = rng.uniform(-1, 1, 3) if t % episode == 0 else \
+            np.clip(obs[t - 1] + rng.normal(scale=0.2, size=3), -2, 2)
+    return Dataset(observations=obs, actions=rng.normal(size=(n, 1)),
+                   next_observations=np.vstack([obs[1:], obs[-1:]]),
+                   terminals=np.zeros(n, bool), timeouts=np.arange(n) % episode == episode - 1)
+
+
+FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
+
+
+@pytest.mark.parametrize("objective", ["preferences", "rewards", "demonstrations"])
+def test_weight_solver_matches_refit(objective: str) -> None:
+    data = walk()
+    x, y, z = data.observations.T
+    reward = np.sin(2 * x) - y**2 + 0.3 * z
+    data = data.replace(rewards=reward, preferences=bradley_terry_preferences(
+        data, reward, 300, 10, seed=1), expert=reward > np.quantile(reward, 0.7))
+    problem = make_objective(objective, data).problem(
+        np.column_stack([np.sin(2 * x), y**2, z, x * y]))
+    fast, slow = evolve.fit_weights(problem), refit(problem, (0, 1, 2, 3))
+    assert fit_loss(problem, fast) == pytest.approx(fit_loss(problem, slow), rel=1e-7, abs=1e-10)
+    assert np.allclose(fast.coef, slow.coef, rtol=1e-3, atol=1e-4)
+
+
+def preference_data(reward_of, n_pairs: int = 600, seed: int = 0) -> Dataset:
+    data = walk(seed=seed)
+    reward = reward_of(*data.observations.T)
+    return data.replace(rewards=reward, preferences=bradley_terry_preferences(
+        data, reward, n_pairs, 10, temperature=0.3, seed=seed + 1))
+
+
+def matrix_of(data: Dataset) -> np.ndarray:
+    return np.ascontiguousarray(data.observations)
+
+
+def test_finds_a_term_the_library_lacks() -> None:
+    """``exp(x)`` is not in the sparse library (powers, abs, products, hinges, indicators); a
+    short evolutionary search over preferences, seeded as the learner seeds it with sparse
+    models, finds it beside the library's ``y**2``."""
+    data = preference_data(lambda x, y, z: np.exp(x) - y**2)
+    x, y = SYMBOLS[:2]
+    result = EvolutionarySearch(population=60, generations=30, time_limit=None,
+                                seed=0).run(make_objective("preferences", data),
+                                            matrix_of(data), NAMES, seeds=[[y**2], [x, y**2]])
+    assert any(set(terms) == {sympy.exp(x), y**2} for terms in result.term_sets), \
+        result.term_sets
+    assert result.stopped in ("generations", "no improvement in 30 generations")
+
+
+def test_same_seed_same_result_and_generation_budget() -> None:
+    data = preference_data(lambda x, y, z: np.abs(x) - z)
+    objective = make_objective("preferences", data)
+
+    def run(seed: int) -> evolve.EvolutionResult:
+        return EvolutionarySearch(population=40, generations=8, time_limit=None, patience=100,
+                                  seed=seed).run(objective, matrix_of(data), NAMES)
+
+    first, second = run(3), run(3)
+    assert first.generations == second.generations == 8
+    assert first.stopped == "generations"
+    assert [[formula.to_text(e) for e in s] for s in first.term_sets] == \
+        [[formula.to_text(e) for e in s] for s in second.term_sets]
+    assert [(i.complexity, i.loss) for i in first.archive] == \
+        [(i.complexity, i.loss) for i in second.archive]
+
+
+def test_time_limit_and_early_stop() -> None:
+    data = preference_data(lambda x, y, z: x)
+    objective = make_objective("preferences", data)
+    started = time.perf_counter()
+    limited = EvolutionarySearch(population=40, generations=10_000, time_limit=2.0,
+                                 patience=10_000).run(objective, matrix_of(data), NAMES)
+    assert limited.stopped == "time limit"
+    assert time.perf_counter() - started < 30  # the final tuning of the archive comes after
+    early = EvolutionarySearch(population=40, generations=10_000, time_limit=None,
+                               patience=3).run(objective, matrix_of(data), NAMES)
+    assert early.stopped == "no improvement in 3 generations"
+    assert early.generations < 10_000
+
+
+def test_terms_driven_by_a_few_rows_are_rejected() -> None:
+    """``y/x`` is huge where ``x`` is near 0; it must not enter a model even where it fits
+    those rows' noise, while ``abs(x)`` and indicators are kept."""
+    data = preference_data(lambda x, y, z: y)
+    x = data.observations[:, 0].copy()
+    x[::97] = 1e-7
+    data = data.replace(observations=np.column_stack([x, data.observations[:, 1:]]))
+    run = evolve._Run(EvolutionarySearch(), make_objective("preferences", data),
+                      matrix_of(data), NAMES, None)
+    wild = (DIV, 0.0, (FEATURE, 1.0), (FEATURE, 0.0))
+    plain = [(ABS, 0.0, (FEATURE, 0.0)), (GT, 0.0, (FEATURE, 0.0), (CONST, 0.5)),
+             (SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, (FEATURE, 0.0)),
+                          (SQUARE, 0.0, (FEATURE, 1.0))))]
+    run.columns([wild, *plain])
+    assert run.cache[evolve.canonical(wild)] is None
+    assert all(run.cache[evolve.canonical(t)] is not None for t in plain)
+    assert run.individual([wild]) is None
+
+
+def test_unknown_operator_is_refused() -> None:
+    data = preference_data(lambda x, y, z: x)
+    with pytest.raises(ValueError, match="unknown operators"):
+        EvolutionarySearch(operators=("+", "^")).run(make_objective("preferences", data),
+                                                      matrix_of(data), NAMES)
+
+
+def test_learner_with_evolve_engine_records_its_search() -> None:
+    data = preference_data(lambda x, y, z: np.exp(x) - y**2)
+    learner = SymbolicRewardLearner(engine="evolve", population=60, generations=30,
+                                    time_limit=None, seed=0).fit(data, FEATURES)
+    artifact = learner.artifact_
+    assert artifact.provenance["engine"] == "evolve"
+    search = artifact.provenance["search"]
+    assert search["generations"] >= 1 and search["stopped"]
+    assert artifact.provenance["options"]["search"]["population"] == 60
+    texts = {t.expr.split("*", 1)[-1] for t in artifact.terms}
+    assert "exp(x)" in texts and "y**2" in texts, artifact.formula_text()
+    again = SymbolicRewardLearner(engine="evolve", population=60, generations=30,
+                                  time_limit=None, seed=0).fit(data, FEATURES)
+    assert again.artifact_.dumps() == artifact.dumps()
+
+
+def test_cli_learn_with_evolve_and_missing_pysr(tmp_path, capsys) -> None:
+    data = preference_data(lambda x, y, z: np.exp(x) - y**2)
+    data_path = tmp_path / "data.npz"
+    save_dataset(data, data_path)
+    features = tmp_path / "features.toml"
+    features.write_text('[features]\nx = "obs[0]"\ny = "obs[1]"\nz = "obs[2]"\n')
+    out = tmp_path / "r.toml"
+    code = main(["learn", str(data_path), "--features", str(features), "--engine", "evolve",
+                 "--generations", "5", "--population", "30", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert "evolve: 5 generations" in capsys.readouterr().err
+    assert main(["show", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["terms"]
+    started = time.perf_counter()
+    code = main(["learn", str(data_path), "--features", str(features), "--engine", "pysr",
+                 "-o", str(tmp_path / "p.toml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--engine evolve" in err and "Traceback" not in err
+    assert time.perf_counter() - started < 10
+    assert not (tmp_path / "p.toml").exists()
