@@ -3,9 +3,11 @@
     PYTHONPATH=. python benchmarks/kernels.py [--rows 10000000] [--repeat 5] [--calls 100000]
 
 Measures, in one run: rows/s of the fused ``rewards`` kernel, of ``sympy.lambdify`` (numpy) on
-the same formula and of a hand-written numba ``prange`` loop; cold compile, in-memory cache hit
+the same formula and of a hand-written numba ``prange`` loop (which gets numba's scalar libm calls;
+the kernels use ``symreward.kernels.VECTOR_MATH``); cold compile, in-memory cache hit
 and new-process disk cache hit times; and the latency of ``single``. The machine may be shared
-and noisy, so each timing is repeated and the best is compared (medians are printed too), and the
+and noisy, so the throughput timings are repeated in turn (each round times every variant once,
+so all see the same background load), the best are compared (medians are printed too), and the
 targets are ratios.
 """
 
@@ -28,7 +30,7 @@ import numpy as np
 import sympy
 
 from symreward.formula import NUMPY_FUNCTIONS, parse
-from symreward.kernels import RewardKernels, compile_reward
+from symreward.kernels import VECTOR_MATH, RewardKernels, compile_reward
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 8, 2
@@ -200,19 +202,6 @@ def benchmark(args: argparse.Namespace, cache_dir: str) -> None:
     np.testing.assert_allclose(fused_out, numpy_out, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fused_out, hand_out, rtol=1e-12, atol=1e-12)
 
-    fused, hand = [], []
-    for _ in range(args.repeat):  # interleaved, so both see the same background load
-        fused += timings(lambda: kernels.rewards(obs, act, next_obs), 1)
-        hand += timings(lambda: hand_written(obs, act, next_obs), 1)
-    with np.errstate(all="ignore"):
-        lambdified = timings(lambda: function(*columns), args.repeat)
-    # Whether the second core was there for us: the machine is shared.
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    one_thread = timings(lambda: kernels.rewards(obs, act, next_obs), args.repeat)
-    numba.set_num_threads(threads)
-    scaling = min(one_thread) / min(fused)
-
     arithmetic = compile_reward(*reward_exprs(ARITHMETIC_FEATURES, ARITHMETIC_TERMS),
                                 cache_dir=cache_dir)
     plain_function, plain_symbols = lambdify_reward(
@@ -220,8 +209,32 @@ def benchmark(args: argparse.Namespace, cache_dir: str) -> None:
     plain_columns = [column(s, arrays) for s in plain_symbols]
     np.testing.assert_allclose(arithmetic.rewards(obs, act, next_obs),
                                plain_function(*plain_columns), rtol=1e-12, atol=1e-12)
-    plain_fused = timings(lambda: arithmetic.rewards(obs, act, next_obs), args.repeat)
-    plain_numpy = timings(lambda: plain_function(*plain_columns), args.repeat)
+
+    threads = numba.get_num_threads()
+
+    def one_thread() -> None:
+        numba.set_num_threads(1)
+        try:
+            kernels.rewards(obs, act, next_obs)
+        finally:
+            numba.set_num_threads(threads)
+
+    runs = {
+        "fused": lambda: kernels.rewards(obs, act, next_obs),
+        "hand": lambda: hand_written(obs, act, next_obs),
+        "lambdified": lambda: function(*columns),
+        "one_thread": one_thread,  # whether the second core was there for us: the machine is shared
+        "plain_fused": lambda: arithmetic.rewards(obs, act, next_obs),
+        "plain_numpy": lambda: plain_function(*plain_columns),
+    }
+    measured: dict[str, list[float]] = {name: [] for name in runs}
+    with np.errstate(all="ignore"):
+        for _ in range(args.repeat):  # interleaved, so all see the same background load
+            for name, run in runs.items():
+                measured[name] += timings(run, 1)
+    fused, hand, lambdified = measured["fused"], measured["hand"], measured["lambdified"]
+    plain_fused, plain_numpy = measured["plain_fused"], measured["plain_numpy"]
+    scaling = min(measured["one_thread"]) / min(fused)
     single_us, raw_us = single_latency(kernels, (obs[0], act[0], next_obs[0]), args.calls,
                                        args.repeat)
 
@@ -264,6 +277,8 @@ def benchmark(args: argparse.Namespace, cache_dir: str) -> None:
     print(f"{n:,} transitions, obs_dim={OBS_DIM}, act_dim={ACT_DIM}, {len(FEATURES)} features, "
           f"{len(TERMS)} terms; best of {args.repeat} (median in brackets); "
           f"single() over {args.calls:,} calls")
+    print(f"kernel math: {VECTOR_MATH.name}, {VECTOR_MATH.width} doubles per call "
+          f"({', '.join(VECTOR_MATH.functions) or 'scalar libm'})")
     print("command: PYTHONPATH=. python benchmarks/kernels.py " + " ".join(sys.argv[1:]))
     print("load average before / after: " + " / ".join(
         ", ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg())))
