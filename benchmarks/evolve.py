@@ -183,8 +183,14 @@ def _skeleton(expr: sympy.Expr) -> tuple[sympy.Expr, list[float]]:
 
 
 def _terms(expr: sympy.Expr) -> dict[str, tuple[float, list[float]]]:
-    """Terms of a simplified reward keyed by their skeleton: (weight, inner numbers)."""
+    """Terms of a simplified reward keyed by their skeleton: (weight, inner numbers).
+    ``(x > c)`` is written ``1 - (x < c)``: the two differ only where ``x == c`` and by a
+    constant, which preferences cannot see."""
     found: dict[str, tuple[float, list[float]]] = {}
+    expr = expr.replace(lambda e: isinstance(e, formula.Greater | formula.GreaterEqual),
+                        lambda e: 1 - formula.Less(*e.args))
+    expr = expr.replace(lambda e: isinstance(e, formula.LessEqual),
+                        lambda e: formula.Less(*e.args))
     for part in sympy.Add.make_args(sympy.expand(expr)):
         weight, rest = part.as_coeff_Mul()
         if rest.is_Number:
@@ -248,6 +254,11 @@ def recovery(tasks: list[str], seeds: list[int], out: Path | None) -> list[dict[
             if out is not None:
                 with out.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
+    _summary(rows, tasks)
+    return rows
+
+
+def _summary(rows: list[dict[str, Any]], tasks: list[str]) -> None:
     print("\n| task | exact | seeds | median EPIC | median s | max s |")
     print("|---|---|---|---|---|---|")
     for name in tasks:
@@ -257,7 +268,18 @@ def recovery(tasks: list[str], seeds: list[int], out: Path | None) -> list[dict[
               f"{np.median([r['epic'] for r in mine]):.4f} | "
               f"{np.median([r['seconds'] for r in mine]):.0f} | "
               f"{max(r['seconds'] for r in mine):.0f} |")
-    return rows
+
+
+def rescore(path: Path) -> None:
+    """Recompute ``exact`` of recorded runs from their formulas (after a change of the
+    comparison) and print the summary table again."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        task = TASKS[row["task"]]
+        learned = formula.parse(row["formula"], list(task.features))
+        row["exact"] = exact_structure(learned, task.true_artifact().formula())
+        print(json.dumps(row))
+    _summary(rows, list(dict.fromkeys(r["task"] for r in rows)))
 
 
 def peers(seed: int = 0) -> None:
@@ -336,11 +358,15 @@ def main() -> None:
     run.add_argument("--seeds", default="0-9")
     run.add_argument("--out", type=Path, help="append one JSON line per run here")
     sub.add_parser("peers")
+    again = sub.add_parser("rescore", help="recompute 'exact' of recorded runs")
+    again.add_argument("runs", type=Path)
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}", flush=True)
     if args.command == "recovery":
         recovery(args.tasks.split(","), _seeds(args.seeds), args.out)
+    elif args.command == "rescore":
+        rescore(args.runs)
     else:
         peers()
 
