@@ -140,13 +140,16 @@ TASKS = {
 }
 
 
-def labelled(task: Task, data: Dataset, seed: int) -> tuple[Dataset, float]:
-    """``data`` with 1000 Bradley–Terry pairs from the true reward, and the temperature."""
+def labelled(task: Task, data: Dataset, seed: int, soft: bool = False
+             ) -> tuple[Dataset, float]:
+    """``data`` with 1000 Bradley–Terry pairs from the true reward, and the temperature.
+    Labels are drawn 0/1 from the Bradley–Terry probability, or with ``soft`` are that
+    probability itself (the expected label of a noisy labeller: no sampling noise)."""
     reward = task.true_artifact().evaluate(data).rewards
     probe = bradley_terry_preferences(data, reward, 4000, SEGMENT, temperature=0, seed=seed)
     temperature = 0.1 * float(np.std(return_differences(reward, probe)))
     pairs = bradley_terry_preferences(data, reward, N_PAIRS, SEGMENT, temperature=temperature,
-                                      seed=seed + 1)
+                                      seed=seed + 1, soft=soft)
     return data.replace(preferences=pairs), temperature
 
 
@@ -222,9 +225,9 @@ def exact_structure(learned: sympy.Expr, true: sympy.Expr) -> bool:
 
 # -- runs -----------------------------------------------------------------------------------
 
-def recovery_run(task: Task, seed: int) -> dict[str, Any]:
+def recovery_run(task: Task, seed: int, soft: bool = False) -> dict[str, Any]:
     data = task.make_data(seed)
-    data, temperature = labelled(task, data, seed)
+    data, temperature = labelled(task, data, seed, soft)
     heldout = task.make_data(seed + 1000)
     started = time.perf_counter()
     learner = SymbolicRewardLearner(engine="evolve", seed=seed).fit(data, task.features)
@@ -234,7 +237,8 @@ def recovery_run(task: Task, seed: int) -> dict[str, Any]:
     learned_expr = artifact.formula()
     true_expr = true.formula()
     return {
-        "task": task.name, "seed": seed, "temperature": round(temperature, 4),
+        "task": task.name, "seed": seed, "labels": "soft" if soft else "sampled",
+        "temperature": round(temperature, 4),
         "exact": exact_structure(learned_expr, true_expr),
         "epic": round(epic_distance(artifact.reward_fn(), true.reward_fn(), heldout,
                                     seed=seed), 4),
@@ -244,11 +248,12 @@ def recovery_run(task: Task, seed: int) -> dict[str, Any]:
     }
 
 
-def recovery(tasks: list[str], seeds: list[int], out: Path | None) -> list[dict[str, Any]]:
+def recovery(tasks: list[str], seeds: list[int], out: Path | None, soft: bool = False
+             ) -> list[dict[str, Any]]:
     rows = []
     for name in tasks:
         for seed in seeds:
-            row = recovery_run(TASKS[name], seed)
+            row = recovery_run(TASKS[name], seed, soft)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if out is not None:
@@ -357,6 +362,8 @@ def main() -> None:
     run.add_argument("--tasks", default=",".join(TASKS))
     run.add_argument("--seeds", default="0-9")
     run.add_argument("--out", type=Path, help="append one JSON line per run here")
+    run.add_argument("--soft", action="store_true",
+                     help="labels are the Bradley–Terry probabilities, not 0/1 draws")
     sub.add_parser("peers")
     again = sub.add_parser("rescore", help="recompute 'exact' of recorded runs")
     again.add_argument("runs", type=Path)
@@ -364,7 +371,7 @@ def main() -> None:
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}", flush=True)
     if args.command == "recovery":
-        recovery(args.tasks.split(","), _seeds(args.seeds), args.out)
+        recovery(args.tasks.split(","), _seeds(args.seeds), args.out, args.soft)
     elif args.command == "rescore":
         rescore(args.runs)
     else:
