@@ -23,7 +23,10 @@ generations (not of seconds) a run is reproducible bit for bit.
 
 Operators are protected by rejection, not by substitution: gplearn's ``x/0 = 1`` makes a reported
 ``x/y`` differ from the function that was scored. Here a term that is not finite on every row of
-the data is discarded, so a formula always means what it says.
+the data is discarded, so a formula always means what it says. Comparisons and min/max carry a
+NaN through (the formula language's ``x < nan`` is 0) so that no NaN inside a term is hidden: sympy
+simplifies ``x/x`` to 1 in the reported formula, and ``x < x/x`` must not have been scored as 0
+where ``x = 0``.
 """
 
 from __future__ import annotations
@@ -115,10 +118,12 @@ def _run_programs(codes: np.ndarray, values: np.ndarray, starts: np.ndarray,
                         a[i] = min(a[i], b[i]) if a[i] == a[i] and b[i] == b[i] else np.nan
                 elif op == 8:
                     for i in range(m):
-                        a[i] = 1.0 if a[i] < b[i] else 0.0
+                        a[i] = (1.0 if a[i] < b[i] else 0.0) if a[i] == a[i] and b[i] == b[i] \
+                            else np.nan
                 else:
                     for i in range(m):
-                        a[i] = 1.0 if a[i] > b[i] else 0.0
+                        a[i] = (1.0 if a[i] > b[i] else 0.0) if a[i] == a[i] and b[i] == b[i] \
+                            else np.nan
             else:
                 a = stack[top]
                 if op == 10:
@@ -198,13 +203,13 @@ def _replace(node: Node, path: tuple[int, ...], new: Node) -> Node:
 
 def canonical(node: Node) -> Node:
     """Children of commutative operators in a fixed order, constant subtrees folded, so that
-    equal terms share one cache entry."""
+    equal terms share one cache entry. A constant subtree with no finite value (``-2.5/0``)
+    folds to NaN, which makes its whole term invalid: sympy would fold it differently."""
     children = [canonical(c) for c in node[2:]]
     op = node[0]
     if children and all(c[0] == CONST for c in children):
         folded = _fold(op, [c[1] for c in children])
-        if math.isfinite(folded):
-            return (CONST, folded)
+        return (CONST, folded if math.isfinite(folded) else math.nan)
     if op in _COMMUTATIVE:
         children.sort(key=_order_key)
     if op in (FEATURE, CONST):
@@ -261,7 +266,12 @@ def to_sympy(node: Node, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
         value = node[1]
         return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(value)
     args = [to_sympy(c, symbols) for c in node[2:]]
-    return _SYMPY[op](*args)
+    try:
+        return _SYMPY[op](*args)
+    except (TypeError, ValueError):
+        # sympy refuses e.g. max(-1, 0/0): a constant subtree with no real value, whose term
+        # is never finite on data and so is never reported.
+        raise Unsupported(f"no real value: {_SYMPY[op].__name__}{tuple(args)}") from None
 
 
 _SYMPY: dict[int, Callable[..., sympy.Expr]] = {
