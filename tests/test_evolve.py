@@ -155,15 +155,19 @@ def matrix_of(data: Dataset) -> np.ndarray:
 def test_finds_a_term_the_library_lacks() -> None:
     """``exp(x)`` is not in the sparse library (powers, abs, products, hinges, indicators); a
     short evolutionary search over preferences, seeded as the learner seeds it with sparse
-    models, finds it beside the library's ``y**2``."""
+    models, finds it beside the library's ``y**2`` in at least 3 of 4 seeds (a search is a
+    random process: its promise is a recovery rate)."""
     data = preference_data(lambda x, y, z: np.exp(x) - y**2)
+    objective = make_objective("preferences", data)
     x, y = SYMBOLS[:2]
-    result = EvolutionarySearch(population=60, generations=30, time_limit=None,
-                                seed=0).run(make_objective("preferences", data),
-                                            matrix_of(data), NAMES, seeds=[[y**2], [x, y**2]])
-    assert any(set(terms) == {sympy.exp(x), y**2} for terms in result.term_sets), \
-        result.term_sets
-    assert result.stopped in ("generations", "no improvement in 30 generations")
+    found = []
+    for seed in range(4):
+        result = EvolutionarySearch(population=60, generations=30, time_limit=None,
+                                    seed=seed).run(objective, matrix_of(data), NAMES,
+                                                   seeds=[[y**2], [x, y**2]])
+        found.append(any(set(terms) == {sympy.exp(x), y**2} for terms in result.term_sets))
+        assert result.stopped in ("generations", "no improvement in 30 generations")
+    assert sum(found) >= 3, found
 
 
 def test_same_seed_same_result_and_generation_budget() -> None:
