@@ -42,7 +42,7 @@ import sympy
 
 from symreward import formula
 from symreward.objectives import LinearProblem, Objective
-from symreward.search.sparse import REFIT_RIDGE, LinearFit, refit
+from symreward.search.sparse import REFIT_RIDGE, LinearFit, refit, squared_solve
 
 Node = tuple  # (opcode, value, *children); value is a feature index or a constant
 Progress = Callable[[str], None]
@@ -388,10 +388,7 @@ def fit_weights(problem: LinearProblem) -> LinearFit:
         theta = _bradley_terry_newton(np.ascontiguousarray(X), problem.target, problem.offset,
                                       problem.weight, penalty)
     elif problem.kind == "squared":
-        w = problem.weight / problem.weight.sum()
-        gram = (X.T * w) @ X + np.diag(penalty + 1e-15)
-        theta = np.linalg.lstsq(gram, (X.T * w) @ (problem.target - problem.offset),
-                                rcond=None)[0]
+        theta = squared_solve(X, problem, penalty)
     else:
         theta = _separable_newton(problem, X, penalty)
     coef = theta[:k] / scale

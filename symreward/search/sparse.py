@@ -200,6 +200,12 @@ def refit(problem: LinearProblem, support: tuple[int, ...], *, ridge: float = RE
 
     if n_params == 0:
         return LinearFit((), np.zeros(0), 0.0)
+    if sub.kind == "squared":
+        design = np.column_stack([X, np.ones(sub.n_rows)]) if sub.fit_intercept else X
+        penalty = np.r_[np.full(k, ridge), np.zeros(n_params - k)]
+        theta = squared_solve(design, sub, penalty)
+        return LinearFit(tuple(support), theta[:k] / scale,
+                         float(theta[k]) if sub.fit_intercept else 0.0)
     theta0 = np.zeros(n_params)
     if start is not None:
         # Warm start from a fit over the same or a smaller support (new terms start at 0).
@@ -214,6 +220,15 @@ def refit(problem: LinearProblem, support: tuple[int, ...], *, ridge: float = RE
     coef = result.x[:k] / scale
     intercept = float(result.x[k]) if sub.fit_intercept else 0.0
     return LinearFit(tuple(support), coef, intercept)
+
+
+def squared_solve(design: np.ndarray, problem: LinearProblem, penalty: np.ndarray) -> np.ndarray:
+    """The minimiser of the weighted squared error plus ``penalty @ theta**2``: the loss is
+    quadratic, so one linear solve gives what an iterative optimiser would approach."""
+    w = problem.weight / problem.weight.sum()
+    gram = (design.T * w) @ design + np.diag(penalty + 1e-15)
+    return np.linalg.lstsq(gram, (design.T * w) @ (problem.target - problem.offset),
+                           rcond=None)[0]
 
 
 def fit_loss(problem: LinearProblem, fit: LinearFit) -> float:
