@@ -29,7 +29,7 @@ from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_obje
 from symreward.search import evolve, pysr
 from symreward.search.evolve import EvolutionarySearch
 from symreward.search.front import FrontEntry, ParetoFront
-from symreward.search.library import Candidate, TermLibrary
+from symreward.search.library import Candidate, TermLibrary, round_significant
 from symreward.search.sparse import (
     LinearFit,
     fit_accuracy,
@@ -289,7 +289,7 @@ class SymbolicRewardLearner:
         accuracy = (float(np.average(accuracies[finite], weights=np.asarray(weights)[finite]))
                     if finite.any() else math.nan)
         model = Model(fit, candidates)
-        shown = model.expression([_significant(c, 4) for c in fit.coef])
+        shown = model.expression([round_significant(c, 4) for c in fit.coef])
         return FrontEntry(complexity=formula.complexity(model.expression()) if support else 0,
                           loss=loss, loss_se=se, accuracy=accuracy,
                           formula=formula.to_text(shown) if support else "0",
@@ -307,7 +307,7 @@ class SymbolicRewardLearner:
         for k in np.argsort(-np.abs(coefficients)):
             for digits in range(1, 7):
                 trial = list(coefficients)
-                trial[k] = _significant(coefficients[k], digits)
+                trial[k] = round_significant(coefficients[k], digits)
                 if sub.loss(np.asarray(trial), model.fit.intercept) <= limit:
                     coefficients = trial
                     break
@@ -324,7 +324,7 @@ class SymbolicRewardLearner:
             expr = formula.to_text(_coefficient(coefficient) * candidate.expr)
             terms.append(Term(name, expr))
         if self.objective_.identifies_intercept and model.fit.intercept != 0:
-            intercept = _significant(model.fit.intercept, 6)
+            intercept = round_significant(model.fit.intercept, 6)
             terms.append(Term(_unique("bias", taken), formula.to_text(_coefficient(intercept))))
         if not terms:
             terms.append(Term("zero", "0", note="no term explained the data better than none"))
@@ -466,12 +466,6 @@ def _user_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) 
 
 def _coefficient(value: float) -> sympy.Expr:
     return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(value)
-
-
-def _significant(value: float, digits: int) -> float:
-    if value == 0 or not math.isfinite(value):
-        return value
-    return float(f"{value:.{digits}g}")
 
 
 def _finite(value: Any) -> Any:

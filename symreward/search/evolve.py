@@ -42,7 +42,14 @@ import sympy
 
 from symreward import formula
 from symreward.objectives import LinearProblem, Objective
-from symreward.search.sparse import REFIT_RIDGE, LinearFit, refit, squared_solve
+from symreward.search.library import round_significant
+from symreward.search.sparse import (
+    REFIT_RIDGE,
+    LinearFit,
+    column_scale,
+    refit,
+    squared_solve,
+)
 
 Node = tuple  # (opcode, value, *children); value is a feature index or a constant
 Progress = Callable[[str], None]
@@ -221,6 +228,11 @@ def _order_key(node: Node) -> tuple:
     return (node[0], node[1], tuple(_order_key(c) for c in node[2:]))
 
 
+def _set_key(terms: Sequence[Node]) -> tuple:
+    """One key for a set of terms, whatever their order."""
+    return tuple(sorted(_order_key(t) for t in terms))
+
+
 def _fold(op: int, args: list[float]) -> float:
     features = np.asarray([[0.0]])
     codes, values, starts = _postfix([(op, 0.0, *[(CONST, a) for a in args])])
@@ -375,9 +387,7 @@ def fit_weights(problem: LinearProblem) -> LinearFit:
     support = tuple(range(k))
     if problem.kind == "pu" and problem.class_prior is not None:
         return refit(problem, support)
-    spread = (problem.X.std(axis=0) if problem.fit_intercept
-              else np.sqrt((problem.X**2).mean(axis=0)))
-    scale = np.where(spread > 0, spread, 1.0)
+    scale = column_scale(problem)
     X = problem.X / scale
     if problem.fit_intercept:
         X = np.column_stack([X, np.ones(problem.n_rows)])
@@ -492,7 +502,7 @@ class Individual:
 
     @property
     def key(self) -> tuple:
-        return tuple(sorted(_order_key(t) for t in self.terms))
+        return _set_key(self.terms)
 
 
 @dataclass
@@ -618,7 +628,7 @@ class _Run:
 
     def individual(self, terms: Sequence[Node]) -> Individual | None:
         terms = tuple(dict.fromkeys(canonical(t) for t in terms))
-        key = tuple(sorted(_order_key(t) for t in terms))
+        key = _set_key(terms)
         if key in self.fits:
             return self.fits[key]
         self.columns(terms)
@@ -655,7 +665,7 @@ class _Run:
             return (CONST, float(self.rng.choice(self.quantiles[int(near[1])])))
         if self.rng.random() < 0.85:
             return (FEATURE, float(self.rng.integers(len(self.names))))
-        return (CONST, float(_round_significant(self.rng.normal(0.0, 2.0), 2)))
+        return (CONST, float(round_significant(self.rng.normal(0.0, 2.0), 2)))
 
     def tree(self, max_depth: int) -> Node:
         if max_depth <= 1 or self.rng.random() < 0.3:
@@ -689,7 +699,7 @@ class _Run:
         elif choice < 0.45:
             new = self.tree(3)
         elif choice < 0.55 and MUL in self.binary:
-            new = (MUL, 0.0, (CONST, float(_round_significant(self.rng.lognormal(0.0, 0.7), 2))),
+            new = (MUL, 0.0, (CONST, float(round_significant(self.rng.lognormal(0.0, 0.7), 2))),
                    node)
         elif choice < 0.67 and self.unary:
             new = (int(self.rng.choice(self.unary)), 0.0, node)
@@ -803,7 +813,7 @@ class _Run:
                 value = _get(best.terms[k], path)[1]
                 for digits in range(1, 7):
                     terms = list(best.terms)
-                    terms[k] = _replace(terms[k], path, (CONST, _round_significant(value, digits)))
+                    terms[k] = _replace(terms[k], path, (CONST, round_significant(value, digits)))
                     self.columns(terms)
                     if not all(self.cache.get(t) is not None for t in terms):
                         continue
@@ -1004,9 +1014,3 @@ def _tail_ratio(values: np.ndarray) -> float:
     deviation = np.abs(values - np.median(values))
     bulk = np.quantile(deviation, 0.99)
     return float(deviation.max() / bulk) if bulk > 0 else 0.0
-
-
-def _round_significant(value: float, digits: int) -> float:
-    if value == 0 or not math.isfinite(value):
-        return value
-    return float(f"{value:.{digits}g}")

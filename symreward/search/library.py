@@ -99,7 +99,7 @@ class TermLibrary:
             return []
         knots = []
         for q in np.quantile(values, self.knot_quantiles):
-            knot = _round_significant(float(q), 2)
+            knot = round_significant(float(q), 2)
             if values.min() < knot < values.max() and knot not in knots:
                 knots.append(knot)
         return knots
@@ -134,7 +134,8 @@ class TermLibrary:
         return candidates, np.ascontiguousarray(columns[:, kept])
 
 
-def _round_significant(value: float, digits: int) -> float:
+def round_significant(value: float, digits: int) -> float:
+    """``value`` at ``digits`` significant digits (0 and non-finite values unchanged)."""
     if value == 0 or not np.isfinite(value):
         return value
     return float(f"{value:.{digits}g}")
