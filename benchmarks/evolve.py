@@ -244,6 +244,8 @@ def recovery_run(task: Task, seed: int, soft: bool = False) -> dict[str, Any]:
         "task": task.name, "seed": seed, "labels": "soft" if soft else "sampled",
         "temperature": round(temperature, 4),
         "exact": exact_structure(unrounded, true_expr),
+        "on_front": any(exact_structure(e.payload.expression(), true_expr)
+                        for e in learner.front_.entries),
         "exact_as_written": exact_structure(artifact.formula(), true_expr),
         "unrounded": formula.to_text(unrounded),
         "epic": round(epic_distance(artifact.reward_fn(), true.reward_fn(), heldout,
@@ -270,11 +272,12 @@ def recovery(tasks: list[str], seeds: list[int], out: Path | None, soft: bool = 
 
 
 def _summary(rows: list[dict[str, Any]], tasks: list[str]) -> None:
-    print("\n| task | exact | seeds | median EPIC | median s | max s |")
-    print("|---|---|---|---|---|---|")
+    print("\n| task | exact | on the front | seeds | median EPIC | median s | max s |")
+    print("|---|---|---|---|---|---|---|")
     for name in tasks:
         mine = [r for r in rows if r["task"] == name]
         print(f"| {name} | {sum(r['exact'] for r in mine)}/{len(mine)} | "
+              f"{sum(r.get('on_front', False) for r in mine)}/{len(mine)} | "
               f"{','.join(str(r['seed']) for r in mine)} | "
               f"{np.median([r['epic'] for r in mine]):.4f} | "
               f"{np.median([r['seconds'] for r in mine]):.0f} | "

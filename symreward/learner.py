@@ -291,25 +291,34 @@ class SymbolicRewardLearner:
         model = Model(fit, candidates)
         shown = model.expression([round_significant(c, 4) for c in fit.coef])
         return FrontEntry(complexity=formula.complexity(model.expression()) if support else 0,
-                          loss=loss, loss_se=se, accuracy=accuracy,
+                          loss=loss, loss_se=se, fold_losses=tuple(fold_losses),
+                          accuracy=accuracy,
                           formula=formula.to_text(shown) if support else "0",
                           train_loss=fit_loss(full, fit), payload=model)
 
     def _rounded(self, problem: LinearProblem, model: Model) -> list[float]:
         """Each coefficient at the fewest significant digits (largest first) that keep the
-        training loss within ``rounding_tolerance`` (relative) of the unrounded fit."""
+        training loss within ``rounding_tolerance`` (relative) of the unrounded fit. After each
+        rounding the coefficients not yet rounded are refit around it, so they move with it:
+        ``0.95*x_vel - 4.75*low`` becomes ``0.9*x_vel - 4.5*low``, not ``0.9*x_vel - 5*low``,
+        and the ratios between terms, all a preference or ranking identifies, stay as fitted."""
         coefficients = [float(c) for c in model.fit.coef]
         if not coefficients:
             return coefficients
         sub = problem.with_columns(np.asarray(model.fit.support, dtype=int))
-        exact = sub.loss(np.asarray(coefficients), model.fit.intercept)
+        intercept = model.fit.intercept
+        exact = sub.loss(np.asarray(coefficients), intercept)
         limit = exact + self.rounding_tolerance * abs(exact) + 1e-12
-        for k in np.argsort(-np.abs(coefficients)):
+        fixed: dict[int, float] = {}
+        for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
+            fixed[k] = coefficients[k]
             for digits in range(1, 7):
-                trial = list(coefficients)
-                trial[k] = round_significant(coefficients[k], digits)
-                if sub.loss(np.asarray(trial), model.fit.intercept) <= limit:
-                    coefficients = trial
+                trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k],
+                                                                         digits)},
+                                      coefficients, intercept)
+                if sub.loss(trial, intercept) <= limit:
+                    coefficients = [float(c) for c in trial]
+                    fixed[k] = coefficients[k]
                     break
         return coefficients
 
@@ -400,6 +409,24 @@ def _with_terms(candidates: list[Candidate], columns: np.ndarray,
         if all(k is not None for k in support):
             proposals.append(tuple(sorted(dict.fromkeys(support))))
     return candidates, np.ascontiguousarray(columns), proposals
+
+
+def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients: list[float],
+                  intercept: float) -> np.ndarray:
+    """``coefficients`` with the ``fixed`` ones set and the others refit around them (the
+    intercept kept)."""
+    result = np.asarray(coefficients, dtype=float)
+    chosen = sorted(fixed)
+    result[chosen] = [fixed[j] for j in chosen]
+    free = [j for j in range(len(coefficients)) if j not in fixed]
+    if not free:
+        return result
+    offset = problem.offset + problem.X[:, chosen] @ result[chosen] + intercept
+    rest = LinearProblem(problem.kind, problem.X[:, free], problem.target, offset,
+                         problem.weight, False, problem.noise, problem.class_prior)
+    support = tuple(range(len(free)))
+    result[free] = refit(rest, support, start=LinearFit(support, result[free])).coef
+    return result
 
 
 def _engine_term_columns(candidates: list[Candidate], matrix: np.ndarray, dataset: Dataset,

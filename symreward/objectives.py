@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
-from scipy.special import expit, log_expit
+from scipy.special import expit, log_expit, xlogy
 
 from symreward.data import Dataset
 from symreward.errors import DataError
@@ -81,6 +81,15 @@ class LinearProblem:
 
     def loss(self, coef: np.ndarray, intercept: float = 0.0) -> float:
         return self.loss_and_grad_z(self.predict(coef, intercept))[0]
+
+    def loss_floor(self) -> float:
+        """The lowest loss any reward could reach: the labels' mean entropy for soft
+        preference labels (a model can at best predict each label's own probability), else 0."""
+        if self.kind != "bernoulli" or self.weight.sum() <= 0:
+            return 0.0
+        p = np.clip(self.target, 0.0, 1.0)
+        entropy = -(xlogy(p, p) + xlogy(1 - p, 1 - p))
+        return float(self.weight @ entropy / self.weight.sum())
 
     def accuracy(self, coef: np.ndarray, intercept: float = 0.0) -> float:
         """Preference accuracy (bernoulli), balanced accuracy (pu) or R² (squared)."""

@@ -263,3 +263,30 @@ def test_cli_learn_with_evolve_and_missing_pysr(tmp_path, capsys) -> None:
     assert code == 2 and "--engine evolve" in err and "Traceback" not in err
     assert time.perf_counter() - started < 10
     assert not (tmp_path / "p.toml").exists()
+
+
+def test_square_of_abs_meets_the_square_in_the_cache() -> None:
+    x = (FEATURE, 0.0)
+    square = evolve.canonical((SQUARE, 0.0, x))
+    assert evolve.canonical((SQUARE, 0.0, (ABS, 0.0, x))) == square
+    assert evolve.canonical((ABS, 0.0, (SQUARE, 0.0, x))) == square
+    values = table()
+    both = evolve.evaluate_terms([(SQUARE, 0.0, (ABS, 0.0, x)), square], values)
+    assert np.array_equal(both[0], both[1], equal_nan=True)
+
+
+def test_combining_two_weighted_magnitudes_can_give_their_norm() -> None:
+    """An individual ``-abs(x) - 0.5*abs(y)`` (a fitted L1 norm) joins its terms, among other
+    ways, into the power mean ``sqrt(x**2 + 0.25*y**2)``: the Euclidean norm with the weights
+    the fit found, which a mutation of one term at a time reaches only by luck."""
+    data = preference_data(lambda x, y, z: -np.sqrt(x**2 + 0.25 * y**2))
+    run = evolve._Run(EvolutionarySearch(seed=0), make_objective("preferences", data),
+                      matrix_of(data), NAMES, None)
+    x, y = (FEATURE, 0.0), (FEATURE, 1.0)
+    parent = evolve.Individual(((ABS, 0.0, x), (ABS, 0.0, y)), 0.0, 0.0, 4, (-1.0, -0.5))
+    joined = {evolve.canonical(run.combine(parent)[-1]) for _ in range(200)}
+    norm = evolve.canonical((SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, x),
+                                         (MUL, 0.0, (CONST, 0.25), (SQUARE, 0.0, y)))))
+    assert norm in joined
+    fitted = run.individual([norm])
+    assert fitted.loss < run.individual(list(parent.terms)).loss

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from symreward.data import (
     Dataset,
@@ -10,6 +11,7 @@ from symreward.data import (
 from symreward.errors import DataError
 from symreward.objectives import (
     DemonstrationObjective,
+    LinearProblem,
     PreferenceObjective,
     RankingObjective,
     RewardLabelObjective,
@@ -142,3 +144,17 @@ def test_missing_supervision_is_a_clear_error():
         make_objective("preferences", dataset.replace(preferences=same))
     with pytest.raises(ValueError, match="unknown objective"):
         make_objective("vibes", dataset)
+
+
+def test_loss_floor_is_the_loss_of_the_labels_own_probabilities():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    coef = np.array([1.5, -0.7])
+    soft = LinearProblem("bernoulli", X, expit(X @ coef), np.zeros(400), np.ones(400))
+    assert soft.loss_floor() == pytest.approx(soft.loss(coef), rel=1e-12)
+    assert soft.loss(coef + 0.1) > soft.loss_floor()
+    hard = LinearProblem("bernoulli", X, (X @ coef > 0).astype(float), np.zeros(400),
+                         np.ones(400))
+    assert hard.loss_floor() == 0.0
+    squared = LinearProblem("squared", X, X @ coef, np.zeros(400), np.ones(400))
+    assert squared.loss_floor() == 0.0

@@ -7,6 +7,13 @@ pattern search that evaluates all its trial values in one kernel call; a constan
 feature (``x < c``) is first tried at the feature's quantiles, since its loss is a step function
 that no gradient can follow.
 
+Variation is mutation and crossover of single terms, plus joins of two terms into one: inside a
+nonlinearity, with the second scaled by the ratio of the fitted weights, and, tried for every
+pair of terms of each model that reaches the archive, as a power mean ``sqrt(a**2 + r*b**2)``
+or a log-sum-exp. A norm such as ``sqrt(dx**2 + dy**2)`` is otherwise out of reach: its parts
+``abs(dx), abs(dy)`` are a good reward on their own, and one random change at a time does not
+get from them to it.
+
 Selection is NSGA-II (Deb et al. 2002) on (validation loss, complexity), with a Pareto archive
 of the best validation loss seen at each complexity. The search is seeded with the sparse
 engine's front. The validation loss is two-fold: the objective's units (pairs, episodes or
@@ -219,6 +226,9 @@ def canonical(node: Node) -> Node:
         return (CONST, folded if math.isfinite(folded) else math.nan)
     if op in _COMMUTATIVE:
         children.sort(key=_order_key)
+    if op in (SQUARE, ABS) and children[0][0] in (SQUARE, ABS):
+        # |x|**2 == x**2 and |x**2| == x**2, so these meet their simpler form in the cache
+        return (SQUARE, 0.0, children[0][2])
     if op in (FEATURE, CONST):
         return (op, float(node[1]))
     return (op, 0.0, *children)
@@ -497,6 +507,7 @@ class Individual:
     train_loss: float
     loss: float
     complexity: int
+    weights: tuple[float, ...] = ()
     rank: int = 0
     crowding: float = 0.0
 
@@ -570,6 +581,8 @@ class _Run:
         self.halves = objective.folds(2, options.seed)
         empty = np.zeros((matrix.shape[0], 0))
         self.bases = [objective.problem(empty, offset, half) for half in self.halves]
+        rows = sum(base.n_rows for base in self.bases)
+        self.floor = sum(base.n_rows / rows * base.loss_floor() for base in self.bases)
         self.quantiles = np.quantile(matrix, np.linspace(0.02, 0.98, 49), axis=0).T
         self.feature_tails = [_tail_ratio(column) for column in self.features]
         self.unary = [OPERATORS[o] for o in options.operators if OPERATORS[o] not in _BINARY]
@@ -578,6 +591,7 @@ class _Run:
         self.evaluations = 0
         self.candidates = 0
         self.fits: dict[tuple, Individual | None] = {}
+        self.merged_keys: set[tuple] = set()
 
     # columns and fitness -----------------------------------------------------------------
 
@@ -648,15 +662,18 @@ class _Run:
                     for h, base in enumerate(self.bases)]
         self.candidates += 1
         train_loss = loss = 0.0
+        weights = np.zeros(len(terms))
         rows = sum(p.n_rows for p in problems)
         for h, problem in enumerate(problems):
             fit = fit_weights(problem)
             other = problems[1 - h]
             train_loss += problem.n_rows / rows * problem.loss(fit.coef, fit.intercept)
             loss += other.n_rows / rows * other.loss(fit.coef, fit.intercept)
+            weights += problem.n_rows / rows * fit.coef
         if not math.isfinite(loss):
             loss = math.inf
-        return Individual(terms, train_loss, loss, set_complexity(terms))
+        return Individual(terms, train_loss, loss, set_complexity(terms),
+                          tuple(float(w) for w in weights))
 
     # variation -----------------------------------------------------------------------------
 
@@ -699,10 +716,9 @@ class _Run:
         elif choice < 0.45:
             new = self.tree(3)
         elif choice < 0.55 and MUL in self.binary:
-            new = (MUL, 0.0, (CONST, float(round_significant(self.rng.lognormal(0.0, 0.7), 2))),
-                   node)
+            new = self._scaled(node, always=True)
         elif choice < 0.67 and self.unary:
-            new = (int(self.rng.choice(self.unary)), 0.0, node)
+            new = (int(self.rng.choice(self.unary)), 0.0, self._scaled(node))
         elif choice < 0.8 and self.binary:
             op = int(self.rng.choice([o for o in self.binary if o not in (LT, GT)] or
                                      self.binary))
@@ -714,22 +730,84 @@ class _Run:
             new = self.leaf()
         return _replace(term, path, new)
 
+    def _scaled(self, node: Node, always: bool = False) -> Node:
+        """``node`` times a constant of either sign (always, or half the time): inside a
+        nonlinearity the scale and sign matter (``exp(-0.5*theta**2)``), and the fit's weights
+        cannot supply them."""
+        if MUL not in self.binary or not (always or self.rng.random() < 0.5):
+            return node
+        scale = self.rng.choice([-1.0, 1.0]) * self.rng.lognormal(0.0, 0.7)
+        return (MUL, 0.0, (CONST, float(round_significant(scale, 2))), node)
+
     def crossover_terms(self, a: Node, b: Node) -> Node:
         paths_a, paths_b = _paths(a), _paths(b)
         target = paths_a[int(self.rng.integers(len(paths_a)))]
         donor = _get(b, paths_b[int(self.rng.integers(len(paths_b)))])
         return _replace(a, target, donor)
 
-    def combine(self, terms: list[Node]) -> list[Node]:
-        """Two terms joined into one by an arithmetic operator, often inside a unary one: the
-        way a norm ``sqrt(dx**2 + dy**2)`` grows from the separate terms ``dx**2, dy**2``."""
+    def combine(self, individual: Individual) -> list[Node]:
+        """Two terms joined into one, the way a norm ``sqrt(dx**2 + dy**2)`` grows from the
+        separate terms ``dx**2, dy**2`` or from ``abs(dx), abs(dy)``.
+
+        A sum or difference is only new inside a nonlinearity (the weighted sum is already the
+        individual's reward), so it is always wrapped in one, with the second term scaled by
+        the ratio of the fitted weights: the combination the fit found, bent. Half the time
+        the join is one of ``merges``."""
+        terms = list(individual.terms)
         first, second = sorted(self.rng.choice(len(terms), size=2, replace=False))
+        a, b = terms[first], terms[second]
         arithmetic = [o for o in self.binary if o in (ADD, SUB, MUL, DIV)] or self.binary
-        joined: Node = (int(self.rng.choice(arithmetic)), 0.0, terms[first], terms[second])
-        if self.unary and self.rng.random() < 0.6:
-            joined = (int(self.rng.choice(self.unary)), 0.0, joined)
+        op = int(self.rng.choice(arithmetic))
+        merges = self._merges(individual, first, second)
+        if op in (ADD, SUB) and merges and self.rng.random() < 0.5:
+            joined = merges[int(self.rng.integers(len(merges)))]
+        elif op in (ADD, SUB) and self.unary:
+            ratio = _ratio(individual.weights[first], individual.weights[second])
+            joined = (int(self.rng.choice(self.unary)), 0.0, self._weighted_sum(a, b, ratio))
+        else:
+            joined = (op, 0.0, a, b)
+            if self.unary and self.rng.random() < 0.6:
+                joined = (int(self.rng.choice(self.unary)), 0.0, joined)
         rest = [t for k, t in enumerate(terms) if k not in (first, second)]
         return [*rest, joined]
+
+    def merged(self, individual: Individual) -> list[Individual]:
+        """Every pair of ``individual``'s terms replaced by each of its ``merges``: a
+        systematic local move, tried once on each model that reaches the archive."""
+        children = []
+        for first in range(len(individual.terms)):
+            for second in range(first + 1, len(individual.terms)):
+                rest = [t for k, t in enumerate(individual.terms) if k not in (first, second)]
+                for joined in self._merges(individual, first, second):
+                    joined = canonical(joined)
+                    if not self.admissible(joined):
+                        continue
+                    child = self.individual([*rest, joined])
+                    if child is not None and math.isfinite(child.loss):
+                        children.append(child)
+        return children
+
+    def _merges(self, individual: Individual, first: int, second: int) -> list[Node]:
+        """Terms ``a, b`` mapped through the inner half of an inverse pair, summed with the
+        fitted weights' ratio, and mapped back: the power mean ``sqrt(a**2 + r*b**2)`` (the
+        Euclidean norm of two magnitudes) and the log-sum-exp ``log(exp(a) + r*exp(b))`` (a
+        smooth maximum) — how rewards combine distances and costs."""
+        if ADD not in self.binary:
+            return []
+        a, b = individual.terms[first], individual.terms[second]
+        ratio = _ratio(individual.weights[first], individual.weights[second])
+        return [(outer, 0.0, self._weighted_sum((inner, 0.0, a), (inner, 0.0, b),
+                                                abs(ratio * ratio if inner == SQUARE else
+                                                    1.0)))
+                for inner, outer in ((SQUARE, SQRT), (EXP, LOG))
+                if inner in self.unary and outer in self.unary]
+
+    def _weighted_sum(self, first: Node, second: Node, ratio: float) -> Node:
+        op = ADD if ratio > 0 or SUB not in self.binary else SUB
+        scale = round_significant(ratio if op == ADD else -ratio, 2)
+        if scale == 1.0 or MUL not in self.binary:
+            return (op, 0.0, first, second)
+        return (op, 0.0, first, (MUL, 0.0, (CONST, float(scale)), second))
 
     def admissible(self, term: Node) -> bool:
         return (term[0] != CONST and size(term) <= self.options.max_size
@@ -747,7 +825,7 @@ class _Run:
             k = int(self.rng.integers(len(terms)))
             terms[k] = self.crossover_terms(terms[k], b.terms[int(self.rng.integers(len(b.terms)))])
         elif roll < 0.55 and len(terms) >= 2:
-            terms = self.combine(terms)
+            terms = self.combine(a)
         elif roll < 0.65 and len(terms) < self.options.max_terms:
             terms.append(self.tree(3))
         elif roll < 0.72 and len(terms) > 1:
@@ -774,13 +852,16 @@ class _Run:
                 grid = self.quantiles[int(parent[2][1])][::3]
                 best = self._best_of(best, k, path, np.unique(grid))
         step = 0.2
-        for _ in range(rounds):
+        for round_ in range(rounds):
             for k, path in places:
                 if k >= len(best.terms) or path not in constants(best.terms[k]):
                     continue
                 value = _get(best.terms[k], path)[1]
                 trials = value * (1 + step * np.array([-1.0, -0.5, 0.5, 1.0])) + \
                     step * 0.1 * np.array([-1.0, 0.0, 0.0, 1.0])
+                if round_ == 0:
+                    # a multiplicative search never crosses zero: exp(2.6*x**2) → exp(-x**2/2)
+                    trials = np.append(trials, -value)
                 best = self._best_of(best, k, path, trials)
             step *= 0.4
         return best
@@ -845,8 +926,13 @@ class _Run:
             children = [child for terms in proposals
                         if (child := self.individual(terms)) is not None
                         and math.isfinite(child.loss)]
+            for member in sorted(archive.values(), key=lambda i: i.loss):
+                if member.key not in self.merged_keys and len(member.terms) >= 2:
+                    self.merged_keys.add(member.key)
+                    children.extend(self.merged(member))
+                    break
             promising = [c for c in sorted(children, key=lambda c: c.loss)
-                         if constants_in(c) and _is_new_front_point(archive, c)]
+                         if constants_in(c) and _is_new_front_point(archive, c, self.floor)]
             children.extend(self.tune(c) for c in promising[:options.tune_per_generation])
             population = _select(_unique([*population, *children]), options.population)
             if self._archive(archive, population):
@@ -907,7 +993,7 @@ class _Run:
         for individual in population:
             held = archive.get(individual.complexity)
             if held is None or individual.loss < held.loss - 1e-6 * abs(held.loss):
-                improved = improved or _is_new_front_point(archive, individual)
+                improved = improved or _is_new_front_point(archive, individual, self.floor)
                 archive[individual.complexity] = individual
         lowest = math.inf
         for complexity in sorted(archive):
@@ -918,12 +1004,21 @@ class _Run:
         return improved
 
 
-def _is_new_front_point(archive: dict[int, Individual], individual: Individual) -> bool:
+def _is_new_front_point(archive: dict[int, Individual], individual: Individual,
+                        floor: float) -> bool:
     """Whether ``individual`` beats every archived model at most as complex by more than
-    ``_IMPROVEMENT`` (relative): smaller gains, which a long run keeps finding by fitting the
+    ``_IMPROVEMENT`` of its loss above ``floor`` (the labels' own entropy for soft labels, which
+    no model can go below): smaller gains, which a long run keeps finding by fitting the
     validation share's noise, do not postpone the early stop."""
-    return all(held.loss > individual.loss * (1 + _IMPROVEMENT) + 1e-12
+    excess = individual.loss - floor
+    return all(held.loss - floor > excess * (1 + _IMPROVEMENT) + 1e-12
                for c, held in archive.items() if c <= individual.complexity)
+
+
+def _ratio(first_weight: float, second_weight: float) -> float:
+    """The second fitted weight over the first, or 1 where that is not a usable number."""
+    ratio = second_weight / first_weight if first_weight != 0 else 1.0
+    return ratio if math.isfinite(ratio) and ratio != 0 else 1.0
 
 
 def constants_in(individual: Individual) -> bool:

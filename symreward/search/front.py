@@ -2,12 +2,21 @@
 
 Selection rules:
 
-* ``"1se"`` (default): the simplest model whose cross-validated loss is within one standard
-  error of the lowest (the one-standard-error rule of Breiman et al. and glmnet), or within 1% of
-  the loss reduction the best model achieves over the simplest one on the front, whichever is
-  larger. Terms whose gain the folds cannot tell from noise are left out; the second margin
-  guards near-separable labels, where every loss is tiny, the standard error understates how
-  little a term adds, and a formula would otherwise collect terms worth a hundredth of a percent.
+* ``"1se"`` (default): the simplest model whose cross-validated loss is within a margin of the
+  lowest (the one-standard-error rule of Breiman et al. and glmnet). The margin is the larger of
+
+  - the standard error of the model's loss *difference* to the best model, paired by fold. Every
+    model sees the same folds, and how hard a fold's pairs are is shared by all of them; the
+    spread of the fold losses themselves (glmnet's ``cvsd``) counts that shared difficulty as
+    noise and can hide a real gain ten times its size;
+  - a practical margin, 1% of the loss reduction the best model achieves over the simplest
+    one on the front, earned in full by a model at least ``TERM_COMPLEXITY`` (3, one weighted
+    feature ``+ w*x``) simpler than the best and in proportion below that. It guards
+    near-separable labels, where every loss is tiny and a formula would otherwise collect terms
+    worth a hundredth of a percent; the proportion keeps a model that is barely simpler (an
+    ``abs(dx)`` where the best has ``sqrt(dx**2 + dy**2)``, one unit less) from winning with a
+    loss that is measurably worse.
+
 * ``"best"`` (PySR's default): among models whose held-out loss is within ``tolerance`` (1.5x)
   of the lowest, the one with the highest *score*, the drop in log-loss per unit of added
   complexity against the next simpler model. It suits losses that fall towards zero (squared
@@ -23,6 +32,11 @@ from dataclasses import dataclass, field
 
 SELECTION_RULES = ("1se", "best", "accuracy", "simplest")
 DEVIANCE_TOLERANCE = 0.01
+# A more complex model joins the front only if it lowers the loss by more than this (relative):
+# a restatement of the same reward (``sqrt(2*x**2)`` beside ``sqrt(x**2)``, split weights) fits
+# equally up to the ridge and rounding, and would otherwise become the best model.
+_TIE = 1e-6
+TERM_COMPLEXITY = 3
 
 
 @dataclass
@@ -34,6 +48,7 @@ class FrontEntry:
     accuracy: float
     formula: str
     loss_se: float = 0.0
+    fold_losses: tuple[float, ...] = ()
     train_loss: float = math.nan
     score: float = 0.0
     payload: object = field(default=None, repr=False, compare=False)
@@ -65,7 +80,7 @@ class ParetoFront:
             raise ValueError("no models to choose from")
         front: list[FrontEntry] = []
         for model in sorted(models, key=lambda m: (m.complexity, m.loss)):
-            if not front or model.loss < front[-1].loss - 1e-12 * abs(front[-1].loss):
+            if not front or model.loss < front[-1].loss - _TIE * abs(front[-1].loss):
                 front.append(model)
         for i, entry in enumerate(front):
             entry.score = 0.0 if i == 0 else _score(front[i - 1], entry)
@@ -92,11 +107,29 @@ def _select(front: list[FrontEntry], rule: str, tolerance: float) -> int:
     lowest = min(e.loss for e in front)
     if rule == "1se":
         best = min(front, key=lambda e: e.loss)
-        margin = max(best.loss_se, DEVIANCE_TOLERANCE * (front[0].loss - lowest))
-        return next(i for i, e in enumerate(front) if e.loss <= lowest + margin)
+        deviance = DEVIANCE_TOLERANCE * (front[0].loss - lowest)
+
+        def margin(e: FrontEntry) -> float:
+            saved = min(max(best.complexity - e.complexity, 0) / TERM_COMPLEXITY, 1.0)
+            return max(_paired_se(e, best), saved * deviance)
+
+        return next(i for i, e in enumerate(front) if e.loss <= lowest + margin(e))
     eligible = [i for i, e in enumerate(front) if e.loss <= tolerance * lowest + 1e-12]
     if rule == "accuracy":
         return min(eligible, key=lambda i: front[i].loss)
     if rule == "simplest":
         return eligible[0]
     return max(eligible, key=lambda i: (front[i].score, -i))
+
+
+def _paired_se(entry: FrontEntry, best: FrontEntry) -> float:
+    """Standard error of ``entry``'s fold-by-fold loss difference to ``best``; the standard
+    error of ``best``'s own loss where the fold losses are not known."""
+    if entry is best:
+        return 0.0
+    if len(entry.fold_losses) != len(best.fold_losses) or len(entry.fold_losses) < 2:
+        return best.loss_se
+    differences = [a - b for a, b in zip(entry.fold_losses, best.fold_losses, strict=True)]
+    mean = sum(differences) / len(differences)
+    variance = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
+    return math.sqrt(variance / len(differences))
