@@ -41,6 +41,9 @@ from symreward.search.sparse import (
 )
 
 ENGINES = ("sparse", "evolve", "pysr")
+# How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
+# what preferences, rankings and demonstrations identify, so they are what must read true.
+RATIO_TOLERANCE = 0.01
 Progress = Callable[[str], None]
 
 
@@ -298,16 +301,18 @@ class SymbolicRewardLearner:
 
     def _rounded(self, problem: LinearProblem, model: Model) -> list[float]:
         """Each coefficient at the fewest significant digits (largest first) that keep the
-        training loss within ``rounding_tolerance`` (relative) of the unrounded fit. After each
-        rounding the coefficients not yet rounded are refit around it, so they move with it:
-        ``0.95*x_vel - 4.75*low`` becomes ``0.9*x_vel - 4.5*low``, not ``0.9*x_vel - 5*low``,
-        and the ratios between terms, all a preference or ranking identifies, stay as fitted."""
-        coefficients = [float(c) for c in model.fit.coef]
+        training loss within ``rounding_tolerance`` (relative) of the unrounded fit and every
+        ratio between weights within ``RATIO_TOLERANCE`` of the fitted one: the ratios are all a
+        preference or a ranking identifies. After each rounding the coefficients not yet rounded
+        are refit around it, so they move with it: ``0.97*x - 4.85*low`` can become
+        ``x - 5*low``."""
+        fitted = np.asarray(model.fit.coef, dtype=float)
+        coefficients = [float(c) for c in fitted]
         if not coefficients:
             return coefficients
         sub = problem.with_columns(np.asarray(model.fit.support, dtype=int))
         intercept = model.fit.intercept
-        exact = sub.loss(np.asarray(coefficients), intercept)
+        exact = sub.loss(fitted, intercept)
         limit = exact + self.rounding_tolerance * abs(exact) + 1e-12
         fixed: dict[int, float] = {}
         for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
@@ -316,7 +321,7 @@ class SymbolicRewardLearner:
                 trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k],
                                                                          digits)},
                                       coefficients, intercept)
-                if sub.loss(trial, intercept) <= limit:
+                if _same_ratios(trial, fitted) and sub.loss(trial, intercept) <= limit:
                     coefficients = [float(c) for c in trial]
                     fixed[k] = coefficients[k]
                     break
@@ -409,6 +414,16 @@ def _with_terms(candidates: list[Candidate], columns: np.ndarray,
         if all(k is not None for k in support):
             proposals.append(tuple(sorted(dict.fromkeys(support))))
     return candidates, np.ascontiguousarray(columns), proposals
+
+
+def _same_ratios(trial: np.ndarray, fitted: np.ndarray) -> bool:
+    """Whether every weight of ``trial``, relative to its largest, is within
+    ``RATIO_TOLERANCE`` of the same ratio in ``fitted``."""
+    largest = int(np.argmax(np.abs(fitted)))
+    if trial[largest] == 0 or fitted[largest] == 0:
+        return bool(np.array_equal(trial, fitted))
+    return bool(np.all(np.abs(trial / trial[largest] - fitted / fitted[largest])
+                       <= RATIO_TOLERANCE * np.abs(fitted / fitted[largest])))
 
 
 def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients: list[float],
