@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
                             "evolutionary search of term structure, seeded by sparse; pysr: "
                             "PySR (needs Julia)")
     learn.add_argument("--time-limit", type=float, default=None,
-                       help="seconds the structure search may take (evolve default 100)")
+                       help="seconds the structure search may take (evolve default 90)")
     learn.add_argument("--generations", type=int, default=None,
                        help="generations of the structure search (evolve default 300; it stops "
                             "earlier when its front stops improving)")

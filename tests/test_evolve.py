@@ -270,6 +270,8 @@ def test_square_of_abs_meets_the_square_in_the_cache() -> None:
     square = evolve.canonical((SQUARE, 0.0, x))
     assert evolve.canonical((SQUARE, 0.0, (ABS, 0.0, x))) == square
     assert evolve.canonical((ABS, 0.0, (SQUARE, 0.0, x))) == square
+    assert evolve.canonical((SQUARE, 0.0, square)) != square
+    assert evolve.canonical((ABS, 0.0, (ABS, 0.0, x))) != square
     values = table()
     both = evolve.evaluate_terms([(SQUARE, 0.0, (ABS, 0.0, x)), square], values)
     assert np.array_equal(both[0], both[1], equal_nan=True)

@@ -226,9 +226,11 @@ def canonical(node: Node) -> Node:
         return (CONST, folded if math.isfinite(folded) else math.nan)
     if op in _COMMUTATIVE:
         children.sort(key=_order_key)
-    if op in (SQUARE, ABS) and children[0][0] in (SQUARE, ABS):
-        # |x|**2 == x**2 and |x**2| == x**2, so these meet their simpler form in the cache
+    if op == SQUARE and children[0][0] == ABS:
+        # |x|**2 == x**2 (and |x**2| below), so these meet their simpler form in the cache
         return (SQUARE, 0.0, children[0][2])
+    if op == ABS and children[0][0] == SQUARE:
+        return children[0]
     if op in (FEATURE, CONST):
         return (op, float(node[1]))
     return (op, 0.0, *children)
@@ -797,8 +799,7 @@ class _Run:
         a, b = individual.terms[first], individual.terms[second]
         ratio = _ratio(individual.weights[first], individual.weights[second])
         return [(outer, 0.0, self._weighted_sum((inner, 0.0, a), (inner, 0.0, b),
-                                                abs(ratio * ratio if inner == SQUARE else
-                                                    1.0)))
+                                                ratio * ratio if inner == SQUARE else 1.0))
                 for inner, outer in ((SQUARE, SQRT), (EXP, LOG))
                 if inner in self.unary and outer in self.unary]
 
