@@ -191,9 +191,12 @@ def _skeleton(expr: sympy.Expr) -> tuple[sympy.Expr, list[float]]:
 
 def _terms(expr: sympy.Expr) -> dict[str, tuple[float, list[float]]]:
     """Terms of a simplified reward keyed by their skeleton: (weight, inner numbers).
-    ``(x > c)`` is written ``1 - (x < c)``: the two differ only where ``x == c`` and by a
-    constant, which preferences cannot see."""
+    ``(c < x)`` is read ``(x > c)``, and ``(x > c)`` written ``1 - (x < c)``: the two differ
+    only where ``x == c`` and by a constant, which preferences cannot see."""
     found: dict[str, tuple[float, list[float]]] = {}
+    expr = expr.replace(lambda e: isinstance(e, formula.Less | formula.LessEqual)
+                        and e.args[0].is_Number and not e.args[1].is_Number,
+                        lambda e: formula.Greater(e.args[1], e.args[0]))
     expr = expr.replace(lambda e: isinstance(e, formula.Greater | formula.GreaterEqual),
                         lambda e: 1 - formula.Less(*e.args))
     expr = expr.replace(lambda e: isinstance(e, formula.LessEqual),
