@@ -5,7 +5,7 @@ import math
 import statistics
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from symreward.search.front import (
@@ -93,6 +93,7 @@ fold_sets = st.lists(st.floats(0.01, 1.0), min_size=5, max_size=5)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 30), fold_sets), min_size=1, max_size=8),
        st.sampled_from(["1se", "best", "accuracy", "simplest"]))
+@example([(0, [1.0, 0.5, 0.7575503346875271, 0.5, 0.5]), (1, [1.0, 0.5, 0.01, 0.5, 0.5])], "1se")
 def test_the_chosen_model_is_on_the_front_and_no_better_model_is_simpler(models, rule) -> None:
     front = ParetoFront.from_models([entry(c, f) for c, f in models], rule=rule)
     losses = [e.loss for e in front.entries]
@@ -105,14 +106,15 @@ def test_the_chosen_model_is_on_the_front_and_no_better_model_is_simpler(models,
         best = min(front.entries, key=lambda e: e.loss)
         deviance = DEVIANCE_TOLERANCE * (front.entries[0].loss - best.loss)
 
-        def within(e: FrontEntry) -> bool:
+        def within(e: FrontEntry, slack: float) -> bool:
+            # ``slack`` absorbs rounding at exact ties (one differing fold: mean == its error)
             paired = 0.0 if e is best else statistics.stdev(
                 a - b for a, b in zip(e.fold_losses, best.fold_losses, strict=True)) / math.sqrt(5)
             saved = min((best.complexity - e.complexity) / TERM_COMPLEXITY, 1.0)
-            return e.loss <= best.loss + max(paired, saved * deviance)
+            return e.loss <= best.loss + max(paired, saved * deviance) + slack
 
-        assert within(front.best)
-        assert not any(within(e) for e in front.entries[:front.chosen])
+        assert within(front.best, 1e-12)
+        assert not any(within(e, -1e-12) for e in front.entries[:front.chosen])
 
 
 def test_unknown_rule_is_refused() -> None:
