@@ -13,7 +13,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -437,8 +437,8 @@ def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients:
     if not free:
         return result
     offset = problem.offset + problem.X[:, chosen] @ result[chosen] + intercept
-    rest = LinearProblem(problem.kind, problem.X[:, free], problem.target, offset,
-                         problem.weight, False, problem.noise, problem.class_prior)
+    rest = replace(problem.with_columns(np.asarray(free)), offset=offset,
+                   fit_intercept=False)
     support = tuple(range(len(free)))
     result[free] = refit(rest, support, start=LinearFit(support, result[free])).coef
     return result
