@@ -554,7 +554,8 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset) -> dict
     front = learner.front_
     best = min(front.entries, key=lambda e: e.loss)
     report["one_se_threshold"] = best.loss + best.loss_se
-    widened = ParetoFront.from_models([*front.entries, *extra], rule=learner.selection)
+    widened = ParetoFront.from_models([*front.entries, *extra], rule=learner.selection,
+                                      floor=full.reachable_floor())
     report["chosen_if_true_supports_proposed"] = widened.best.formula
     report["front"] = [{"complexity": e.complexity, "cv_loss": round(e.loss, 6),
                         "cv_se": round(e.loss_se, 6), "formula": e.formula,

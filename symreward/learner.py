@@ -44,6 +44,8 @@ ENGINES = ("sparse", "evolve", "pysr")
 # How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
 # what preferences, rankings and demonstrations identify, so they are what must read true.
 RATIO_TOLERANCE = 0.01
+# The share of the objective's units a structure search never sees (see ``selection_split``).
+SELECTION_SHARE = 0.25
 Progress = Callable[[str], None]
 
 
@@ -159,19 +161,27 @@ class SymbolicRewardLearner:
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
         models = self._search(objective, full, columns, offset, candidates,
-                              self._sparse_proposals(full), scored={})
+                              self._sparse_proposals(full),
+                              objective.folds(self.n_folds, self.seed))
         self.search_ = {"engine": self.engine}
         if self.engine != "sparse":
             seeds = [[c.expr for c, _ in m.payload.terms()]
                      for m in ParetoFront.from_models(list(models.values()),
-                                                      rule=self.selection).entries]
-            term_sets = self._structure_search(objective, matrix, features, offset, seeds)
+                                                      rule=self.selection,
+                                                      floor=full.reachable_floor()).entries]
+            held, searched = selection_split(objective, self.n_folds, self.seed)
+            term_sets = self._structure_search(objective, matrix, features, offset, seeds,
+                                               searched)
+            self.search_["held_out_units"] = (len(held) if len(held) < objective.n_units
+                                              else 0)
             candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
                                                           matrix, dataset, features)
             full = objective.problem(columns, offset)
-            models = self._search(objective, full, columns, offset, candidates, proposals,
-                                  scored=models)
-        front = ParetoFront.from_models(list(models.values()), rule=self.selection)
+            models = self._search(objective, full, columns, offset, candidates,
+                                  [*models, *proposals],
+                                  objective.folds(self.n_folds, self.seed, held))
+        front = ParetoFront.from_models(list(models.values()), rule=self.selection,
+                                        floor=full.reachable_floor())
         chosen = front.best.payload
         coefficients = self._rounded(full, chosen)
         seconds = time.perf_counter() - started
@@ -223,24 +233,25 @@ class SymbolicRewardLearner:
 
     def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
                 offset: np.ndarray | None, candidates: list[Candidate],
-                proposals: list[tuple[int, ...]], *,
-                scored: dict[tuple[int, ...], FrontEntry]) -> dict[tuple[int, ...], FrontEntry]:
-        """Cross-validate the proposed supports (those not already ``scored``), then simpler
-        variants of the front's members until the front stops changing."""
-        proposals = [p for p in dict.fromkeys(proposals) if p not in scored]
+                proposals: list[tuple[int, ...]], folds: list[np.ndarray]
+                ) -> dict[tuple[int, ...], FrontEntry]:
+        """Cross-validate the proposed supports, each fold's model fitted on all the other
+        units and scored on the fold, then simpler variants of the front's members until the
+        front stops changing."""
+        proposals = list(dict.fromkeys(proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
-                  f"cross-validating on {self.n_folds} folds")
-        folds = objective.folds(self.n_folds, self.seed)
+                  f"cross-validating on {len(folds)} folds")
         all_units = np.arange(objective.n_units)
         splits = [(objective.problem(columns, offset, np.setdiff1d(all_units, held)),
                    objective.problem(columns, offset, held)) for held in folds]
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
-        scored = dict(scored)
+        scored: dict[tuple[int, ...], FrontEntry] = {}
         for _ in range(4):
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates)
-            front = ParetoFront.from_models(list(scored.values()), rule=self.selection)
+            front = ParetoFront.from_models(list(scored.values()), rule=self.selection,
+                                            floor=full.reachable_floor())
             proposals = [variant for entry in front.entries
                          for variant in simpler_variants(entry.payload.fit.support, parents)
                          if variant not in scored]
@@ -249,21 +260,23 @@ class SymbolicRewardLearner:
         return scored
 
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
-                          offset: np.ndarray | None, seeds: list[list[sympy.Expr]]
-                          ) -> list[list[sympy.Expr]]:
-        """Term sets from the evolutionary or PySR engine, seeded by the sparse front."""
+                          offset: np.ndarray | None, seeds: list[list[sympy.Expr]],
+                          units: np.ndarray) -> list[list[sympy.Expr]]:
+        """Term sets from the evolutionary or PySR engine, seeded by the sparse front, searched
+        on the objective's ``units`` only."""
         options = self._engine_options()
         if self.engine == "pysr":
             self._say("search: PySR (in a subprocess)")
             return pysr.propose(objective, matrix, features.names, seed=self.seed,
                                 time_limit=options["time_limit"],
                                 population=options["population"],
-                                generations=options["generations"])
+                                generations=options["generations"], units=units)
         search = EvolutionarySearch(
             population=options["population"], generations=options["generations"],
             time_limit=options["time_limit"], max_terms=self.max_terms,
             rounding_tolerance=self.rounding_tolerance, seed=self.seed, progress=self.progress)
-        result = search.run(objective, matrix, features.names, offset=offset, seeds=seeds)
+        result = search.run(objective, matrix, features.names, offset=offset, seeds=seeds,
+                            units=units)
         self.search_ = {"engine": "evolve", "generations": result.generations,
                         "stopped": result.stopped, "terms_evaluated": result.evaluations,
                         "candidates_scored": result.candidates,
@@ -370,6 +383,22 @@ class SymbolicRewardLearner:
         return RewardArtifact(name=name, features=features, terms=terms,
                               invariants=list(base.invariants) if base is not None else [],
                               provenance=provenance)
+
+
+def selection_split(objective: Objective, n_folds: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The objective's units split into those held out of a structure search, to choose among
+    its proposals by cross-validation, and those it searches on (``SELECTION_SHARE`` of the
+    units, at least one per fold). A search scores thousands of formulas; the ones that win on
+    the data it saw include formulas that fit that data's label noise, and only data it never
+    saw tells them from the truth. Too few units to spare (fewer than ``n_folds`` held out and
+    two searched): every unit does both."""
+    units = np.arange(objective.n_units)
+    count = max(n_folds, round(SELECTION_SHARE * len(units)))
+    if len(units) - count < 2:
+        return units, units
+    order = np.random.default_rng(seed).permutation(len(units))
+    return np.sort(order[:count]), np.sort(order[count:])
 
 
 def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,

@@ -91,6 +91,18 @@ class LinearProblem:
         entropy = -(xlogy(p, p) + xlogy(1 - p, 1 - p))
         return float(self.weight @ entropy / self.weight.sum())
 
+    def reachable_floor(self) -> float | None:
+        """``loss_floor`` where a finite reward can reach it: soft preference labels strictly
+        between 0 and 1 (a reward whose return differences are their logits), squared error
+        (noiseless labels). ``None`` where it is only approached as the weights grow without
+        bound (0/1 labels) or bounds a risk no reward attains (PU)."""
+        if self.kind == "squared":
+            return 0.0
+        if self.kind == "bernoulli" and self.noise == 0.0 and self.n_rows and \
+                bool(np.all((self.target > 0.0) & (self.target < 1.0))):
+            return self.loss_floor()
+        return None
+
     def accuracy(self, coef: np.ndarray, intercept: float = 0.0) -> float:
         """Preference accuracy (bernoulli), balanced accuracy (pu) or R² (squared)."""
         z = self.predict(coef, intercept)
@@ -188,11 +200,25 @@ class Objective:
         """Loss of a per-transition reward vector and its gradient (length N)."""
         raise NotImplementedError
 
-    def folds(self, n_folds: int, seed: int) -> list[np.ndarray]:
-        """Units split into ``n_folds`` disjoint validation sets (deterministic for a seed)."""
-        order = np.random.default_rng(seed).permutation(self.n_units)
-        count = max(2, min(n_folds, self.n_units))
+    def folds(self, n_folds: int, seed: int, units: np.ndarray | None = None
+              ) -> list[np.ndarray]:
+        """``units`` (all by default) split into ``n_folds`` disjoint validation sets
+        (deterministic for a seed)."""
+        units = np.arange(self.n_units) if units is None else np.asarray(units)
+        order = np.random.default_rng(seed).permutation(units)
+        count = max(2, min(n_folds, len(units)))
         return [np.sort(part) for part in np.array_split(order, count)]
+
+    def members(self, units: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the records (preference pairs, ranked segments, transitions) that make up
+        ``units`` (all by default)."""
+        raise NotImplementedError
+
+    def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
+        """The sparse (rows, N) matrix that takes per-transition columns to the rows of
+        ``problem(columns, offset, units)``: its ``X`` is ``row_map(units) @ columns``. Fixed
+        once, it maps many batches of columns without redoing the row selection."""
+        raise NotImplementedError
 
 
 class PreferenceObjective(Objective):
@@ -224,14 +250,17 @@ class PreferenceObjective(Objective):
     def n_units(self) -> int:
         return int(self.unit_of_pair.max()) + 1
 
-    def _pairs(self, units: np.ndarray | None) -> np.ndarray:
+    def members(self, units: np.ndarray | None = None) -> np.ndarray:
         if units is None:
             return np.arange(len(self.labels))
         return np.flatnonzero(np.isin(self.unit_of_pair, units))
 
+    def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
+        return self.difference[self.members(units)]
+
     def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
                 units: np.ndarray | None = None) -> LinearProblem:
-        pairs = self._pairs(units)
+        pairs = self.members(units)
         difference = self.difference[pairs]
         base = np.zeros(len(pairs)) if offset is None else difference @ offset
         return LinearProblem("bernoulli", np.asarray(difference @ columns), self.labels[pairs],
@@ -239,7 +268,7 @@ class PreferenceObjective(Objective):
 
     def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
                       ) -> tuple[float, np.ndarray]:
-        pairs = self._pairs(units)
+        pairs = self.members(units)
         difference = self.difference[pairs]
         loss, grad_z = _row_loss("bernoulli", difference @ rewards, self.labels[pairs],
                                  np.ones(len(pairs)), self.noise, None)
@@ -270,6 +299,9 @@ class RankingObjective(Objective):
     def n_units(self) -> int:
         return len(self.scores)
 
+    def members(self, units: np.ndarray | None = None) -> np.ndarray:
+        return np.arange(len(self.scores)) if units is None else np.sort(np.asarray(units))
+
     def _pairs(self, units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         segments = np.arange(len(self.scores)) if units is None else np.asarray(units)
         better, worse = np.meshgrid(segments, segments, indexing="ij")
@@ -288,6 +320,9 @@ class RankingObjective(Objective):
         first = np.where(flip, worse, better)
         second = np.where(flip, better, worse)
         return (self.sums[first] - self.sums[second]).tocsr(), (~flip).astype(np.float64)
+
+    def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
+        return self._difference(units)[0]
 
     def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
                 units: np.ndarray | None = None) -> LinearProblem:
@@ -315,14 +350,19 @@ class _TransitionObjective(Objective):
     target: np.ndarray
     class_prior: float | None = None
 
-    def _rows(self, units: np.ndarray | None) -> np.ndarray:
+    def members(self, units: np.ndarray | None = None) -> np.ndarray:
         if units is None:
             return np.arange(self.dataset.n)
         return np.flatnonzero(np.isin(self.dataset.episode_ids, units))
 
+    def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
+        rows = self.members(units)
+        return sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)),
+                             shape=(len(rows), self.dataset.n))
+
     def loss_and_grad(self, rewards: np.ndarray, units: np.ndarray | None = None
                       ) -> tuple[float, np.ndarray]:
-        rows = self._rows(units)
+        rows = self.members(units)
         loss, grad_rows = _row_loss(self.kind, np.asarray(rewards)[rows], self.target[rows],
                                     np.ones(len(rows)), 0.0, self.class_prior)
         grad = np.zeros(self.dataset.n)
@@ -353,7 +393,7 @@ class DemonstrationObjective(_TransitionObjective):
 
     def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
                 units: np.ndarray | None = None) -> LinearProblem:
-        rows = self._rows(units)
+        rows = self.members(units)
         base = np.zeros(len(rows)) if offset is None else np.asarray(offset)[rows]
         return LinearProblem("pu", np.asarray(columns)[rows], self.target[rows], base,
                              np.ones(len(rows)), fit_intercept=True, class_prior=self.class_prior)
@@ -377,7 +417,7 @@ class RewardLabelObjective(_TransitionObjective):
 
     def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
                 units: np.ndarray | None = None) -> LinearProblem:
-        rows = self._rows(units)
+        rows = self.members(units)
         base = np.zeros(len(rows)) if offset is None else np.asarray(offset)[rows]
         return LinearProblem("squared", np.asarray(columns)[rows], self.target[rows], base,
                              np.ones(len(rows)), fit_intercept=True)

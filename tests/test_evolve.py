@@ -17,7 +17,7 @@ from symreward.data import Dataset, bradley_terry_preferences, save_dataset
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner
 from symreward.objectives import make_objective
-from symreward.search import evolve
+from symreward.search import evolve, weights
 from symreward.search.evolve import (
     ABS,
     ADD,
@@ -136,7 +136,7 @@ def test_weight_solver_matches_refit(objective: str) -> None:
         data, reward, 300, 10, seed=1), expert=reward > np.quantile(reward, 0.7))
     problem = make_objective(objective, data).problem(
         np.column_stack([np.sin(2 * x), y**2, z, x * y]))
-    fast, slow = evolve.fit_weights(problem), refit(problem, (0, 1, 2, 3))
+    fast, slow = weights.fit_weights(problem), refit(problem, (0, 1, 2, 3))
     assert fit_loss(problem, fast) == pytest.approx(fit_loss(problem, slow), rel=1e-7, abs=1e-10)
     assert np.allclose(fast.coef, slow.coef, rtol=1e-3, atol=1e-4)
 

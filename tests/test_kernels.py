@@ -69,6 +69,17 @@ class ReferencePrinter(NumPyPrinter):
             return super()._print_Pow(expr, rational)
         return f"power({self._print(expr.base)}, {self._print(expr.exp)})"
 
+    def _print_Piecewise(self, expr: sympy.Piecewise) -> str:
+        # numpy's printer runs simplify_logic on a condition holding an ITE first, which writes
+        # ~(x > y) as x <= y: false where x is NaN, while the kernels branch on the ITE itself.
+        values = ", ".join(self._print(arg.expr) for arg in expr.args)
+        conditions = ", ".join(self._print(arg.cond) for arg in expr.args)
+        return f"select([{conditions}], [{values}], default=nan)"
+
+    def _print_ITE(self, expr: sympy.logic.boolalg.ITE) -> str:
+        condition, if_true, if_false = (self._print(arg) for arg in expr.args)
+        return f"where({condition}, {if_true}, {if_false})"
+
 
 REFERENCE_PRINTER = ReferencePrinter({
     "fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
@@ -428,6 +439,25 @@ def test_info_columns_follow_info_names(demo: kernels.RewardKernels) -> None:
         demo.rewards(obs, act, next_obs)
     with pytest.raises(ValueError, match="info must have 2 columns"):
         demo.rewards(obs, act, next_obs, info[:, :1])
+
+
+def test_a_condition_nested_in_a_condition_branches_on_nan_as_numpy_does(
+        cache_dir: Path) -> None:
+    """sympy writes a Piecewise inside a condition as ``ITE(c, a, b)``. Where ``c`` compares
+    a NaN it is false, so ``b`` decides; numpy's printer would rewrite it with ``~(x > y)`` as
+    ``x <= y``, false too for NaN (found by the property test above, whose reference now
+    branches as the kernels do)."""
+    p, q = symbol("p"), symbol("q")
+    inner = sympy.ITE(p > q, sympy.Ne(q, 0), sympy.Ne(sympy.tanh(q), 0))
+    term = sympy.Piecewise((5.0, inner), (7.0, True))
+    compiled = compile_reward([("p", OBS0), ("q", ACT0)], [("t", term)], (), cache_dir=cache_dir)
+    obs = np.array([[np.nan, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    act = np.array([[np.inf], [0.0], [1.0]])
+    expected = [5.0, 7.0, 5.0]  # NaN > inf is false and tanh(inf) != 0; 1 > 0 and q == 0
+    np.testing.assert_array_equal(compiled.rewards(obs, act, obs), expected)
+    raw = {OBS0: obs[:, 0], ACT0: act[:, 0]}
+    np.testing.assert_array_equal(reference([("p", OBS0), ("q", ACT0)], [("t", term)], raw, 3)[1]
+                                  [:, 0], expected)
 
 
 def test_info_may_be_omitted_when_unused(cache_dir: Path) -> None:

@@ -38,6 +38,7 @@ where ``x = 0``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -50,13 +51,7 @@ import sympy
 from symreward import formula
 from symreward.objectives import LinearProblem, Objective
 from symreward.search.library import round_significant
-from symreward.search.sparse import (
-    REFIT_RIDGE,
-    LinearFit,
-    column_scale,
-    refit,
-    squared_solve,
-)
+from symreward.search.weights import curvature_z, fitted_losses, two_fold_scores
 
 Node = tuple  # (opcode, value, *children); value is a feature index or a constant
 Progress = Callable[[str], None]
@@ -82,6 +77,8 @@ _MAX_STACK = 16  # trees are limited to depth ``max_depth`` <= 12, so the stack 
 _MAX_DEPTH_LIMIT = 12
 _IMPROVEMENT = 1e-3
 _TAIL_RATIO = 50.0
+_BULK_ROWS = 4096
+_REFINED = 1e-9  # Gauss–Newton stops when a step gains less than this share of the loss
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -173,14 +170,17 @@ def _run_programs(codes: np.ndarray, values: np.ndarray, starts: np.ndarray,
 
 # -- trees ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1 << 16)
 def size(node: Node) -> int:
     return 1 + sum(size(c) for c in node[2:])
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def depth(node: Node) -> int:
     return 1 + max((depth(c) for c in node[2:]), default=0)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def complexity(node: Node) -> int:
     """Weighted node count, the same scale as ``formula.complexity`` of the printed term."""
     return _WEIGHT[node[0]] + sum(complexity(c) for c in node[2:])
@@ -215,17 +215,19 @@ def _replace(node: Node, path: tuple[int, ...], new: Node) -> Node:
     return (node[0], node[1], *children)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def canonical(node: Node) -> Node:
-    """Children of commutative operators in a fixed order, constant subtrees folded, so that
-    equal terms share one cache entry. A constant subtree with no finite value (``-2.5/0``)
-    folds to NaN, which makes its whole term invalid: sympy would fold it differently."""
+    """Children of commutative operators in a fixed order (tuples compare operator, value,
+    then children), constant subtrees folded, so that equal terms share one cache entry. A
+    constant subtree with no finite value (``-2.5/0``) folds to NaN, which makes its whole term
+    invalid: sympy would fold it differently."""
     children = [canonical(c) for c in node[2:]]
     op = node[0]
     if children and all(c[0] == CONST for c in children):
         folded = _fold(op, [c[1] for c in children])
         return (CONST, folded if math.isfinite(folded) else math.nan)
     if op in _COMMUTATIVE:
-        children.sort(key=_order_key)
+        children.sort()
     if op == SQUARE and children[0][0] == ABS:
         # |x|**2 == x**2 (and |x**2| below), so these meet their simpler form in the cache
         return (SQUARE, 0.0, children[0][2])
@@ -236,13 +238,9 @@ def canonical(node: Node) -> Node:
     return (op, 0.0, *children)
 
 
-def _order_key(node: Node) -> tuple:
-    return (node[0], node[1], tuple(_order_key(c) for c in node[2:]))
-
-
 def _set_key(terms: Sequence[Node]) -> tuple:
     """One key for a set of terms, whatever their order."""
-    return tuple(sorted(_order_key(t) for t in terms))
+    return tuple(sorted(terms))
 
 
 def _fold(op: int, args: list[float]) -> float:
@@ -387,118 +385,17 @@ def constants(node: Node) -> list[tuple[int, ...]]:
     return [p for p in _paths(node) if _get(node, p)[0] == CONST]
 
 
-# -- weights -------------------------------------------------------------------------------
-
-def fit_weights(problem: LinearProblem) -> LinearFit:
-    """The weights of all of ``problem``'s columns under its loss (debiased, on the scale of
-    ``refit``): Newton's method compiled for the Bradley–Terry loss, a linear solve for squared
-    error, and damped Newton steps for the other losses that are sums over rows, whose Hessian
-    in the row scores is diagonal and is taken by central differences of the row gradient. The
-    non-separable PU risk (with a class prior) uses ``refit``."""
-    k = problem.X.shape[1]
-    support = tuple(range(k))
-    if problem.kind == "pu" and problem.class_prior is not None:
-        return refit(problem, support)
-    scale = column_scale(problem)
-    X = problem.X / scale
-    if problem.fit_intercept:
-        X = np.column_stack([X, np.ones(problem.n_rows)])
-    penalty = np.full(X.shape[1], REFIT_RIDGE)
-    if problem.fit_intercept:
-        penalty[-1] = 0.0
-    if problem.kind == "bernoulli" and problem.noise == 0.0:
-        theta = _bradley_terry_newton(np.ascontiguousarray(X), problem.target, problem.offset,
-                                      problem.weight, penalty)
-    elif problem.kind == "squared":
-        theta = squared_solve(X, problem, penalty)
-    else:
-        theta = _separable_newton(problem, X, penalty)
-    coef = theta[:k] / scale
-    intercept = float(theta[k]) if problem.fit_intercept else 0.0
-    return LinearFit(support, coef, intercept)
+def _shape(node: Node) -> Node:
+    """``node`` with every constant set to 0: its structure alone."""
+    if node[0] == CONST:
+        return (CONST, 0.0)
+    return (node[0], node[1], *[_shape(c) for c in node[2:]])
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _bradley_terry_newton(X: np.ndarray, target: np.ndarray, offset: np.ndarray,
-                          weight: np.ndarray, penalty: np.ndarray
-                          ) -> np.ndarray:  # pragma: no cover - numba
-    n, k = X.shape
-    total = weight.sum()
-    theta = np.zeros(k)
-    z = offset.copy()
-
-    def loss_at(z: np.ndarray, theta: np.ndarray) -> float:
-        value = 0.0
-        for i in range(n):
-            value += weight[i] * (np.log1p(np.exp(-abs(z[i]))) + max(-z[i], 0.0)
-                                  + (1.0 - target[i]) * z[i])
-        return value / total + (penalty * theta * theta).sum()
-
-    loss = loss_at(z, theta)
-    for _ in range(100):
-        gradient = 2.0 * penalty * theta
-        hessian = np.diag(2.0 * penalty + 1e-12)
-        for i in range(n):
-            e = np.exp(-abs(z[i]))
-            s = (1.0 if z[i] >= 0 else e) / (1.0 + e)
-            g = weight[i] * (s - target[i]) / total
-            h = weight[i] * s * (1.0 - s) / total
-            for a in range(k):
-                gradient[a] += g * X[i, a]
-                for b in range(a + 1):
-                    hessian[a, b] += h * X[i, a] * X[i, b]
-        for a in range(k):
-            for b in range(a):
-                hessian[b, a] = hessian[a, b]
-        direction = np.linalg.solve(hessian, gradient)
-        decrease = (gradient * direction).sum()
-        rate = 1.0
-        while True:
-            trial = theta - rate * direction
-            trial_z = X @ trial + offset
-            trial_loss = loss_at(trial_z, trial)
-            if trial_loss <= loss - 1e-4 * rate * decrease or rate < 1e-8:
-                break
-            rate *= 0.5
-        if rate < 1e-8:
-            break
-        improvement = loss - trial_loss
-        theta, z, loss = trial, trial_z, trial_loss
-        if improvement <= 1e-13 * max(abs(loss), 1e-300):
-            break
-    return theta
-
-
-def _separable_newton(problem: LinearProblem, X: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    theta = np.zeros(X.shape[1])
-
-    def total(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        z = X @ theta + problem.offset
-        loss, grad_z = problem.loss_and_grad_z(z)
-        return loss + float(penalty @ theta**2), grad_z, z
-
-    loss, grad_z, z = total(theta)
-    for _ in range(50):
-        step = 1e-4 * np.maximum(1.0, np.abs(z))
-        hessian_z = (problem.loss_and_grad_z(z + step)[1]
-                     - problem.loss_and_grad_z(z - step)[1]) / (2 * step)
-        gradient = X.T @ grad_z + 2 * penalty * theta
-        hessian = (X.T * np.maximum(hessian_z, 0.0)) @ X + np.diag(2 * penalty + 1e-12)
-        direction = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
-        rate = 1.0
-        while rate > 1e-8:
-            trial = theta - rate * direction
-            trial_loss, trial_grad, trial_z = total(trial)
-            if trial_loss <= loss - 1e-4 * rate * float(gradient @ direction):
-                break
-            rate *= 0.5
-        else:
-            break
-        improvement = loss - trial_loss
-        theta, loss, grad_z, z = trial, trial_loss, trial_grad, trial_z
-        if improvement <= 1e-13 * max(abs(loss), 1e-300):
-            break
-    return theta
+def smooth_constants(node: Node) -> list[tuple[int, ...]]:
+    """Paths of the constants in ``node`` with no comparison above them."""
+    return [p for p in constants(node)
+            if not any(_get(node, p[:i])[0] in (LT, GT) for i in range(len(p)))]
 
 
 # -- the search ----------------------------------------------------------------------------
@@ -552,48 +449,69 @@ class EvolutionarySearch:
     max_size: int = 15
     max_depth: int = 6
     tune_per_generation: int = 2
+    refine_per_generation: int = 16
     rounding_tolerance: float = 1e-3
     seed: int = 0
     progress: Progress | None = None
 
     def run(self, objective: Objective, matrix: np.ndarray, names: Sequence[str], *,
-            offset: np.ndarray | None = None,
-            seeds: Sequence[Sequence[sympy.Expr]] = ()) -> EvolutionResult:
-        """Search term sets over the (N, F) feature ``matrix`` whose columns are ``names``."""
+            offset: np.ndarray | None = None, seeds: Sequence[Sequence[sympy.Expr]] = (),
+            units: np.ndarray | None = None) -> EvolutionResult:
+        """Search term sets over the (N, F) feature ``matrix`` whose columns are ``names``,
+        on the objective's ``units`` (all by default)."""
         unknown = set(self.operators) - set(OPERATORS)
         if unknown:
             raise ValueError(f"unknown operators {sorted(unknown)} (choose from "
                              f"{', '.join(OPERATORS)})")
         if not 1 <= self.max_depth <= _MAX_DEPTH_LIMIT:
             raise ValueError(f"max_depth must be in 1..{_MAX_DEPTH_LIMIT}, got {self.max_depth}")
-        return _Run(self, objective, matrix, names, offset).evolve(seeds)
+        return _Run(self, objective, matrix, names, offset, units).evolve(seeds)
 
 
 class _Run:
     """One search: the data, the cache of term columns, the population and the archive."""
 
     def __init__(self, options: EvolutionarySearch, objective: Objective, matrix: np.ndarray,
-                 names: Sequence[str], offset: np.ndarray | None):
+                 names: Sequence[str], offset: np.ndarray | None,
+                 units: np.ndarray | None = None):
         self.options = options
         self.objective = objective
         self.names = list(names)
         self.features = np.ascontiguousarray(matrix.T, dtype=np.float64)
         self.offset = offset
         self.rng = np.random.default_rng(options.seed)
-        self.halves = objective.folds(2, options.seed)
+        self.halves = objective.folds(2, options.seed, units)
         empty = np.zeros((matrix.shape[0], 0))
         self.bases = [objective.problem(empty, offset, half) for half in self.halves]
+        self.row_maps = [objective.row_map(half) for half in self.halves]
+        self.whole = LinearProblem(
+            self.bases[0].kind, np.zeros((sum(b.n_rows for b in self.bases), 0)),
+            np.concatenate([b.target for b in self.bases]),
+            np.concatenate([b.offset for b in self.bases]),
+            np.concatenate([b.weight for b in self.bases]), self.bases[0].fit_intercept,
+            self.bases[0].noise, self.bases[0].class_prior)
         rows = sum(base.n_rows for base in self.bases)
         self.floor = sum(base.n_rows / rows * base.loss_floor() for base in self.bases)
         self.quantiles = np.quantile(matrix, np.linspace(0.02, 0.98, 49), axis=0).T
-        self.feature_tails = [_tail_ratio(column) for column in self.features]
+        rows = self.features.shape[1]
+        self.bulk_rows = np.arange(rows) if rows <= _BULK_ROWS else np.sort(
+            np.random.default_rng(options.seed).choice(rows, _BULK_ROWS, replace=False))
+        self.feature_tails = list(_tail_ratios(self.features, self.bulk_rows))
         self.unary = [OPERATORS[o] for o in options.operators if OPERATORS[o] not in _BINARY]
         self.binary = [OPERATORS[o] for o in options.operators if OPERATORS[o] in _BINARY]
         self.cache: dict[Node, tuple[np.ndarray, np.ndarray] | None] = {}
+        # Half the cache is dropped past about 2 GB of columns (or 200,000 terms).
+        self.cache_limit = min(200_000, 2 * 10**9 // (8 * max(self.whole.n_rows, 1)))
         self.evaluations = 0
         self.candidates = 0
         self.fits: dict[tuple, Individual | None] = {}
         self.merged_keys: set[tuple] = set()
+        self.refined_shapes: set[tuple] = set()
+        # The last weight fitted to each term: where a fit of a set that holds it starts.
+        self.term_weight: dict[Node, float] = {}
+        # A millionth of the loss the empty model leaves above the floor: gains below it are
+        # rounding, not a better model.
+        self.resolution = 1e-6 * max(self._fitted([()])[0].loss - self.floor, 0.0)
 
     # columns and fitness -----------------------------------------------------------------
 
@@ -603,79 +521,82 @@ class _Run:
         new = list(dict.fromkeys(t for t in terms if t not in self.cache))
         if not new:
             return
-        if len(self.cache) > 200_000:
+        if len(self.cache) > self.cache_limit:
             for key in list(self.cache)[: len(self.cache) // 2]:
                 del self.cache[key]
         with np.errstate(all="ignore"):
             values = evaluate_terms(new, self.features)
         self.evaluations += len(new)
         finite = np.isfinite(values).all(axis=1) & (np.abs(values).max(axis=1) < 1e150)
-        finite[finite] = [self.tame(term, row) for term, row in
+        ratios = _tail_ratios(values[finite], self.bulk_rows)
+        finite[finite] = [self.tame(term, ratio) for term, ratio in
                           zip([t for t, ok in zip(new, finite, strict=True) if ok],
-                              values[finite], strict=True)]
-        if finite.any():
-            kept = values[finite].T
-            parts = [self.objective.problem(kept, None, half).X for half in self.halves]
-        k = 0
+                              ratios, strict=True)]
+        parts = [_map_rows(m.indptr, m.indices, m.data, values[finite]) for m in self.row_maps]
+        both = np.concatenate(parts, axis=1)
+        largest = np.abs(both).max(axis=1, initial=0.0)
+        varies = np.ptp(both, axis=1) > 1e-12 * np.maximum(largest, 1e-300) if both.shape[1] \
+            else np.zeros(len(both), dtype=bool)
+        if not self.bases[0].fit_intercept:
+            varies |= largest > 0
+        kept = iter(range(len(both)))
         for term, ok in zip(new, finite, strict=True):
-            if not ok:
-                self.cache[term] = None
-                continue
-            column = np.concatenate([parts[0][:, k], parts[1][:, k]])
-            spread = np.ptp(column) if len(column) else 0.0
-            varies = spread > 1e-12 * max(float(np.abs(column).max(initial=0.0)), 1e-300) or (
-                not self.bases[0].fit_intercept and np.abs(column).max(initial=0.0) > 0)
-            self.cache[term] = (parts[0][:, k], parts[1][:, k]) if varies else None
-            k += 1
+            k = next(kept) if ok else -1
+            self.cache[term] = (parts[0][k], parts[1][k]) if ok and varies[k] else None
 
-    def tame(self, term: Node, values: np.ndarray) -> bool:
+    def tame(self, term: Node, ratio: float) -> bool:
         """Whether a term's extremes stay in proportion to its bulk, as its features' do.
 
         A term like ``a/dx`` takes values thousands of times its typical size on the few rows
         where ``dx`` is near 0; it can win a few pairs' noise and it behaves wildly off the data.
-        Such a term is rejected when its tail ratio (largest deviation from the median over the
-        99th percentile of deviations) exceeds ``_TAIL_RATIO`` and twice its features' own.
+        Such a term is rejected when its tail ratio (``_tail_ratios``) exceeds ``_TAIL_RATIO``
+        and twice its features' own.
         """
-        ratio = _tail_ratio(values)
         if ratio <= _TAIL_RATIO:
             return True
         used = {int(n[1]) for p in _paths(term) if (n := _get(term, p))[0] == FEATURE}
         return ratio <= 2 * max((self.feature_tails[f] for f in used), default=0.0)
 
     def individual(self, terms: Sequence[Node]) -> Individual | None:
-        terms = tuple(dict.fromkeys(canonical(t) for t in terms))
-        key = _set_key(terms)
-        if key in self.fits:
-            return self.fits[key]
-        self.columns(terms)
-        usable = tuple(t for t in terms if self.cache.get(t) is not None)
-        if len(usable) != len(terms):
-            self.fits[key] = None
-            return None
-        result = self._fitted(usable)
-        self.fits[key] = result
-        return result
+        return self.individuals([terms])[0]
 
-    def _fitted(self, terms: tuple[Node, ...]) -> Individual:
+    def individuals(self, term_lists: Sequence[Sequence[Node]]) -> list[Individual | None]:
+        """Each list of terms fitted and scored (``None`` where a term is unusable), the new
+        ones in one call of the compiled scorer."""
+        sets = [tuple(dict.fromkeys(canonical(t) for t in terms)) for terms in term_lists]
+        keys = [_set_key(terms) for terms in sets]
+        pending = {key: terms for key, terms in zip(keys, sets, strict=True)
+                   if key not in self.fits}
+        self.columns([t for terms in pending.values() for t in terms])
+        usable = []
+        for key, terms in pending.items():
+            if all(self.cache.get(t) is not None for t in terms):
+                usable.append(key)
+            else:
+                self.fits[key] = None
+        for key, scored in zip(usable, self._fitted([pending[k] for k in usable]), strict=True):
+            self.fits[key] = scored
+        return [self.fits[key] for key in keys]
+
+    def _fitted(self, term_sets: Sequence[tuple[Node, ...]]) -> list[Individual]:
         """Weights fitted on each half and scored on the other: the validation loss is the
         two-fold cross-validated loss, the training loss the mean in-sample loss."""
-        problems = [_with_x(base, np.column_stack([self.cache[t][h] for t in terms])
-                            if terms else np.zeros((base.n_rows, 0)))
-                    for h, base in enumerate(self.bases)]
-        self.candidates += 1
-        train_loss = loss = 0.0
-        weights = np.zeros(len(terms))
-        rows = sum(p.n_rows for p in problems)
-        for h, problem in enumerate(problems):
-            fit = fit_weights(problem)
-            other = problems[1 - h]
-            train_loss += problem.n_rows / rows * problem.loss(fit.coef, fit.intercept)
-            loss += other.n_rows / rows * other.loss(fit.coef, fit.intercept)
-            weights += problem.n_rows / rows * fit.coef
-        if not math.isfinite(loss):
-            loss = math.inf
-        return Individual(terms, train_loss, loss, set_complexity(terms),
-                          tuple(float(w) for w in weights))
+        if not term_sets:
+            return []
+        unique = list(dict.fromkeys(t for terms in term_sets for t in terms))
+        index = {t: k for k, t in enumerate(unique)}
+        columns = [np.column_stack([self.cache[t][h] for t in unique]) if unique
+                   else np.zeros((base.n_rows, 0)) for h, base in enumerate(self.bases)]
+        train, validation, weights = two_fold_scores(
+            self.bases, columns, [[index[t] for t in terms] for terms in term_sets],
+            [[self.term_weight.get(t, 0.0) for t in terms] for terms in term_sets])
+        self.candidates += len(term_sets)
+        for terms, fitted in zip(term_sets, weights, strict=True):
+            self.term_weight.update(zip(terms, fitted.tolist(), strict=True))
+        return [Individual(terms, float(train[k]),
+                           float(validation[k]) if math.isfinite(validation[k]) else math.inf,
+                           set_complexity(terms), tuple(float(w) for w in weights[k]))
+                for k, terms in enumerate(term_sets)]
 
     # variation -----------------------------------------------------------------------------
 
@@ -776,18 +697,16 @@ class _Run:
     def merged(self, individual: Individual) -> list[Individual]:
         """Every pair of ``individual``'s terms replaced by each of its ``merges``: a
         systematic local move, tried once on each model that reaches the archive."""
-        children = []
+        proposals = []
         for first in range(len(individual.terms)):
             for second in range(first + 1, len(individual.terms)):
                 rest = [t for k, t in enumerate(individual.terms) if k not in (first, second)]
                 for joined in self._merges(individual, first, second):
                     joined = canonical(joined)
-                    if not self.admissible(joined):
-                        continue
-                    child = self.individual([*rest, joined])
-                    if child is not None and math.isfinite(child.loss):
-                        children.append(child)
-        return children
+                    if self.admissible(joined):
+                        proposals.append([*rest, joined])
+        return [child for child in self.individuals(proposals)
+                if child is not None and math.isfinite(child.loss)]
 
     def _merges(self, individual: Individual, first: int, second: int) -> list[Node]:
         """Terms ``a, b`` mapped through the inner half of an inverse pair, summed with the
@@ -841,28 +760,30 @@ class _Run:
 
     # constants -------------------------------------------------------------------------------
 
-    def tune(self, individual: Individual, rounds: int = 4) -> Individual:
-        """Pattern search on the constants inside terms, each round's trials in one call."""
+    def tune(self, individual: Individual) -> Individual:
+        """Constants inside terms: ``thresholds``, then Gauss–Newton on the smooth ones."""
+        return self.refine(self.thresholds(individual))
+
+    def thresholds(self, individual: Individual, rounds: int = 4) -> Individual:
+        """A pattern search on the constants under a comparison, thresholds tried at the
+        feature's quantiles first (the loss is a step function of them), each round's trials
+        in one kernel call."""
         best = individual
-        places = [(k, p) for k, t in enumerate(best.terms) for p in constants(t)]
-        if not places:
-            return best
+        places = [(k, p) for k, t in enumerate(best.terms) for p in constants(t)
+                  if p not in smooth_constants(t)]
         for k, path in places:
             parent = _get(best.terms[k], path[:-1]) if path else None
             if parent is not None and parent[0] in (LT, GT) and parent[2][0] == FEATURE:
                 grid = self.quantiles[int(parent[2][1])][::3]
                 best = self._best_of(best, k, path, np.unique(grid))
         step = 0.2
-        for round_ in range(rounds):
+        for _ in range(rounds if places else 0):
             for k, path in places:
                 if k >= len(best.terms) or path not in constants(best.terms[k]):
                     continue
                 value = _get(best.terms[k], path)[1]
                 trials = value * (1 + step * np.array([-1.0, -0.5, 0.5, 1.0])) + \
                     step * 0.1 * np.array([-1.0, 0.0, 0.0, 1.0])
-                if round_ == 0:
-                    # a multiplicative search never crosses zero: exp(2.6*x**2) → exp(-x**2/2)
-                    trials = np.append(trials, -value)
                 best = self._best_of(best, k, path, trials)
             step *= 0.4
         return best
@@ -874,15 +795,110 @@ class _Run:
             terms = list(individual.terms)
             terms[k] = _replace(terms[k], path, (CONST, float(value)))
             variants.append(tuple(terms))
-        self.columns([t for v in variants for t in v])
         best = individual
-        for terms in variants:
-            if not all(self.cache.get(t) is not None for t in terms):
-                continue
-            candidate = self._fitted(terms)
-            if candidate.train_loss < best.train_loss - 1e-12:
+        for candidate in self.individuals(variants):
+            if candidate is not None and candidate.train_loss < best.train_loss - 1e-12:
                 best = candidate
         return best
+
+    def refine(self, individual: Individual, iterations: int = 8) -> Individual:
+        return self.refine_all([individual], iterations)[0]
+
+    def refine_all(self, individuals: Sequence[Individual], iterations: int = 8
+                   ) -> list[Individual]:
+        """Gauss–Newton (Levenberg–Marquardt damped) on the smooth constants inside terms,
+        the weights refit at every step (variable projection, Golub & Pereyra 1973): the
+        constants of ``exp(c*theta**2)`` follow the loss's curvature to their optimum in a few
+        steps, where a pattern search creeps. Constants under a comparison are left alone: the
+        loss is a step function of them. All ``individuals`` step together, each step's new
+        terms in one interpreter call and their fits in one solver call."""
+        runs = [_Refinement(list(i.terms), [(k, p) for k, t in enumerate(i.terms)
+                                            for p in smooth_constants(t)]) for i in individuals]
+        active = [r for r in runs if r.places]
+        for run, fit in zip(active, self._whole_fits([r.terms for r in active]), strict=True):
+            run.fit = fit
+        active = [r for r in active if r.fit is not None]
+        for _ in range(iterations):
+            derivatives = self._constant_derivatives([(r.terms, r.places) for r in active])
+            for run, derivative in zip(active, derivatives, strict=True):
+                run.propose(self.whole, derivative)
+            trying = [r for r in active if r.step is not None]
+            for _ in range(4):
+                if not trying:
+                    break
+                fits = self._whole_fits([r.trial() for r in trying])
+                trying = [r for r, fit in zip(trying, fits, strict=True) if not r.take(fit)]
+            active = [r for r in active if r.improved]
+            if not active:
+                break
+        refined = self.individuals([r.terms for r in runs])
+        return [new if new is not None and new.train_loss < old.train_loss else old
+                for old, new in zip(individuals, refined, strict=True)]
+
+    def _new_shapes(self, children: Sequence[Individual]) -> list[Individual]:
+        """The first ``refine_per_generation`` of ``children`` with smooth constants in a shape
+        (term set up to the values of its constants) not refined before: a mutation that only
+        nudges a constant would be refined to the same optimum again."""
+        chosen = []
+        for child in children:
+            if len(chosen) >= self.options.refine_per_generation:
+                break
+            if not any(smooth_constants(t) for t in child.terms):
+                continue
+            shape = _set_key([_shape(t) for t in child.terms])
+            if shape not in self.refined_shapes:
+                self.refined_shapes.add(shape)
+                chosen.append(child)
+        return chosen
+
+    def _whole_fits(self, term_lists: Sequence[Sequence[Node]]
+                    ) -> list[tuple[float, np.ndarray, np.ndarray, float] | None]:
+        """For each list of terms: the loss, design, weights and intercept of its fit on both
+        halves together (``None`` where a term is unusable)."""
+        sets = [[canonical(t) for t in terms] for terms in term_lists]
+        self.columns([t for terms in sets for t in terms])
+        usable = [k for k, terms in enumerate(sets)
+                  if all(self.cache.get(t) is not None for t in terms)]
+        unique = list(dict.fromkeys(t for k in usable for t in sets[k]))
+        index = {t: j for j, t in enumerate(unique)}
+        columns = np.column_stack([np.concatenate(self.cache[t]) for t in unique]) if unique \
+            else np.zeros((self.whole.n_rows, 0))
+        losses, weights, intercepts = fitted_losses(
+            self.whole, columns, [[index[t] for t in sets[k]] for k in usable],
+            [[self.term_weight.get(t, 0.0) for t in sets[k]] for k in usable])
+        found: list[tuple[float, np.ndarray, np.ndarray, float] | None] = [None] * len(sets)
+        for j, k in enumerate(usable):
+            if math.isfinite(losses[j]):
+                found[k] = (float(losses[j]), columns[:, [index[t] for t in sets[k]]],
+                            weights[j], float(intercepts[j]))
+        return found
+
+    def _constant_derivatives(self, jobs: Sequence[tuple[Sequence[Node],
+                                                         Sequence[tuple[int, tuple[int, ...]]]]]
+                              ) -> list[np.ndarray | None]:
+        """For each (terms, places): d(column)/d(constant) at each place, by central
+        differences of the interpreter's values, mapped to the objective's rows (both halves)
+        as the columns are; all of them in one interpreter call."""
+        trees, steps = [], []
+        for terms, places in jobs:
+            for k, path in places:
+                value = _get(terms[k], path)[1]
+                step = 1e-6 * max(1.0, abs(value))
+                steps.append(step)
+                for sign in (1.0, -1.0):
+                    trees.append(_replace(terms[k], path, (CONST, value + sign * step)))
+        with np.errstate(all="ignore"):
+            values = evaluate_terms(trees, self.features)
+            derivative = (values[0::2] - values[1::2]) / (2.0 * np.asarray(steps)[:, None])
+        mapped = np.hstack([_map_rows(m.indptr, m.indices, m.data, derivative)
+                            for m in self.row_maps])
+        found: list[np.ndarray | None] = []
+        start = 0
+        for _, places in jobs:
+            block = mapped[start:start + len(places)]
+            start += len(places)
+            found.append(block.T.copy() if np.isfinite(block).all() else None)
+        return found
 
     def rounded(self, individual: Individual) -> Individual:
         """Constants inside terms at the fewest significant digits that keep the training loss
@@ -890,19 +906,22 @@ class _Run:
         best = individual
         limit = individual.train_loss + self.options.rounding_tolerance * abs(
             individual.train_loss) + 1e-12
-        for k in range(len(best.terms)):
+        k = 0
+        while k < len(best.terms):
             for path in constants(best.terms[k]):
+                if k >= len(best.terms) or path not in constants(best.terms[k]):
+                    continue
                 value = _get(best.terms[k], path)[1]
+                variants = []
                 for digits in range(1, 7):
                     terms = list(best.terms)
                     terms[k] = _replace(terms[k], path, (CONST, round_significant(value, digits)))
-                    self.columns(terms)
-                    if not all(self.cache.get(t) is not None for t in terms):
-                        continue
-                    candidate = self._fitted(tuple(terms))
-                    if candidate.train_loss <= limit:
+                    variants.append(terms)
+                for candidate in self.individuals(variants):
+                    if candidate is not None and candidate.train_loss <= limit:
                         best = candidate
                         break
+            k += 1
         return best
 
     # the loop ----------------------------------------------------------------------------------
@@ -923,18 +942,18 @@ class _Run:
             proposals = [self.offspring(self._tournament(population),
                                         self._tournament(population))
                          for _ in range(options.population)]
-            self.columns([canonical(t) for terms in proposals for t in terms])
-            children = [child for terms in proposals
-                        if (child := self.individual(terms)) is not None
-                        and math.isfinite(child.loss)]
+            children = [child for child in self.individuals(proposals)
+                        if child is not None and math.isfinite(child.loss)]
             for member in sorted(archive.values(), key=lambda i: i.loss):
                 if member.key not in self.merged_keys and len(member.terms) >= 2:
                     self.merged_keys.add(member.key)
                     children.extend(self.merged(member))
                     break
-            promising = [c for c in sorted(children, key=lambda c: c.loss)
-                         if constants_in(c) and _is_new_front_point(archive, c, self.floor)]
+            ranked = sorted(children, key=lambda c: c.loss)
+            promising = [c for c in ranked if constants_in(c) and _is_new_front_point(
+                archive, c, self.floor, self.resolution)]
             children.extend(self.tune(c) for c in promising[:options.tune_per_generation])
+            children.extend(self.refine_all(self._new_shapes(ranked)))
             population = _select(_unique([*population, *children]), options.population)
             if self._archive(archive, population):
                 stale = 0
@@ -949,8 +968,9 @@ class _Run:
             if stale >= options.patience:
                 stopped = f"no improvement in {options.patience} generations"
                 break
-        final = [self.rounded(self.tune(i)) for i in sorted(archive.values(),
-                                                             key=lambda i: i.complexity)]
+        ordered = sorted(archive.values(), key=lambda i: i.complexity)
+        final = [self.rounded(i) for i in self.refine_all([self.thresholds(i)
+                                                           for i in ordered])]
         symbols = [formula.symbol(n) for n in self.names]
         term_sets = []
         for individual in final:
@@ -960,8 +980,56 @@ class _Run:
         return EvolutionResult(term_sets, generation, self.evaluations,
                                time.perf_counter() - started, stopped, self.candidates, final)
 
+    def univariate(self, per_feature: int = 8) -> list[Individual]:
+        """Each feature's best ``per_feature`` univariate shapes as one-term individuals, their
+        constants fitted: ``u(c*v(x) + d)`` for ``v`` one of ``x, x**2, abs(x), sqrt(x),
+        log(x), 1/x`` and ``u`` one of ``exp, tanh, sin`` (scale and shift inside matter),
+        ``log, sqrt, abs`` (a shift matters), or none — the forms rewards are built from
+        (a Gaussian bonus ``exp(-c*d**2)``, a saturating ``tanh``), few of which one random
+        change at a time reaches: a dictionary in the manner of FFX (McConaghy 2011) with its
+        inner constants fitted by ``refine``."""
+        found: list[Individual] = []
+        for feature in range(len(self.names)):
+            x: Node = (FEATURE, float(feature))
+            inners = [x] + [(op, 0.0, x) for op in (SQUARE, ABS, SQRT, LOG)
+                            if op in self.unary]
+            if DIV in self.binary:
+                inners.append((DIV, 0.0, (CONST, 1.0), x))
+            shapes: list[Node] = []
+            for inner in inners:
+                with np.errstate(all="ignore"):
+                    values = evaluate_terms([inner], self.features)[0]
+                if not np.isfinite(values).all() or np.ptp(values) <= 0:
+                    continue
+                shapes.append(inner)
+                scale = 1.0 / float(np.std(values))
+                centre = float(np.median(values))
+                for outer in (EXP, TANH, SIN, LOG, SQRT, ABS):
+                    if outer not in self.unary or ADD not in self.binary:
+                        continue
+                    if outer == EXP:
+                        if MUL in self.binary:
+                            shapes.extend((EXP, 0.0, (MUL, 0.0, (CONST, sign * scale), inner))
+                                          for sign in (-1.0, 1.0))
+                    elif outer in (TANH, SIN):
+                        if MUL in self.binary:
+                            shapes.append((outer, 0.0, (ADD, 0.0, (MUL, 0.0, (CONST, scale),
+                                                                   inner),
+                                                        (CONST, -scale * centre))))
+                    else:
+                        shift = -float(values.min()) + 1.0 if outer != ABS else -centre
+                        shapes.append((outer, 0.0, (ADD, 0.0, inner, (CONST, shift))))
+            starts = [start for start in self.individuals([[s] for s in shapes])
+                      if start is not None and math.isfinite(start.loss)]
+            self.refined_shapes.update(_set_key([_shape(t) for t in start.terms])
+                                       for start in starts)
+            fitted = sorted((i for i in self.refine_all(starts) if math.isfinite(i.loss)),
+                            key=lambda i: i.loss)
+            found.extend(fitted[:per_feature])
+        return found
+
     def _initial(self, seeds: Sequence[Sequence[sympy.Expr]]) -> list[Individual]:
-        population: list[Individual] = []
+        population: list[Individual] = self.univariate()
         for exprs in seeds:
             terms = []
             for expr in exprs:
@@ -994,7 +1062,8 @@ class _Run:
         for individual in population:
             held = archive.get(individual.complexity)
             if held is None or individual.loss < held.loss - 1e-6 * abs(held.loss):
-                improved = improved or _is_new_front_point(archive, individual, self.floor)
+                improved = improved or _is_new_front_point(archive, individual, self.floor,
+                                                               self.resolution)
                 archive[individual.complexity] = individual
         lowest = math.inf
         for complexity in sorted(archive):
@@ -1005,14 +1074,84 @@ class _Run:
         return improved
 
 
+@dataclass
+class _Refinement:
+    """One individual's Gauss–Newton run: its terms with constants at ``places``, the fit at
+    them, the damping and the step being tried."""
+
+    terms: list[Node]
+    places: list[tuple[int, tuple[int, ...]]]
+    fit: tuple[float, np.ndarray, np.ndarray, float] | None = None
+    damping: float = 1e-3
+    step: np.ndarray | None = None
+    profile: np.ndarray | None = None
+    gradient: np.ndarray | None = None
+    improved: bool = False
+
+    def values(self) -> np.ndarray:
+        return np.array([_get(self.terms[k], p)[1] for k, p in self.places])
+
+    def propose(self, whole: LinearProblem, derivative: np.ndarray | None) -> None:
+        """The damped Gauss–Newton step on the profile loss (weights at their optimum)."""
+        self.step, self.improved = None, False
+        if derivative is None or self.fit is None:
+            return
+        loss, X, coef, intercept = self.fit
+        z = X @ coef + intercept + whole.offset
+        grad_z = whole.loss_and_grad_z(z)[1]
+        curvature = curvature_z(whole, z)
+        owner = np.array([k for k, _ in self.places])
+        Jc = derivative * coef[owner]
+        Jw = np.column_stack([X, np.ones(len(z))]) if whole.fit_intercept else X
+        # The profile's Gauss–Newton Hessian: the constants' Jacobian with the part the
+        # weights can follow projected out (a residual by least squares, not a Schur
+        # complement, which cancels to negative values when the two are nearly collinear).
+        root = np.sqrt(curvature)[:, None]
+        weighted = root * Jw
+        residual = root * Jc - weighted @ np.linalg.lstsq(weighted, root * Jc, rcond=None)[0]
+        self.profile = residual.T @ residual
+        self.gradient = Jc.T @ grad_z
+        system = self.profile + self.damping * np.diag(np.maximum(np.diag(self.profile),
+                                                                  1e-300))
+        step = np.linalg.lstsq(system, -self.gradient, rcond=None)[0]
+        # A constant the loss hardly sees (``c + x`` inside a sum) would otherwise leap to
+        # 1e11 along its flat direction.
+        bound = np.maximum(1.0, np.abs(self.values()))
+        self.step = np.clip(step, -bound, bound)
+        if not self._promising(loss):
+            self.step = None
+
+    def _promising(self, loss: float) -> bool:
+        promised = -(self.gradient @ self.step + 0.5 * self.step @ self.profile @ self.step)
+        return bool(promised > _REFINED * abs(loss))
+
+    def trial(self) -> list[Node]:
+        terms = list(self.terms)
+        for (k, path), value in zip(self.places, self.values() + self.step, strict=True):
+            terms[k] = _replace(terms[k], path, (CONST, float(value)))
+        return terms
+
+    def take(self, fit: tuple[float, np.ndarray, np.ndarray, float] | None) -> bool:
+        """Accept the trial if it lowers the loss; else halve the step. Whether this run is
+        done trying for now."""
+        loss = self.fit[0]
+        if fit is not None and fit[0] < loss - _REFINED * abs(loss):
+            self.terms, self.fit, self.improved = self.trial(), fit, True
+            self.damping = max(self.damping / 10, 1e-9)
+            return True
+        self.step = self.step / 2
+        return not self._promising(loss)
+
+
 def _is_new_front_point(archive: dict[int, Individual], individual: Individual,
-                        floor: float) -> bool:
+                        floor: float, resolution: float) -> bool:
     """Whether ``individual`` beats every archived model at most as complex by more than
     ``_IMPROVEMENT`` of its loss above ``floor`` (the labels' own entropy for soft labels, which
-    no model can go below): smaller gains, which a long run keeps finding by fitting the
-    validation share's noise, do not postpone the early stop."""
+    no model can go below) and by more than ``resolution``: smaller gains, which a long run
+    keeps finding by fitting the validation share's noise or by polishing a model that already
+    reproduces the labels, do not postpone the early stop."""
     excess = individual.loss - floor
-    return all(held.loss - floor > excess * (1 + _IMPROVEMENT) + 1e-12
+    return all(held.loss - floor > excess * (1 + _IMPROVEMENT) + resolution
                for c, held in archive.items() if c <= individual.complexity)
 
 
@@ -1024,11 +1163,6 @@ def _ratio(first_weight: float, second_weight: float) -> float:
 
 def constants_in(individual: Individual) -> bool:
     return any(constants(t) for t in individual.terms)
-
-
-def _with_x(base: LinearProblem, X: np.ndarray) -> LinearProblem:
-    return LinearProblem(base.kind, X, base.target, base.offset, base.weight, base.fit_intercept,
-                         base.noise, base.class_prior)
 
 
 def _unique(population: list[Individual]) -> list[Individual]:
@@ -1106,7 +1240,38 @@ def _simplified_terms(terms: Sequence[Node], symbols: Sequence[sympy.Symbol]
     return parts
 
 
-def _tail_ratio(values: np.ndarray) -> float:
-    deviation = np.abs(values - np.median(values))
-    bulk = np.quantile(deviation, 0.99)
-    return float(deviation.max() / bulk) if bulk > 0 else 0.0
+@numba.njit(parallel=True, cache=True)
+def _map_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, values: np.ndarray
+              ) -> np.ndarray:  # pragma: no cover - numba
+    """``(M @ values.T).T`` for the CSR matrix ``M = (data, indices, indptr)``: each row of
+    ``values`` (a term over the transitions) mapped to the objective's rows."""
+    n_rows = indptr.shape[0] - 1
+    out = np.zeros((values.shape[0], n_rows))
+    for t in numba.prange(values.shape[0]):
+        term = values[t]
+        for r in range(n_rows):
+            total = 0.0
+            for k in range(indptr[r], indptr[r + 1]):
+                total += data[k] * term[indices[k]]
+            out[t, r] = total
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _tail_ratios(values: np.ndarray, bulk_rows: np.ndarray
+                 ) -> np.ndarray:  # pragma: no cover - numba
+    """For each row of ``values``: its largest deviation from the median over the 99th
+    percentile of deviations, the median and percentile taken on the ``bulk_rows`` (a fixed
+    sample: the bulk needs no more rows to be known, while the largest deviation is taken over
+    every row)."""
+    ratios = np.zeros(values.shape[0])
+    for t in numba.prange(values.shape[0]):
+        row = values[t]
+        bulk = row[bulk_rows]
+        median = np.median(bulk)
+        spread = np.quantile(np.abs(bulk - median), 0.99)
+        largest = 0.0
+        for i in range(row.shape[0]):
+            largest = max(largest, abs(row[i] - median))
+        ratios[t] = largest / spread if spread > 0 else 0.0
+    return ratios

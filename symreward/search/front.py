@@ -15,7 +15,12 @@ Selection rules:
     near-separable labels, where every loss is tiny and a formula would otherwise collect terms
     worth a hundredth of a percent; the proportion keeps a model that is barely simpler (an
     ``abs(dx)`` where the best has ``sqrt(dx**2 + dy**2)``, one unit less) from winning with a
-    loss that is measurably worse.
+    loss that is measurably worse. Where the labels have a ``floor`` a reward can reach (soft
+    preference labels: their entropy; noiseless reward labels: 0), the practical margin is at
+    most ``FLOOR_FACTOR`` (100) times the best model's own excess over it: once a model
+    reproduces the labels, an approximation a hundred times further from them is not chosen
+    for being simpler (on [1, 3], ``1.67/theta`` for ``exp(-theta**2/2)``, 0.5% of the
+    deviance worse), while one that is about as far is.
 
 * ``"best"`` (PySR's default): among models whose held-out loss is within ``tolerance`` (1.5x)
   of the lowest, the one with the highest *score*, the drop in log-loss per unit of added
@@ -37,6 +42,7 @@ DEVIANCE_TOLERANCE = 0.01
 # equally up to the ridge and rounding, and would otherwise become the best model.
 _TIE = 1e-6
 TERM_COMPLEXITY = 3
+FLOOR_FACTOR = 100.0
 
 
 @dataclass
@@ -72,7 +78,9 @@ class ParetoFront:
 
     @classmethod
     def from_models(cls, models: Sequence[FrontEntry], *, rule: str = "1se",
-                    tolerance: float = 1.5) -> ParetoFront:
+                    tolerance: float = 1.5, floor: float | None = None) -> ParetoFront:
+        """The front of ``models`` and the one ``rule`` selects; ``floor`` is the lowest loss a
+        reward can reach on these labels, where one can (``LinearProblem.reachable_floor``)."""
         if rule not in SELECTION_RULES:
             raise ValueError(f"unknown selection rule {rule!r} (choose from "
                              f"{', '.join(SELECTION_RULES)})")
@@ -84,7 +92,7 @@ class ParetoFront:
                 front.append(model)
         for i, entry in enumerate(front):
             entry.score = 0.0 if i == 0 else _score(front[i - 1], entry)
-        return cls(front, _select(front, rule, tolerance), rule)
+        return cls(front, _select(front, rule, tolerance, floor), rule)
 
     @property
     def best(self) -> FrontEntry:
@@ -103,11 +111,13 @@ def _score(simpler: FrontEntry, entry: FrontEntry) -> float:
     return -math.log(entry.loss / simpler.loss) / max(entry.complexity - simpler.complexity, 1)
 
 
-def _select(front: list[FrontEntry], rule: str, tolerance: float) -> int:
+def _select(front: list[FrontEntry], rule: str, tolerance: float, floor: float | None) -> int:
     lowest = min(e.loss for e in front)
     if rule == "1se":
         best = min(front, key=lambda e: e.loss)
         deviance = DEVIANCE_TOLERANCE * (front[0].loss - lowest)
+        if floor is not None:
+            deviance = min(deviance, FLOOR_FACTOR * max(lowest - floor, 0.0))
 
         def margin(e: FrontEntry) -> float:
             saved = min(max(best.complexity - e.complexity, 0) / TERM_COMPLEXITY, 1.0)

@@ -386,13 +386,16 @@ class _Layout:
 
 def propose(objective: Objective, matrix: np.ndarray, feature_names: Sequence[str], *,
             seed: int = 0, time_limit: float | None = None, population: int | None = None,
-            generations: int | None = None) -> list[list[sympy.Expr]]:
+            generations: int | None = None, units: np.ndarray | None = None
+            ) -> list[list[sympy.Expr]]:
     """Term sets proposed by a PySR search under ``objective``: the hall of fame, simplest first.
 
     ``matrix`` holds the features (one row per transition of ``objective.dataset``, one column
-    per name). ``time_limit`` bounds the search in seconds (``DEFAULT_TIME_LIMIT`` when None);
-    ``population`` is PySR's ``population_size``, ``generations`` its ``niterations``. The run
-    is serial and deterministic for a seed when it ends by generations rather than by time.
+    per name); the search sees only the objective's ``units`` (all by default), so the others
+    can judge what it proposes. ``time_limit`` bounds the search in seconds
+    (``DEFAULT_TIME_LIMIT`` when None); ``population`` is PySR's ``population_size``,
+    ``generations`` its ``niterations``. The run is serial and deterministic for a seed when it
+    ends by generations rather than by time.
     Raises ``EngineUnavailable`` when pysr or Julia is missing."""
     _require_pysr()
     julia = _require_julia()
@@ -403,7 +406,7 @@ def propose(objective: Objective, matrix: np.ndarray, feature_names: Sequence[st
                          f"({objective.dataset.n}, {len(names)}) for the dataset and names")
     if time_limit is not None and time_limit <= 0:
         raise ValueError(f"time_limit must be positive, got {time_limit}")
-    layout = _layout(objective, np.random.default_rng(seed))
+    layout = _layout(objective, np.random.default_rng(seed), units)
     X = matrix if layout.rows is None else matrix[layout.rows]
     bad = ~np.isfinite(X).all(axis=0)
     if bad.any():
@@ -463,14 +466,18 @@ def _pysr_options(objective: str, loss: str, folder: Path, *, seed: int, search_
     return options
 
 
-def _layout(objective: Objective, rng: np.random.Generator) -> _Layout:
+def _layout(objective: Objective, rng: np.random.Generator,
+            units: np.ndarray | None = None) -> _Layout:
     if isinstance(objective, PreferenceObjective):
         prefs = objective.dataset.preferences
-        return _pair_layout(prefs.a, prefs.b, prefs.label, objective.discount, rng)
+        pairs = objective.members(units)
+        return _pair_layout(prefs.a[pairs], prefs.b[pairs], prefs.label[pairs],
+                            objective.discount, rng)
     if isinstance(objective, RankingObjective):
-        ranks = objective.dataset.rankings
-        better, worse = np.nonzero(objective.scores[:, None] > objective.scores[None, :])
-        segments = np.asarray(ranks.segments, dtype=np.int64)
+        ranked = objective.members(units)
+        scores = objective.scores[ranked]
+        better, worse = np.nonzero(scores[:, None] > scores[None, :])
+        segments = np.asarray(objective.dataset.rankings.segments, dtype=np.int64)[ranked]
         return _pair_layout(segments[better], segments[worse], np.ones(len(better)),
                             objective.discount, rng)
     if isinstance(objective, DemonstrationObjective):
@@ -478,9 +485,9 @@ def _layout(objective: Objective, rng: np.random.Generator) -> _Layout:
             raise SymrewardError("the pysr engine has no non-negative PU loss for "
                                  "demonstrations with a class prior; leave the class prior out "
                                  "or use --engine evolve")
-        return _row_layout(objective.target, rng)
+        return _row_layout(objective.target, rng, objective.members(units))
     if isinstance(objective, RewardLabelObjective):
-        return _row_layout(objective.target, rng)
+        return _row_layout(objective.target, rng, objective.members(units))
     raise SymrewardError(f"the pysr engine supports the objectives "
                          f"{', '.join(SUPPORTED_OBJECTIVES)}, not {objective.name!r}")
 
@@ -510,11 +517,12 @@ def _pair_layout(a: np.ndarray, b: np.ndarray, labels: np.ndarray, discount: flo
     return _Layout(rows, y, np.power(float(discount), steps))
 
 
-def _row_layout(target: np.ndarray, rng: np.random.Generator) -> _Layout:
+def _row_layout(target: np.ndarray, rng: np.random.Generator, rows: np.ndarray) -> _Layout:
     target = np.asarray(target, dtype=np.float64)
-    if len(target) <= MAX_ROWS:
+    if len(rows) == len(target) <= MAX_ROWS:
         return _Layout(None, target)
-    rows = np.sort(rng.choice(len(target), MAX_ROWS, replace=False))
+    if len(rows) > MAX_ROWS:
+        rows = np.sort(rng.choice(rows, MAX_ROWS, replace=False))
     return _Layout(rows, target[rows])
 
 
