@@ -268,6 +268,46 @@ def _vector_function(name: str, function: str) -> tuple[Any, Any]:
     raise SymrewardError(f"vector math {name!r} has no {function!r} on this machine")
 
 
+@numba.njit(cache=True)
+def _scalar_exp(x: np.ndarray, start: int) -> None:  # pragma: no cover - numba
+    x[start] = np.exp(x[start])
+
+
+@numba.njit(cache=True)
+def _scalar_log(x: np.ndarray, start: int) -> None:  # pragma: no cover - numba
+    x[start] = np.log(x[start])
+
+
+@numba.njit(cache=True)
+def _scalar_sin(x: np.ndarray, start: int) -> None:  # pragma: no cover - numba
+    x[start] = np.sin(x[start])
+
+
+@numba.njit(cache=True)
+def _scalar_cos(x: np.ndarray, start: int) -> None:  # pragma: no cover - numba
+    x[start] = np.cos(x[start])
+
+
+@numba.njit(cache=True)
+def _scalar_tanh(x: np.ndarray, start: int) -> None:  # pragma: no cover - numba
+    x[start] = np.tanh(x[start])
+
+
+_SCALAR_BLOCKS = {"exp": _scalar_exp, "log": _scalar_log, "sin": _scalar_sin,
+                  "cos": _scalar_cos, "tanh": _scalar_tanh}
+
+
+def block_math(function: str) -> tuple[Any, int]:
+    """``(block, width)`` for numba code: ``block(x, start)`` computes ``function`` ("exp",
+    "log", "sin", "cos", "tanh") in place on ``width`` doubles of a 1-D C-contiguous float64
+    array from ``start`` (the array must hold them: pad it). Vector calls where the kernels use
+    them (``VECTOR_MATH``), else libm one value at a time (``width`` 1). Code calling ``block``
+    and cached by numba is tied to this machine's CPU, as numba's cache is."""
+    if function in VECTOR_MATH.functions:
+        return _vector_function(VECTOR_MATH.name, function)[0], VECTOR_MATH.width
+    return _SCALAR_BLOCKS[function], 1
+
+
 def kernel_math(function: str) -> Callable[..., np.ndarray]:
     """numpy's ``function`` ("exp", "arctan2", "power", ...) as the kernels compute it, bit for
     bit: elementwise over broadcast float64 arrays, with ``VECTOR_MATH``. numpy's own SIMD

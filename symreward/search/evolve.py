@@ -48,7 +48,7 @@ import numba
 import numpy as np
 import sympy
 
-from symreward import formula
+from symreward import formula, kernels
 from symreward.objectives import LinearProblem, Objective
 from symreward.search.library import round_significant
 from symreward.search.weights import curvature_z, fitted_losses, two_fold_scores
@@ -79,6 +79,15 @@ _IMPROVEMENT = 1e-3
 _TAIL_RATIO = 50.0
 _BULK_ROWS = 4096
 _REFINED = 1e-9  # Gauss–Newton stops when a step gains less than this share of the loss
+
+
+# exp, log, sin, cos and tanh run on a block's rows a vector at a time where the kernels use
+# glibc's vector functions (each width divides ``_BLOCK``), as libm otherwise.
+_exp_block, _EXP_WIDTH = kernels.block_math("exp")
+_log_block, _LOG_WIDTH = kernels.block_math("log")
+_sin_block, _SIN_WIDTH = kernels.block_math("sin")
+_cos_block, _COS_WIDTH = kernels.block_math("cos")
+_tanh_block, _TANH_WIDTH = kernels.block_math("tanh")
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -150,20 +159,20 @@ def _run_programs(codes: np.ndarray, values: np.ndarray, starts: np.ndarray,
                     for i in range(m):
                         a[i] = abs(a[i])
                 elif op == 14:
-                    for i in range(m):
-                        a[i] = np.exp(a[i])
+                    for start in range(0, m, _EXP_WIDTH):
+                        _exp_block(a, start)
                 elif op == 15:
-                    for i in range(m):
-                        a[i] = np.log(a[i])
+                    for start in range(0, m, _LOG_WIDTH):
+                        _log_block(a, start)
                 elif op == 16:
-                    for i in range(m):
-                        a[i] = np.sin(a[i])
+                    for start in range(0, m, _SIN_WIDTH):
+                        _sin_block(a, start)
                 elif op == 17:
-                    for i in range(m):
-                        a[i] = np.cos(a[i])
+                    for start in range(0, m, _COS_WIDTH):
+                        _cos_block(a, start)
                 else:
-                    for i in range(m):
-                        a[i] = np.tanh(a[i])
+                    for start in range(0, m, _TANH_WIDTH):
+                        _tanh_block(a, start)
         for i in range(m):
             out[program, lo + i] = stack[0, i]
 
@@ -419,7 +428,8 @@ class Individual:
 class EvolutionResult:
     """What a run found: term sets of the archive (simplest first) and how it ended.
     ``evaluations`` counts distinct terms run by the interpreter, ``candidates`` the term sets
-    whose weights were fitted and scored."""
+    whose weights were fitted and scored by two-fold validation, ``constant_fits`` the term sets
+    fitted (on all the search's data) while Gauss–Newton tuned their constants."""
 
     term_sets: list[list[sympy.Expr]]
     generations: int
@@ -428,6 +438,7 @@ class EvolutionResult:
     stopped: str
     candidates: int = 0
     archive: list[Individual] = field(default_factory=list, repr=False)
+    constant_fits: int = 0
 
 
 @dataclass
@@ -437,7 +448,9 @@ class EvolutionarySearch:
     ``population`` individuals per generation, at most ``generations`` generations or
     ``time_limit`` seconds, stopping early after ``patience`` generations without a better
     archive. Terms have at most ``max_size`` nodes and depth ``max_depth``; an individual has at
-    most ``max_terms`` terms.
+    most ``max_terms`` terms. Each generation the constants of ``refine_per_generation`` new
+    shapes get ``refine_iterations`` Gauss–Newton steps, and the ``tune_per_generation`` most
+    promising new models a threshold search too; the archive gets both at the end.
     """
 
     operators: Sequence[str] = DEFAULT_OPERATORS
@@ -449,7 +462,8 @@ class EvolutionarySearch:
     max_size: int = 15
     max_depth: int = 6
     tune_per_generation: int = 2
-    refine_per_generation: int = 16
+    refine_per_generation: int = 8
+    refine_iterations: int = 4
     rounding_tolerance: float = 1e-3
     seed: int = 0
     progress: Progress | None = None
@@ -496,7 +510,7 @@ class _Run:
         rows = self.features.shape[1]
         self.bulk_rows = np.arange(rows) if rows <= _BULK_ROWS else np.sort(
             np.random.default_rng(options.seed).choice(rows, _BULK_ROWS, replace=False))
-        self.feature_tails = list(_tail_ratios(self.features, self.bulk_rows))
+        self.feature_tails = list(_screen(self.features, self.bulk_rows)[1])
         self.unary = [OPERATORS[o] for o in options.operators if OPERATORS[o] not in _BINARY]
         self.binary = [OPERATORS[o] for o in options.operators if OPERATORS[o] in _BINARY]
         self.cache: dict[Node, tuple[np.ndarray, np.ndarray] | None] = {}
@@ -504,6 +518,7 @@ class _Run:
         self.cache_limit = min(200_000, 2 * 10**9 // (8 * max(self.whole.n_rows, 1)))
         self.evaluations = 0
         self.candidates = 0
+        self.constant_fits = 0
         self.fits: dict[tuple, Individual | None] = {}
         self.merged_keys: set[tuple] = set()
         self.refined_shapes: set[tuple] = set()
@@ -527,12 +542,11 @@ class _Run:
         with np.errstate(all="ignore"):
             values = evaluate_terms(new, self.features)
         self.evaluations += len(new)
-        finite = np.isfinite(values).all(axis=1) & (np.abs(values).max(axis=1) < 1e150)
-        ratios = _tail_ratios(values[finite], self.bulk_rows)
-        finite[finite] = [self.tame(term, ratio) for term, ratio in
-                          zip([t for t, ok in zip(new, finite, strict=True) if ok],
-                              ratios, strict=True)]
-        parts = [_map_rows(m.indptr, m.indices, m.data, values[finite]) for m in self.row_maps]
+        finite, ratios = _screen(values, self.bulk_rows)
+        finite[finite] = [self.tame(term, ratio) for term, ratio, ok in
+                          zip(new, ratios, finite, strict=True) if ok]
+        parts = [_map_rows(m.indptr, m.indices, m.data, values[finite])
+                 for m in self.row_maps]
         both = np.concatenate(parts, axis=1)
         largest = np.abs(both).max(axis=1, initial=0.0)
         varies = np.ptp(both, axis=1) > 1e-12 * np.maximum(largest, 1e-300) if both.shape[1] \
@@ -866,6 +880,7 @@ class _Run:
         losses, weights, intercepts = fitted_losses(
             self.whole, columns, [[index[t] for t in sets[k]] for k in usable],
             [[self.term_weight.get(t, 0.0) for t in sets[k]] for k in usable])
+        self.constant_fits += len(usable)
         found: list[tuple[float, np.ndarray, np.ndarray, float] | None] = [None] * len(sets)
         for j, k in enumerate(usable):
             if math.isfinite(losses[j]):
@@ -953,7 +968,8 @@ class _Run:
             promising = [c for c in ranked if constants_in(c) and _is_new_front_point(
                 archive, c, self.floor, self.resolution)]
             children.extend(self.tune(c) for c in promising[:options.tune_per_generation])
-            children.extend(self.refine_all(self._new_shapes(ranked)))
+            children.extend(self.refine_all(self._new_shapes(ranked),
+                                            options.refine_iterations))
             population = _select(_unique([*population, *children]), options.population)
             if self._archive(archive, population):
                 stale = 0
@@ -978,7 +994,8 @@ class _Run:
             if exprs not in term_sets:
                 term_sets.append(exprs)
         return EvolutionResult(term_sets, generation, self.evaluations,
-                               time.perf_counter() - started, stopped, self.candidates, final)
+                               time.perf_counter() - started, stopped, self.candidates, final,
+                               self.constant_fits)
 
     def univariate(self, per_feature: int = 8) -> list[Individual]:
         """Each feature's best ``per_feature`` univariate shapes as one-term individuals, their
@@ -1258,20 +1275,39 @@ def _map_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, values:
 
 
 @numba.njit(parallel=True, cache=True)
-def _tail_ratios(values: np.ndarray, bulk_rows: np.ndarray
-                 ) -> np.ndarray:  # pragma: no cover - numba
-    """For each row of ``values``: its largest deviation from the median over the 99th
-    percentile of deviations, the median and percentile taken on the ``bulk_rows`` (a fixed
-    sample: the bulk needs no more rows to be known, while the largest deviation is taken over
-    every row)."""
+def _screen(values: np.ndarray, bulk_rows: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - numba
+    """For each row of ``values`` (a term): whether it is finite and below 1e150 everywhere,
+    and its tail ratio, the largest deviation from the median over the 99th percentile of
+    deviations. The median and percentile are taken on the ``bulk_rows`` (a fixed sample: the
+    bulk needs no more rows to be known), the largest deviation over every row."""
+    finite = np.zeros(values.shape[0], dtype=np.bool_)
     ratios = np.zeros(values.shape[0])
     for t in numba.prange(values.shape[0]):
         row = values[t]
-        bulk = row[bulk_rows]
-        median = np.median(bulk)
-        spread = np.quantile(np.abs(bulk - median), 0.99)
-        largest = 0.0
+        low, high = np.inf, -np.inf
         for i in range(row.shape[0]):
-            largest = max(largest, abs(row[i] - median))
+            low = min(low, row[i])
+            high = max(high, row[i])
+        # NaN fails every comparison, so it leaves low and high as they were: count it apart.
+        finite[t] = low > -1e150 and high < 1e150 and not np.isnan(row.sum())
+        if not finite[t]:
+            continue
+        bulk = row[bulk_rows]
+        median = _quantile(bulk, 0.5)
+        spread = _quantile(np.abs(bulk - median), 0.99)
+        largest = max(high - median, median - low)
         ratios[t] = largest / spread if spread > 0 else 0.0
-    return ratios
+    return finite, ratios
+
+
+@numba.njit(cache=True)
+def _quantile(values: np.ndarray, q: float) -> float:  # pragma: no cover - numba
+    """numpy's default (linear) quantile by selection, not by sorting."""
+    position = q * (values.shape[0] - 1)
+    k = int(position)
+    part = np.partition(values, k)
+    if k + 1 >= values.shape[0]:
+        return part[k]
+    upper = part[k + 1:].min()
+    return part[k] + (position - k) * (upper - part[k])

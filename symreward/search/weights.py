@@ -18,10 +18,18 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from symreward import kernels
 from symreward.objectives import LinearProblem
 from symreward.search.sparse import REFIT_RIDGE, LinearFit, column_scale, refit, squared_solve
 
 _BERNOULLI, _SQUARED = 0, 1
+
+
+# The Bradley–Terry loss is an exp and a log per row: glibc's vector functions where the kernels
+# use them, several doubles a call (buffers are padded to ``_PAD``, a multiple of both widths).
+_exp_block, _EXP_WIDTH = kernels.block_math("exp")
+_log_block, _LOG_WIDTH = kernels.block_math("log")
+_PAD = max(_EXP_WIDTH, _LOG_WIDTH)
 
 
 def compiled_kind(problem: LinearProblem) -> int | None:
@@ -248,19 +256,23 @@ def _fit(kind: int, fit_intercept: bool, ridge: float, columns: np.ndarray, targ
 def _loss(kind: int, columns: np.ndarray, target: np.ndarray, offset: np.ndarray,
           weight: np.ndarray, index: np.ndarray, coef: np.ndarray,
           intercept: float) -> float:  # pragma: no cover - numba
-    total = 0.0
-    value = 0.0
-    for i in range(columns.shape[0]):
-        z = offset[i] + intercept
+    n = columns.shape[0]
+    total = weight.sum()
+    if not total > 0:
+        return 0.0
+    z = np.empty(n)
+    for i in range(n):
+        z[i] = offset[i] + intercept
         for j in range(index.shape[0]):
-            z += columns[i, index[j]] * coef[j]
-        if kind == 0:
-            value += weight[i] * (np.log1p(np.exp(-abs(z))) + max(-z, 0.0)
-                                  + (1.0 - target[i]) * z)
-        else:
-            value += weight[i] * (z - target[i]) ** 2
-        total += weight[i]
-    return value / total if total > 0 else 0.0
+            z[i] += columns[i, index[j]] * coef[j]
+    if kind == 0:
+        padded = -(-n // _PAD) * _PAD
+        return _bradley_terry_value(z, np.zeros(padded), np.zeros(padded), target, weight,
+                                    total)
+    value = 0.0
+    for i in range(n):
+        value += weight[i] * (z[i] - target[i]) ** 2
+    return value / total
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -291,9 +303,9 @@ def _bradley_terry_newton(X: np.ndarray, target: np.ndarray, offset: np.ndarray,
                           weight: np.ndarray, penalty: np.ndarray, theta0: np.ndarray
                           ) -> np.ndarray:  # pragma: no cover - numba
     """Damped Newton on the Bradley–Terry cross-entropy plus ``penalty @ theta**2``, from
-    ``theta0``. Each point costs one exp and one log1p per row: ``exp(-|z|)`` gives the loss
-    there and the sigmoid of the next gradient. It stops when the Newton decrement promises
-    less than a relative 1e-13."""
+    ``theta0``. Each point costs one exp and one log per row, a vector at a time:
+    ``exp(-|z|)`` gives the loss there and the sigmoid of the next gradient. It stops when the
+    Newton decrement promises less than a relative 1e-13."""
     n, k = X.shape
     total = weight.sum()
     theta = theta0.copy()
@@ -303,10 +315,11 @@ def _bradley_terry_newton(X: np.ndarray, target: np.ndarray, offset: np.ndarray,
     for i in range(n):
         for a in range(k):
             z[i] += X[i, a] * theta[a]
-    e = np.exp(-np.abs(z))
-    loss = _bradley_terry_value(z, e, target, weight, total) + (penalty * theta * theta).sum()
-    trial_z = np.empty(n)
-    trial_e = np.empty(n)
+    padded = -(-n // _PAD) * _PAD
+    e, softplus = np.zeros(padded), np.zeros(padded)
+    trial_z, trial_e, trial_softplus = np.empty(n), np.zeros(padded), np.zeros(padded)
+    loss = _bradley_terry_value(z, e, softplus, target, weight, total) + \
+        (penalty * theta * theta).sum()
     for _ in range(100):
         gradient = 2.0 * penalty * theta
         hessian = np.zeros((k, k))
@@ -335,9 +348,8 @@ def _bradley_terry_newton(X: np.ndarray, target: np.ndarray, offset: np.ndarray,
                 for a in range(k):
                     value += X[i, a] * trial[a]
                 trial_z[i] = value
-                trial_e[i] = np.exp(-abs(value))
-            trial_loss = _bradley_terry_value(trial_z, trial_e, target, weight, total) + \
-                (penalty * trial * trial).sum()
+            trial_loss = _bradley_terry_value(trial_z, trial_e, trial_softplus, target, weight,
+                                              total) + (penalty * trial * trial).sum()
             if trial_loss <= loss - 1e-4 * rate * decrease or rate < 1e-8:
                 break
             rate *= 0.5
@@ -346,16 +358,30 @@ def _bradley_terry_newton(X: np.ndarray, target: np.ndarray, offset: np.ndarray,
         theta = trial
         z, trial_z = trial_z, z
         e, trial_e = trial_e, e
+        softplus, trial_softplus = trial_softplus, softplus
         loss = trial_loss
     return theta
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _bradley_terry_value(z: np.ndarray, e: np.ndarray, target: np.ndarray, weight: np.ndarray,
-                         total: float) -> float:  # pragma: no cover - numba
+def _bradley_terry_value(z: np.ndarray, e: np.ndarray, softplus: np.ndarray,
+                         target: np.ndarray, weight: np.ndarray, total: float
+                         ) -> float:  # pragma: no cover - numba
+    """The mean Bradley–Terry cross-entropy at row scores ``z``, as ``softplus(-|z|) +
+    max(-z, 0) + (1 - p) z``; leaves ``exp(-|z|)`` in ``e`` and its softplus in ``softplus``
+    (both padded to a whole number of vectors)."""
+    n = z.shape[0]
+    for i in range(n):
+        e[i] = -abs(z[i])
+    for start in range(0, n, _EXP_WIDTH):
+        _exp_block(e, start)
+    for i in range(n):
+        softplus[i] = 1.0 + e[i]
+    for start in range(0, n, _LOG_WIDTH):
+        _log_block(softplus, start)
     value = 0.0
-    for i in range(z.shape[0]):
-        value += weight[i] * (np.log1p(e[i]) + max(-z[i], 0.0) + (1.0 - target[i]) * z[i])
+    for i in range(n):
+        value += weight[i] * (softplus[i] + max(-z[i], 0.0) + (1.0 - target[i]) * z[i])
     return value / total
 
 
