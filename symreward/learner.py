@@ -26,7 +26,7 @@ from symreward.data import Dataset
 from symreward.errors import DataError, FeatureError, FormulaError
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
-from symreward.search import evolve, pysr
+from symreward.search import pysr, trees
 from symreward.search.evolve import EvolutionarySearch
 from symreward.search.front import FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary, round_significant
@@ -479,15 +479,15 @@ def _engine_term_columns(candidates: list[Candidate], matrix: np.ndarray, datase
     interpreter where its operators cover a term (no compile; the same floating-point
     operations as the artifact's kernel up to rounding), compiled otherwise."""
     values = np.empty((matrix.shape[0], len(candidates)))
-    trees, where, compiled = [], [], []
+    nodes, where, compiled = [], [], []
     for k, candidate in enumerate(candidates):
         try:
-            trees.append(evolve.from_sympy(candidate.expr, features.names))
+            nodes.append(trees.from_sympy(candidate.expr, features.names))
             where.append(k)
-        except evolve.Unsupported:
+        except trees.Unsupported:
             compiled.append(k)
     with np.errstate(all="ignore"):
-        values[:, where] = evolve.evaluate_terms(trees, matrix.T).T
+        values[:, where] = trees.evaluate_terms(nodes, matrix.T).T
     if compiled:
         values[:, compiled] = _user_columns(dataset, features,
                                             [candidates[k].text for k in compiled])

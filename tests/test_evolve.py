@@ -17,8 +17,10 @@ from symreward.data import Dataset, bradley_terry_preferences, save_dataset
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner
 from symreward.objectives import make_objective
-from symreward.search import evolve, weights
-from symreward.search.evolve import (
+from symreward.search import evolve, trees, weights
+from symreward.search.evolve import EvolutionarySearch
+from symreward.search.sparse import fit_loss, refit
+from symreward.search.trees import (
     ABS,
     ADD,
     CONST,
@@ -28,18 +30,16 @@ from symreward.search.evolve import (
     MUL,
     SQRT,
     SQUARE,
-    EvolutionarySearch,
 )
-from symreward.search.sparse import fit_loss, refit
 
 NAMES = ["x", "y", "z"]
 SYMBOLS = [formula.symbol(n) for n in NAMES]
-UNARY_OPS = [evolve.OPERATORS[o] for o in evolve.OPERATORS
-             if evolve.OPERATORS[o] not in evolve._BINARY]
-BINARY_OPS = sorted(evolve._BINARY)
+UNARY_OPS = [trees.OPERATORS[o] for o in trees.OPERATORS
+             if trees.OPERATORS[o] not in trees.BINARY]
+BINARY_OPS = sorted(trees.BINARY)
 
 
-def trees(max_leaves: int = 6) -> st.SearchStrategy[tuple]:
+def expression_trees(max_leaves: int = 6) -> st.SearchStrategy[tuple]:
     leaves = st.one_of(
         st.builds(lambda k: (FEATURE, float(k)), st.integers(0, len(NAMES) - 1)),
         st.builds(lambda v: (CONST, v), st.sampled_from([-2.5, -1.0, 0.0, 0.5, 1.0, 3.0])))
@@ -68,7 +68,7 @@ def numpy_values(expr: sympy.Expr, values: np.ndarray) -> np.ndarray:
 
 
 @settings(max_examples=150, deadline=None)
-@given(tree=trees())
+@given(tree=expression_trees())
 def test_interpreter_matches_numpy(tree: tuple) -> None:
     """Wherever the interpreter's value is finite, the reported sympy form gives the same value
     under numpy. (Elsewhere sympy may have simplified: ``x - x`` is 0 where the tree gives NaN
@@ -76,41 +76,41 @@ def test_interpreter_matches_numpy(tree: tuple) -> None:
     formula is only ever used where the two agree.) The tolerance allows for ``x*x*x`` here
     against ``x**3`` there, a last-bit difference that ``sin`` of a large argument magnifies."""
     try:
-        expr = evolve.to_sympy(tree, SYMBOLS)
-    except evolve.Unsupported:
+        expr = trees.to_sympy(tree, SYMBOLS)
+    except trees.Unsupported:
         return  # sympy refuses a constant subtree with no real value (max(0, sqrt(-2.5)))
     if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
         return  # a constant subtree with no real value: its term is never finite, so never used
     values = table()
     with np.errstate(all="ignore"):
-        mine = evolve.evaluate_terms([tree], values.T)[0]
+        mine = trees.evaluate_terms([tree], values.T)[0]
     theirs = numpy_values(expr, values)
     finite = np.isfinite(mine)
     assert np.allclose(mine[finite], theirs[finite], rtol=1e-9, atol=1e-12), (mine, theirs)
 
 
 @settings(max_examples=150, deadline=None)
-@given(tree=trees())
+@given(tree=expression_trees())
 def test_sympy_round_trip_keeps_values(tree: tuple) -> None:
     """to_sympy then from_sympy (the path of seeds and of the learner's final columns) computes
     the same function wherever the original is finite, for canonical trees."""
-    tree = evolve.canonical(tree)  # as every term the engine makes
+    tree = trees.canonical(tree)  # as every term the engine makes
     try:
-        back = evolve.from_sympy(evolve.to_sympy(tree, SYMBOLS), NAMES)
-    except evolve.Unsupported:
+        back = trees.from_sympy(trees.to_sympy(tree, SYMBOLS), NAMES)
+    except trees.Unsupported:
         return  # a form the trees lack (x**(5/2)), or a constant with no real value
     values = table()
     with np.errstate(all="ignore"):
-        first, second = evolve.evaluate_terms([tree, back], values.T)
+        first, second = trees.evaluate_terms([tree, back], values.T)
     finite = np.isfinite(first) & (np.abs(first) < 1e12)
     assert np.allclose(first[finite], second[finite], rtol=1e-9, atol=1e-9)
 
 
 def test_canonical_forms_share_a_key() -> None:
     x, y = (FEATURE, 0.0), (FEATURE, 1.0)
-    assert evolve.canonical((ADD, 0.0, x, y)) == evolve.canonical((ADD, 0.0, y, x))
-    assert evolve.canonical((MUL, 0.0, (CONST, 2.0), (CONST, 3.0))) == (CONST, 6.0)
-    assert evolve.canonical((DIV, 0.0, x, y)) != evolve.canonical((DIV, 0.0, y, x))
+    assert trees.canonical((ADD, 0.0, x, y)) == trees.canonical((ADD, 0.0, y, x))
+    assert trees.canonical((MUL, 0.0, (CONST, 2.0), (CONST, 3.0))) == (CONST, 6.0)
+    assert trees.canonical((DIV, 0.0, x, y)) != trees.canonical((DIV, 0.0, y, x))
 
 
 def walk(n: int = 3000, episode: int = 30, seed: int = 0) -> Dataset:
@@ -215,8 +215,8 @@ def test_terms_driven_by_a_few_rows_are_rejected() -> None:
              (SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, (FEATURE, 0.0)),
                           (SQUARE, 0.0, (FEATURE, 1.0))))]
     run.columns([wild, *plain])
-    assert run.cache[evolve.canonical(wild)] is None
-    assert all(run.cache[evolve.canonical(t)] is not None for t in plain)
+    assert run.cache[trees.canonical(wild)] is None
+    assert all(run.cache[trees.canonical(t)] is not None for t in plain)
     assert run.individual([wild]) is None
 
 
@@ -267,13 +267,13 @@ def test_cli_learn_with_evolve_and_missing_pysr(tmp_path, capsys) -> None:
 
 def test_square_of_abs_meets_the_square_in_the_cache() -> None:
     x = (FEATURE, 0.0)
-    square = evolve.canonical((SQUARE, 0.0, x))
-    assert evolve.canonical((SQUARE, 0.0, (ABS, 0.0, x))) == square
-    assert evolve.canonical((ABS, 0.0, (SQUARE, 0.0, x))) == square
-    assert evolve.canonical((SQUARE, 0.0, square)) != square
-    assert evolve.canonical((ABS, 0.0, (ABS, 0.0, x))) != square
+    square = trees.canonical((SQUARE, 0.0, x))
+    assert trees.canonical((SQUARE, 0.0, (ABS, 0.0, x))) == square
+    assert trees.canonical((ABS, 0.0, (SQUARE, 0.0, x))) == square
+    assert trees.canonical((SQUARE, 0.0, square)) != square
+    assert trees.canonical((ABS, 0.0, (ABS, 0.0, x))) != square
     values = table()
-    both = evolve.evaluate_terms([(SQUARE, 0.0, (ABS, 0.0, x)), square], values)
+    both = trees.evaluate_terms([(SQUARE, 0.0, (ABS, 0.0, x)), square], values)
     assert np.array_equal(both[0], both[1], equal_nan=True)
 
 
@@ -286,9 +286,91 @@ def test_combining_two_weighted_magnitudes_can_give_their_norm() -> None:
                       matrix_of(data), NAMES, None)
     x, y = (FEATURE, 0.0), (FEATURE, 1.0)
     parent = evolve.Individual(((ABS, 0.0, x), (ABS, 0.0, y)), 0.0, 0.0, 4, (-1.0, -0.5))
-    joined = {evolve.canonical(run.combine(parent)[-1]) for _ in range(200)}
-    norm = evolve.canonical((SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, x),
+    joined = {trees.canonical(run.combine(parent)[-1]) for _ in range(200)}
+    norm = trees.canonical((SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, x),
                                          (MUL, 0.0, (CONST, 0.25), (SQUARE, 0.0, y)))))
     assert norm in joined
     fitted = run.individual([norm])
     assert fitted.loss < run.individual(list(parent.terms)).loss
+
+
+def gaussian_run(seed: int = 0) -> evolve._Run:
+    """A search over one feature in [1, 3] whose soft labels come from exp(-x**2/2)."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    x = np.empty(n)
+    for t in range(n):
+        x[t] = rng.uniform(1, 3) if t % 30 == 0 else np.clip(x[t - 1] + rng.normal(0, 0.15), 1, 3)
+    data = Dataset(observations=x[:, None], actions=np.zeros((n, 1)),
+                   next_observations=x[:, None], terminals=np.zeros(n, bool),
+                   timeouts=np.arange(n) % 30 == 29)
+    reward = np.exp(-x**2 / 2)
+    data = data.replace(preferences=bradley_terry_preferences(data, reward, 600, 10,
+                                                              temperature=0.05, seed=1,
+                                                              soft=True))
+    return evolve._Run(EvolutionarySearch(seed=seed), make_objective("preferences", data),
+                       x[:, None], ["x"], None)
+
+
+def test_gauss_newton_fits_a_constant_inside_a_nonlinearity_from_far_away() -> None:
+    """``exp(c*x**2)`` from c = -2, -0.2 or +1 (the other side of zero) reaches c = -1/2, where
+    the labels' own entropy is: a pattern search of a few rounds creeps a fraction of the way."""
+    run = gaussian_run()
+    x = (FEATURE, 0.0)
+    found = []
+    for start in (-2.0, -0.2, 1.0):
+        shape = (trees.EXP, 0.0, (MUL, 0.0, (CONST, start), (SQUARE, 0.0, x)))
+        refined = run.refine(run.individual([shape]))
+        (constant,) = [trees.subtree(refined.terms[0], p)[1]
+                       for p in trees.constants(refined.terms[0])]
+        found.append(constant)
+        assert refined.train_loss - run.floor < 1e-7
+    assert np.allclose(found, -0.5, rtol=5e-3), found
+    assert run.constant_fits > 0
+
+
+def test_the_univariate_dictionary_holds_the_gaussian_bonus() -> None:
+    run = gaussian_run()
+    best = min(run.univariate(), key=lambda i: i.loss)
+    (term,) = best.terms
+    assert term[0] == trees.EXP and trees.skeleton(term) == trees.skeleton(trees.canonical(
+        (trees.EXP, 0.0, (MUL, 0.0, (CONST, 1.0), (SQUARE, 0.0, (FEATURE, 0.0))))))
+
+
+def test_a_search_on_some_units_never_reads_the_others() -> None:
+    """The halves a search validates on are drawn from the units it is given, so the learner
+    can keep the rest to judge what it proposes."""
+    data = preference_data(lambda x, y, z: x - y)
+    objective = make_objective("preferences", data)
+    units = np.arange(0, objective.n_units, 2)
+    run = evolve._Run(EvolutionarySearch(), objective, matrix_of(data), NAMES, None, units)
+    seen = np.concatenate(run.halves)
+    assert sorted(seen.tolist()) == units.tolist()
+    assert run.whole.n_rows == len(objective.members(units))
+
+
+def test_screening_flags_what_is_not_finite_and_measures_the_tail() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(5, 5000))
+    values[1, 7] = np.nan
+    values[2, 9] = np.inf
+    values[3, 11] = -1e200
+    values[4, ::500] = 1e4  # a few rows far out
+    bulk = np.sort(rng.choice(5000, evolve._BULK_ROWS, replace=False))
+    finite, ratios = evolve._screen(values, bulk)
+    assert finite.tolist() == [True, False, False, False, True]
+    for k in (0, 4):
+        sample = values[k][bulk]
+        median = np.median(sample)
+        expected = np.abs(values[k] - median).max() / np.quantile(np.abs(sample - median), 0.99)
+        assert ratios[k] == pytest.approx(expected, rel=1e-12)
+    assert ratios[4] > evolve._TAIL_RATIO > ratios[0]
+
+
+def test_rows_are_mapped_as_the_objective_maps_them() -> None:
+    data = preference_data(lambda x, y, z: x)
+    objective = make_objective("preferences", data)
+    matrix = objective.row_map(objective.folds(2, 0)[0])
+    values = np.random.default_rng(1).normal(size=(4, data.n))
+    np.testing.assert_allclose(evolve._map_rows(matrix.indptr, matrix.indices, matrix.data,
+                                                values), (matrix @ values.T).T, rtol=1e-12)

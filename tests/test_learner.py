@@ -10,8 +10,15 @@ from symreward.data import (
 )
 from symreward.errors import DataError
 from symreward.features import FeatureSet
-from symreward.learner import SymbolicRewardLearner, learn
+from symreward.learner import (
+    SELECTION_SHARE,
+    SymbolicRewardLearner,
+    _user_columns,
+    learn,
+    selection_split,
+)
 from symreward.search.library import TermLibrary, round_significant
+from symreward.search.sparse import fit_loss, refit
 
 FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
 PLANTED = {"x**2": -1.5, "y": 0.8}
@@ -179,3 +186,35 @@ def test_rounding_moves_the_other_weights_with_the_rounded_one():
     assert written[largest] != pytest.approx(fitted[largest], rel=1e-3)
     ratio = written["(y < 0.3)"] / written["x"]
     assert ratio == pytest.approx(fitted["(y < 0.3)"] / fitted["x"], rel=0.01)
+
+
+def test_a_structure_search_is_judged_on_units_it_never_saw():
+    """A quarter of the units are held out of the evolutionary search and the final front is
+    cross-validated on folds of those alone (models fitted on every other unit): a formula that
+    fits the searched pairs' label noise gains nothing there. Too little data to spare: every
+    unit does both."""
+    data = walk(n=3000, seed=4)
+    reward = planted(data)
+    data = data.replace(preferences=bradley_terry_preferences(data, reward, 400, 10, seed=5))
+    learner = SymbolicRewardLearner(engine="evolve", population=30, generations=4,
+                                    time_limit=None, seed=0).fit(data, FEATURES)
+    objective = learner.objective_
+    held, searched = selection_split(objective, learner.n_folds, learner.seed)
+    assert len(held) == round(SELECTION_SHARE * objective.n_units)
+    assert np.intersect1d(held, searched).size == 0
+    assert np.union1d(held, searched).tolist() == list(range(objective.n_units))
+    assert learner.artifact_.provenance["search"]["held_out_units"] == len(held)
+    chosen = learner.front_.best
+    texts = [candidate.text for candidate, _ in learner.model_.terms()]
+    columns = _user_columns(data, FEATURES, texts)
+    support = tuple(range(len(texts)))
+    units = np.arange(objective.n_units)
+    losses = [fit_loss(objective.problem(columns, None, fold),
+                       refit(objective.problem(columns, None, np.setdiff1d(units, fold)),
+                             support))
+              for fold in objective.folds(learner.n_folds, learner.seed, held)]
+    np.testing.assert_allclose(chosen.fold_losses, losses, rtol=1e-6)
+    tiny = data.replace(preferences=bradley_terry_preferences(data, reward, 6, 10, seed=5))
+    tiny_objective = SymbolicRewardLearner().fit(tiny, FEATURES).objective_
+    held, searched = selection_split(tiny_objective, 5, 0)
+    assert held.tolist() == searched.tolist() == list(range(tiny_objective.n_units))

@@ -158,3 +158,45 @@ def test_loss_floor_is_the_loss_of_the_labels_own_probabilities():
     assert hard.loss_floor() == 0.0
     squared = LinearProblem("squared", X, X @ coef, np.zeros(400), np.ones(400))
     assert squared.loss_floor() == 0.0
+
+
+def test_a_floor_is_reachable_only_where_a_finite_reward_reaches_it():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    coef = np.array([1.5, -0.7])
+    soft = LinearProblem("bernoulli", X, expit(X @ coef), np.zeros(400), np.ones(400))
+    assert soft.reachable_floor() == soft.loss_floor()
+    hard = LinearProblem("bernoulli", X, (X @ coef > 0).astype(float), np.zeros(400),
+                         np.ones(400))
+    assert hard.reachable_floor() is None
+    noisy = LinearProblem("bernoulli", X, soft.target, np.zeros(400), np.ones(400), noise=0.1)
+    assert noisy.reachable_floor() is None
+    squared = LinearProblem("squared", X, X @ coef, np.zeros(400), np.ones(400))
+    assert squared.reachable_floor() == 0.0
+    pu = LinearProblem("pu", X, (X @ coef > 0).astype(float), np.zeros(400), np.ones(400))
+    assert pu.reachable_floor() is None
+
+
+@pytest.mark.parametrize("name, options", OBJECTIVE_OPTIONS)
+def test_row_map_takes_columns_to_the_problems_rows(name, options):
+    """``row_map(units) @ columns`` is the problem's ``X``, and ``members`` names the records
+    of the units (the pairs, ranked segments or transitions a search may use)."""
+    dataset = with_everything()
+    objective = make_objective(name, dataset, **options)
+    columns = np.random.default_rng(3).normal(size=(dataset.n, 3))
+    units = objective.folds(3, seed=1)[1]
+    for part in (None, units):
+        np.testing.assert_allclose(objective.row_map(part) @ columns,
+                                   objective.problem(columns, None, part).X, rtol=1e-12)
+    members = objective.members(units)
+    assert len(members) and set(members) <= set(objective.members().tolist())
+    assert len(members) < len(objective.members())
+
+
+def test_folds_of_some_units_split_only_those():
+    objective = make_objective("preferences", with_everything())
+    units = np.arange(0, objective.n_units, 3)
+    folds = objective.folds(4, seed=0, units=units)
+    assert sorted(np.concatenate(folds).tolist()) == units.tolist()
+    assert [f.tolist() for f in objective.folds(4, seed=0)] == \
+        [f.tolist() for f in objective.folds(4, seed=0, units=np.arange(objective.n_units))]

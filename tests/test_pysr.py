@@ -181,6 +181,30 @@ def test_transition_objectives_use_their_targets(monkeypatch):
                        np.random.default_rng(0))
 
 
+def test_the_search_reads_only_the_units_it_is_given():
+    """The learner keeps some units out of a search to judge its proposals: PySR's rows hold
+    only the pairs, ranked segments or transitions of the units it searches."""
+    objective = preference_objective()
+    units = np.arange(0, objective.n_units, 2)
+    pairs = objective.members(units)
+    layout = engine._layout(objective, np.random.default_rng(0), units)
+    reward = np.random.default_rng(1).normal(size=objective.dataset.n)
+    z, labels = read_pairs(layout, reward[layout.rows])
+    np.testing.assert_allclose(z, objective.difference[pairs] @ reward, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(labels, objective.labels[pairs])
+    dataset = random_walk()
+    ranks = rankings_from_rewards(dataset, true_reward(dataset), 12, 8, seed=0)
+    ranking = RankingObjective(dataset.replace(rankings=ranks))
+    some = np.array([0, 3, 4, 7, 9])
+    z, _ = read_pairs(engine._layout(ranking, np.random.default_rng(0), some),
+                      reward[engine._layout(ranking, np.random.default_rng(0), some).rows])
+    assert len(z) == int(sum(ranks.scores[i] > ranks.scores[j] for i in some for j in some))
+    rewards = RewardLabelObjective(dataset.replace(rewards=true_reward(dataset)))
+    episodes = np.array([0, 2])
+    layout = engine._layout(rewards, np.random.default_rng(0), episodes)
+    np.testing.assert_array_equal(layout.rows, rewards.members(episodes))
+
+
 JULIA_STUBS = """
 # The two things the loss takes from SymbolicRegression.jl, reduced to what it reads.
 struct Dataset{T,L}

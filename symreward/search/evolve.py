@@ -22,23 +22,18 @@ A single held-out share of 1000 pairs is too noisy to select on: formulas that f
 beat the true reward there. The learner then cross-validates what the archive proposes, exactly
 as it does for the sparse engine's proposals.
 
-Trees are nested tuples ``(opcode, value, *children)``; for evaluation they are flattened to
-postfix arrays that a numba stack machine interprets over blocks of rows, every new term of a
-generation in one parallel call. Each output value is computed by one thread from the inputs
-alone, so results do not depend on thread scheduling; with the same seed and a budget of
-generations (not of seconds) a run is reproducible bit for bit.
+Terms are trees (``symreward.search.trees``); every new term of a generation is evaluated in one
+parallel call of its stack machine, every term set fitted and scored in one call of the compiled
+solver (``symreward.search.weights``). With the same seed and a budget of generations (not of
+seconds) a run is reproducible bit for bit on one machine.
 
 Operators are protected by rejection, not by substitution: gplearn's ``x/0 = 1`` makes a reported
 ``x/y`` differ from the function that was scored. Here a term that is not finite on every row of
-the data is discarded, so a formula always means what it says. Comparisons and min/max carry a
-NaN through (the formula language's ``x < nan`` is 0) so that no NaN inside a term is hidden: sympy
-simplifies ``x/x`` to 1 in the reported formula, and ``x < x/x`` must not have been scored as 0
-where ``x = 0``.
+the data is discarded, so a formula always means what it says.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -48,364 +43,54 @@ import numba
 import numpy as np
 import sympy
 
-from symreward import formula, kernels
+from symreward import formula
 from symreward.objectives import LinearProblem, Objective
 from symreward.search.library import round_significant
+from symreward.search.trees import (
+    ABS,
+    ADD,
+    BINARY,
+    CONST,
+    DEFAULT_OPERATORS,
+    DIV,
+    EXP,
+    FEATURE,
+    GT,
+    LOG,
+    LT,
+    MAX_DEPTH_LIMIT,
+    MUL,
+    OPERATORS,
+    SIN,
+    SQRT,
+    SQUARE,
+    SUB,
+    TANH,
+    Node,
+    Unsupported,
+    canonical,
+    constants,
+    depth,
+    evaluate_terms,
+    from_sympy,
+    paths,
+    set_complexity,
+    set_key,
+    size,
+    skeleton,
+    smooth_constants,
+    subtree,
+    to_sympy,
+    with_subtree,
+)
 from symreward.search.weights import curvature_z, fitted_losses, two_fold_scores
 
-Node = tuple  # (opcode, value, *children); value is a feature index or a constant
 Progress = Callable[[str], None]
 
-FEATURE, CONST = 0, 1
-ADD, SUB, MUL, DIV, MAX, MIN, LT, GT = 2, 3, 4, 5, 6, 7, 8, 9
-SQUARE, CUBE, SQRT, ABS, EXP, LOG, SIN, COS, TANH = 10, 11, 12, 13, 14, 15, 16, 17, 18
-
-# Operator name (as given in ``operators``) → opcode.
-OPERATORS = {"+": ADD, "-": SUB, "*": MUL, "/": DIV, "max": MAX, "min": MIN, "<": LT, ">": GT,
-             "square": SQUARE, "cube": CUBE, "sqrt": SQRT, "abs": ABS, "exp": EXP, "log": LOG,
-             "sin": SIN, "cos": COS, "tanh": TANH}
-DEFAULT_OPERATORS = ("+", "-", "*", "/", "square", "cube", "sqrt", "abs", "exp", "log", "sin",
-                     "cos", "tanh", "<", ">")
-_BINARY = frozenset({ADD, SUB, MUL, DIV, MAX, MIN, LT, GT})
-_COMMUTATIVE = frozenset({ADD, MUL, MAX, MIN})
-# The complexity an operator adds, matching ``formula.OPERATOR_WEIGHTS`` on the printed form.
-_WEIGHT = {FEATURE: 1, CONST: 1, ADD: 1, SUB: 1, MUL: 1, DIV: 1, MAX: 1, MIN: 1, LT: 1, GT: 1,
-           SQUARE: 2, CUBE: 2, SQRT: 2, ABS: 1, EXP: 2, LOG: 2, SIN: 2, COS: 2, TANH: 2}
-
-_BLOCK = 128     # rows per work item: long enough to amortise dispatch, short enough for cache
-_MAX_STACK = 16  # trees are limited to depth ``max_depth`` <= 12, so the stack never overflows
-_MAX_DEPTH_LIMIT = 12
 _IMPROVEMENT = 1e-3
 _TAIL_RATIO = 50.0
 _BULK_ROWS = 4096
 _REFINED = 1e-9  # Gauss–Newton stops when a step gains less than this share of the loss
-
-
-# exp, log, sin, cos and tanh run on a block's rows a vector at a time where the kernels use
-# glibc's vector functions (each width divides ``_BLOCK``), as libm otherwise.
-_exp_block, _EXP_WIDTH = kernels.block_math("exp")
-_log_block, _LOG_WIDTH = kernels.block_math("log")
-_sin_block, _SIN_WIDTH = kernels.block_math("sin")
-_cos_block, _COS_WIDTH = kernels.block_math("cos")
-_tanh_block, _TANH_WIDTH = kernels.block_math("tanh")
-
-
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _run_programs(codes: np.ndarray, values: np.ndarray, starts: np.ndarray,
-                  features: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - numba
-    n_programs = starts.shape[0] - 1
-    n_rows = features.shape[1]
-    n_blocks = (n_rows + _BLOCK - 1) // _BLOCK
-    for job in numba.prange(n_programs * n_blocks):
-        program = job // n_blocks
-        lo = (job % n_blocks) * _BLOCK
-        m = min(n_rows, lo + _BLOCK) - lo
-        stack = np.empty((_MAX_STACK, _BLOCK))
-        top = -1
-        for k in range(starts[program], starts[program + 1]):
-            op = codes[k]
-            if op == 0:
-                top += 1
-                column = int(values[k])
-                for i in range(m):
-                    stack[top, i] = features[column, lo + i]
-            elif op == 1:
-                top += 1
-                constant = values[k]
-                for i in range(m):
-                    stack[top, i] = constant
-            elif op < 10:
-                top -= 1
-                a = stack[top]
-                b = stack[top + 1]
-                if op == 2:
-                    for i in range(m):
-                        a[i] = a[i] + b[i]
-                elif op == 3:
-                    for i in range(m):
-                        a[i] = a[i] - b[i]
-                elif op == 4:
-                    for i in range(m):
-                        a[i] = a[i] * b[i]
-                elif op == 5:
-                    for i in range(m):
-                        a[i] = a[i] / b[i]
-                elif op == 6:
-                    for i in range(m):
-                        a[i] = max(a[i], b[i]) if a[i] == a[i] and b[i] == b[i] else np.nan
-                elif op == 7:
-                    for i in range(m):
-                        a[i] = min(a[i], b[i]) if a[i] == a[i] and b[i] == b[i] else np.nan
-                elif op == 8:
-                    for i in range(m):
-                        a[i] = (1.0 if a[i] < b[i] else 0.0) if a[i] == a[i] and b[i] == b[i] \
-                            else np.nan
-                else:
-                    for i in range(m):
-                        a[i] = (1.0 if a[i] > b[i] else 0.0) if a[i] == a[i] and b[i] == b[i] \
-                            else np.nan
-            else:
-                a = stack[top]
-                if op == 10:
-                    for i in range(m):
-                        a[i] = a[i] * a[i]
-                elif op == 11:
-                    for i in range(m):
-                        a[i] = a[i] * a[i] * a[i]
-                elif op == 12:
-                    for i in range(m):
-                        a[i] = np.sqrt(a[i])
-                elif op == 13:
-                    for i in range(m):
-                        a[i] = abs(a[i])
-                elif op == 14:
-                    for start in range(0, m, _EXP_WIDTH):
-                        _exp_block(a, start)
-                elif op == 15:
-                    for start in range(0, m, _LOG_WIDTH):
-                        _log_block(a, start)
-                elif op == 16:
-                    for start in range(0, m, _SIN_WIDTH):
-                        _sin_block(a, start)
-                elif op == 17:
-                    for start in range(0, m, _COS_WIDTH):
-                        _cos_block(a, start)
-                else:
-                    for start in range(0, m, _TANH_WIDTH):
-                        _tanh_block(a, start)
-        for i in range(m):
-            out[program, lo + i] = stack[0, i]
-
-
-# -- trees ---------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=1 << 16)
-def size(node: Node) -> int:
-    return 1 + sum(size(c) for c in node[2:])
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def depth(node: Node) -> int:
-    return 1 + max((depth(c) for c in node[2:]), default=0)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def complexity(node: Node) -> int:
-    """Weighted node count, the same scale as ``formula.complexity`` of the printed term."""
-    return _WEIGHT[node[0]] + sum(complexity(c) for c in node[2:])
-
-
-def set_complexity(terms: Sequence[Node]) -> int:
-    """Complexity of ``w1*t1 + ... + wk*tk``: each weight adds a leaf and a product, each sum
-    an addition, as ``formula.complexity`` counts them."""
-    if not terms:
-        return 0
-    return sum(complexity(t) for t in terms) + 3 * len(terms) - 1
-
-
-def _paths(node: Node, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
-    found = [prefix]
-    for k, child in enumerate(node[2:]):
-        found.extend(_paths(child, (*prefix, k)))
-    return found
-
-
-def _get(node: Node, path: tuple[int, ...]) -> Node:
-    for k in path:
-        node = node[2 + k]
-    return node
-
-
-def _replace(node: Node, path: tuple[int, ...], new: Node) -> Node:
-    if not path:
-        return new
-    children = list(node[2:])
-    children[path[0]] = _replace(children[path[0]], path[1:], new)
-    return (node[0], node[1], *children)
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def canonical(node: Node) -> Node:
-    """Children of commutative operators in a fixed order (tuples compare operator, value,
-    then children), constant subtrees folded, so that equal terms share one cache entry. A
-    constant subtree with no finite value (``-2.5/0``) folds to NaN, which makes its whole term
-    invalid: sympy would fold it differently."""
-    children = [canonical(c) for c in node[2:]]
-    op = node[0]
-    if children and all(c[0] == CONST for c in children):
-        folded = _fold(op, [c[1] for c in children])
-        return (CONST, folded if math.isfinite(folded) else math.nan)
-    if op in _COMMUTATIVE:
-        children.sort()
-    if op == SQUARE and children[0][0] == ABS:
-        # |x|**2 == x**2 (and |x**2| below), so these meet their simpler form in the cache
-        return (SQUARE, 0.0, children[0][2])
-    if op == ABS and children[0][0] == SQUARE:
-        return children[0]
-    if op in (FEATURE, CONST):
-        return (op, float(node[1]))
-    return (op, 0.0, *children)
-
-
-def _set_key(terms: Sequence[Node]) -> tuple:
-    """One key for a set of terms, whatever their order."""
-    return tuple(sorted(terms))
-
-
-def _fold(op: int, args: list[float]) -> float:
-    features = np.asarray([[0.0]])
-    codes, values, starts = _postfix([(op, 0.0, *[(CONST, a) for a in args])])
-    out = np.empty((1, 1))
-    with np.errstate(all="ignore"):
-        _run_programs(codes, values, starts, features, out)
-    return float(out[0, 0])
-
-
-def _postfix(terms: Sequence[Node]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    codes: list[int] = []
-    values: list[float] = []
-    starts = [0]
-
-    def emit(node: Node) -> None:
-        for child in node[2:]:
-            emit(child)
-        codes.append(node[0])
-        values.append(float(node[1]))
-
-    for term in terms:
-        emit(term)
-        starts.append(len(codes))
-    return (np.asarray(codes, dtype=np.int8), np.asarray(values, dtype=np.float64),
-            np.asarray(starts, dtype=np.int64))
-
-
-def evaluate_terms(terms: Sequence[Node], features: np.ndarray) -> np.ndarray:
-    """Values of ``terms`` on the (F, N) feature array, as a (len(terms), N) array."""
-    features = np.ascontiguousarray(features, dtype=np.float64)
-    out = np.empty((len(terms), features.shape[1]))
-    if terms:
-        codes, values, starts = _postfix(terms)
-        _run_programs(codes, values, starts, features, out)
-    return out
-
-
-def to_sympy(node: Node, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
-    op = node[0]
-    if op == FEATURE:
-        return symbols[int(node[1])]
-    if op == CONST:
-        value = node[1]
-        return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(value)
-    args = [to_sympy(c, symbols) for c in node[2:]]
-    try:
-        return _SYMPY[op](*args)
-    except (TypeError, ValueError):
-        # sympy refuses e.g. max(-1, 0/0): a constant subtree with no real value, whose term
-        # is never finite on data and so is never reported.
-        raise Unsupported(f"no real value: {_SYMPY[op].__name__}{tuple(args)}") from None
-
-
-_SYMPY: dict[int, Callable[..., sympy.Expr]] = {
-    ADD: lambda a, b: a + b, SUB: lambda a, b: a - b, MUL: lambda a, b: a * b,
-    DIV: lambda a, b: a / b,
-    MAX: lambda a, b: sympy.Max(a, b, evaluate=a.is_comparable and b.is_comparable),
-    MIN: lambda a, b: sympy.Min(a, b, evaluate=a.is_comparable and b.is_comparable),
-    LT: formula.Less, GT: formula.Greater,
-    SQUARE: lambda a: a**2, CUBE: lambda a: a**3, SQRT: sympy.sqrt, ABS: sympy.Abs,
-    EXP: sympy.exp, LOG: sympy.log, SIN: sympy.sin, COS: sympy.cos, TANH: sympy.tanh,
-}
-
-
-class Unsupported(ValueError):
-    """A sympy expression with an operator the engine's trees do not have."""
-
-
-def from_sympy(expr: sympy.Expr, names: Sequence[str]) -> Node:
-    """The tree of a formula-language expression over the features ``names``."""
-    index = {formula.symbol(n): k for k, n in enumerate(names)}
-    return canonical(_from_sympy(expr, index))
-
-
-def _from_sympy(expr: sympy.Expr, index: dict[sympy.Symbol, int]) -> Node:
-    if expr in index:
-        return (FEATURE, float(index[expr]))
-    if expr.is_Number:
-        return (CONST, float(expr))
-    if isinstance(expr, sympy.Add | sympy.Mul | sympy.Min | sympy.Max):
-        op = {sympy.Add: ADD, sympy.Mul: MUL, sympy.Min: MIN, sympy.Max: MAX}[type(expr)]
-        if op == MUL:
-            numerators = [a for a in expr.args if not _is_reciprocal(a)]
-            denominators = [1 / a for a in expr.args if _is_reciprocal(a)]
-            if denominators:
-                top = _chain(MUL, [_from_sympy(a, index) for a in numerators]) \
-                    if numerators else (CONST, 1.0)
-                bottom = _chain(MUL, [_from_sympy(a, index) for a in denominators])
-                return (DIV, 0.0, top, bottom)
-        return _chain(op, [_from_sympy(a, index) for a in expr.args])
-    if isinstance(expr, sympy.Pow):
-        base, exponent = expr.args
-        if _is_reciprocal(expr):
-            return (DIV, 0.0, (CONST, 1.0), _from_sympy(1 / expr, index))
-        inner = _from_sympy(base, index)
-        if exponent == sympy.Rational(1, 2):
-            return (SQRT, 0.0, inner)
-        if exponent == sympy.Rational(3, 2):
-            return (MUL, 0.0, inner, (SQRT, 0.0, inner))
-        if exponent.is_Integer and 2 <= int(exponent) <= 6:
-            power = int(exponent)
-            return _power_tree(inner, power)
-        raise Unsupported(f"power {exponent}")
-    unary = {sympy.Abs: ABS, sympy.exp: EXP, sympy.log: LOG, sympy.sin: SIN, sympy.cos: COS,
-             sympy.tanh: TANH}
-    for kind, op in unary.items():
-        if isinstance(expr, kind):
-            return (op, 0.0, _from_sympy(expr.args[0], index))
-    if isinstance(expr, formula.Less | formula.Greater):
-        op = LT if isinstance(expr, formula.Less) else GT
-        return (op, 0.0, *[_from_sympy(a, index) for a in expr.args])
-    raise Unsupported(type(expr).__name__)
-
-
-def _power_tree(inner: Node, power: int) -> Node:
-    if power == 2:
-        return (SQUARE, 0.0, inner)
-    if power == 3:
-        return (CUBE, 0.0, inner)
-    if power == 4:
-        return (SQUARE, 0.0, (SQUARE, 0.0, inner))
-    if power == 6:
-        return (SQUARE, 0.0, (CUBE, 0.0, inner))
-    return (MUL, 0.0, _power_tree(inner, power - 2), (SQUARE, 0.0, inner))
-
-
-def _chain(op: int, nodes: list[Node]) -> Node:
-    node = nodes[0]
-    for other in nodes[1:]:
-        node = (op, 0.0, node, other)
-    return node
-
-
-def _is_reciprocal(expr: sympy.Expr) -> bool:
-    return isinstance(expr, sympy.Pow) and expr.exp.is_Number and expr.exp.is_negative
-
-
-def constants(node: Node) -> list[tuple[int, ...]]:
-    """Paths of the constants in ``node``."""
-    return [p for p in _paths(node) if _get(node, p)[0] == CONST]
-
-
-def _shape(node: Node) -> Node:
-    """``node`` with every constant set to 0: its structure alone."""
-    if node[0] == CONST:
-        return (CONST, 0.0)
-    return (node[0], node[1], *[_shape(c) for c in node[2:]])
-
-
-def smooth_constants(node: Node) -> list[tuple[int, ...]]:
-    """Paths of the constants in ``node`` with no comparison above them."""
-    return [p for p in constants(node)
-            if not any(_get(node, p[:i])[0] in (LT, GT) for i in range(len(p)))]
-
 
 # -- the search ----------------------------------------------------------------------------
 
@@ -421,7 +106,7 @@ class Individual:
 
     @property
     def key(self) -> tuple:
-        return _set_key(self.terms)
+        return set_key(self.terms)
 
 
 @dataclass
@@ -477,8 +162,8 @@ class EvolutionarySearch:
         if unknown:
             raise ValueError(f"unknown operators {sorted(unknown)} (choose from "
                              f"{', '.join(OPERATORS)})")
-        if not 1 <= self.max_depth <= _MAX_DEPTH_LIMIT:
-            raise ValueError(f"max_depth must be in 1..{_MAX_DEPTH_LIMIT}, got {self.max_depth}")
+        if not 1 <= self.max_depth <= MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be in 1..{MAX_DEPTH_LIMIT}, got {self.max_depth}")
         return _Run(self, objective, matrix, names, offset, units).evolve(seeds)
 
 
@@ -511,8 +196,8 @@ class _Run:
         self.bulk_rows = np.arange(rows) if rows <= _BULK_ROWS else np.sort(
             np.random.default_rng(options.seed).choice(rows, _BULK_ROWS, replace=False))
         self.feature_tails = list(_screen(self.features, self.bulk_rows)[1])
-        self.unary = [OPERATORS[o] for o in options.operators if OPERATORS[o] not in _BINARY]
-        self.binary = [OPERATORS[o] for o in options.operators if OPERATORS[o] in _BINARY]
+        self.unary = [OPERATORS[o] for o in options.operators if OPERATORS[o] not in BINARY]
+        self.binary = [OPERATORS[o] for o in options.operators if OPERATORS[o] in BINARY]
         self.cache: dict[Node, tuple[np.ndarray, np.ndarray] | None] = {}
         # Half the cache is dropped past about 2 GB of columns (or 200,000 terms).
         self.cache_limit = min(200_000, 2 * 10**9 // (8 * max(self.whole.n_rows, 1)))
@@ -568,7 +253,7 @@ class _Run:
         """
         if ratio <= _TAIL_RATIO:
             return True
-        used = {int(n[1]) for p in _paths(term) if (n := _get(term, p))[0] == FEATURE}
+        used = {int(n[1]) for p in paths(term) if (n := subtree(term, p))[0] == FEATURE}
         return ratio <= 2 * max((self.feature_tails[f] for f in used), default=0.0)
 
     def individual(self, terms: Sequence[Node]) -> Individual | None:
@@ -578,7 +263,7 @@ class _Run:
         """Each list of terms fitted and scored (``None`` where a term is unusable), the new
         ones in one call of the compiled scorer."""
         sets = [tuple(dict.fromkeys(canonical(t) for t in terms)) for terms in term_lists]
-        keys = [_set_key(terms) for terms in sets]
+        keys = [set_key(terms) for terms in sets]
         pending = {key: terms for key, terms in zip(keys, sets, strict=True)
                    if key not in self.fits}
         self.columns([t for terms in pending.values() for t in terms])
@@ -637,14 +322,14 @@ class _Run:
         """One change at a random node: a constant nudged, the operator swapped for another of
         the same arity, a new subtree, the node scaled by a constant (for the pattern search to
         tune: ``dx**2 + c*dy**2``), wrapped in an operator, or replaced by a child."""
-        paths = _paths(term)
-        path = paths[int(self.rng.integers(len(paths)))]
-        node = _get(term, path)
+        places = paths(term)
+        path = places[int(self.rng.integers(len(places)))]
+        node = subtree(term, path)
         choice = self.rng.random()
         if node[0] == CONST and choice < 0.5:
             factor = 1.0 + self.rng.normal(0.0, 0.2)
             new: Node = (CONST, float(node[1] * factor + self.rng.normal(0.0, 0.05)))
-        elif choice < 0.3 and node[0] in _BINARY:
+        elif choice < 0.3 and node[0] in BINARY:
             new = (int(self.rng.choice(self.binary)), 0.0, *node[2:])
         elif choice < 0.3 and len(node) == 3 and self.unary:
             new = (int(self.rng.choice(self.unary)), 0.0, *node[2:])
@@ -665,7 +350,7 @@ class _Run:
             new = node[2 + int(self.rng.integers(len(node) - 2))]
         else:
             new = self.leaf()
-        return _replace(term, path, new)
+        return with_subtree(term, path, new)
 
     def _scaled(self, node: Node, always: bool = False) -> Node:
         """``node`` times a constant of either sign (always, or half the time): inside a
@@ -677,10 +362,10 @@ class _Run:
         return (MUL, 0.0, (CONST, float(round_significant(scale, 2))), node)
 
     def crossover_terms(self, a: Node, b: Node) -> Node:
-        paths_a, paths_b = _paths(a), _paths(b)
+        paths_a, paths_b = paths(a), paths(b)
         target = paths_a[int(self.rng.integers(len(paths_a)))]
-        donor = _get(b, paths_b[int(self.rng.integers(len(paths_b)))])
-        return _replace(a, target, donor)
+        donor = subtree(b, paths_b[int(self.rng.integers(len(paths_b)))])
+        return with_subtree(a, target, donor)
 
     def combine(self, individual: Individual) -> list[Node]:
         """Two terms joined into one, the way a norm ``sqrt(dx**2 + dy**2)`` grows from the
@@ -786,7 +471,7 @@ class _Run:
         places = [(k, p) for k, t in enumerate(best.terms) for p in constants(t)
                   if p not in smooth_constants(t)]
         for k, path in places:
-            parent = _get(best.terms[k], path[:-1]) if path else None
+            parent = subtree(best.terms[k], path[:-1]) if path else None
             if parent is not None and parent[0] in (LT, GT) and parent[2][0] == FEATURE:
                 grid = self.quantiles[int(parent[2][1])][::3]
                 best = self._best_of(best, k, path, np.unique(grid))
@@ -795,7 +480,7 @@ class _Run:
             for k, path in places:
                 if k >= len(best.terms) or path not in constants(best.terms[k]):
                     continue
-                value = _get(best.terms[k], path)[1]
+                value = subtree(best.terms[k], path)[1]
                 trials = value * (1 + step * np.array([-1.0, -0.5, 0.5, 1.0])) + \
                     step * 0.1 * np.array([-1.0, 0.0, 0.0, 1.0])
                 best = self._best_of(best, k, path, trials)
@@ -807,7 +492,7 @@ class _Run:
         variants = []
         for value in trials:
             terms = list(individual.terms)
-            terms[k] = _replace(terms[k], path, (CONST, float(value)))
+            terms[k] = with_subtree(terms[k], path, (CONST, float(value)))
             variants.append(tuple(terms))
         best = individual
         for candidate in self.individuals(variants):
@@ -859,7 +544,7 @@ class _Run:
                 break
             if not any(smooth_constants(t) for t in child.terms):
                 continue
-            shape = _set_key([_shape(t) for t in child.terms])
+            shape = set_key([skeleton(t) for t in child.terms])
             if shape not in self.refined_shapes:
                 self.refined_shapes.add(shape)
                 chosen.append(child)
@@ -897,11 +582,11 @@ class _Run:
         trees, steps = [], []
         for terms, places in jobs:
             for k, path in places:
-                value = _get(terms[k], path)[1]
+                value = subtree(terms[k], path)[1]
                 step = 1e-6 * max(1.0, abs(value))
                 steps.append(step)
                 for sign in (1.0, -1.0):
-                    trees.append(_replace(terms[k], path, (CONST, value + sign * step)))
+                    trees.append(with_subtree(terms[k], path, (CONST, value + sign * step)))
         with np.errstate(all="ignore"):
             values = evaluate_terms(trees, self.features)
             derivative = (values[0::2] - values[1::2]) / (2.0 * np.asarray(steps)[:, None])
@@ -926,11 +611,12 @@ class _Run:
             for path in constants(best.terms[k]):
                 if k >= len(best.terms) or path not in constants(best.terms[k]):
                     continue
-                value = _get(best.terms[k], path)[1]
+                value = subtree(best.terms[k], path)[1]
                 variants = []
                 for digits in range(1, 7):
                     terms = list(best.terms)
-                    terms[k] = _replace(terms[k], path, (CONST, round_significant(value, digits)))
+                    terms[k] = with_subtree(terms[k], path,
+                                            (CONST, round_significant(value, digits)))
                     variants.append(terms)
                 for candidate in self.individuals(variants):
                     if candidate is not None and candidate.train_loss <= limit:
@@ -1004,46 +690,51 @@ class _Run:
         ``log, sqrt, abs`` (a shift matters), or none — the forms rewards are built from
         (a Gaussian bonus ``exp(-c*d**2)``, a saturating ``tanh``), few of which one random
         change at a time reaches: a dictionary in the manner of FFX (McConaghy 2011) with its
-        inner constants fitted by ``refine``."""
+        inner constants fitted by ``refine``, all features' shapes in one run."""
+        shapes = [(f, shape) for f in range(len(self.names)) for shape in self._shapes_of(f)]
+        starts = [(f, start) for (f, _), start in
+                  zip(shapes, self.individuals([[s] for _, s in shapes]), strict=True)
+                  if start is not None and math.isfinite(start.loss)]
+        self.refined_shapes.update(set_key([skeleton(t) for t in start.terms])
+                                   for _, start in starts)
+        refined = self.refine_all([start for _, start in starts])
         found: list[Individual] = []
         for feature in range(len(self.names)):
-            x: Node = (FEATURE, float(feature))
-            inners = [x] + [(op, 0.0, x) for op in (SQUARE, ABS, SQRT, LOG)
-                            if op in self.unary]
-            if DIV in self.binary:
-                inners.append((DIV, 0.0, (CONST, 1.0), x))
-            shapes: list[Node] = []
-            for inner in inners:
-                with np.errstate(all="ignore"):
-                    values = evaluate_terms([inner], self.features)[0]
-                if not np.isfinite(values).all() or np.ptp(values) <= 0:
-                    continue
-                shapes.append(inner)
-                scale = 1.0 / float(np.std(values))
-                centre = float(np.median(values))
-                for outer in (EXP, TANH, SIN, LOG, SQRT, ABS):
-                    if outer not in self.unary or ADD not in self.binary:
-                        continue
-                    if outer == EXP:
-                        if MUL in self.binary:
-                            shapes.extend((EXP, 0.0, (MUL, 0.0, (CONST, sign * scale), inner))
-                                          for sign in (-1.0, 1.0))
-                    elif outer in (TANH, SIN):
-                        if MUL in self.binary:
-                            shapes.append((outer, 0.0, (ADD, 0.0, (MUL, 0.0, (CONST, scale),
-                                                                   inner),
-                                                        (CONST, -scale * centre))))
-                    else:
-                        shift = -float(values.min()) + 1.0 if outer != ABS else -centre
-                        shapes.append((outer, 0.0, (ADD, 0.0, inner, (CONST, shift))))
-            starts = [start for start in self.individuals([[s] for s in shapes])
-                      if start is not None and math.isfinite(start.loss)]
-            self.refined_shapes.update(_set_key([_shape(t) for t in start.terms])
-                                       for start in starts)
-            fitted = sorted((i for i in self.refine_all(starts) if math.isfinite(i.loss)),
-                            key=lambda i: i.loss)
-            found.extend(fitted[:per_feature])
+            mine = sorted((i for (f, _), i in zip(starts, refined, strict=True)
+                           if f == feature and math.isfinite(i.loss)), key=lambda i: i.loss)
+            found.extend(mine[:per_feature])
         return found
+
+    def _shapes_of(self, feature: int) -> list[Node]:
+        """The univariate shapes of one feature, their constants started where the inner
+        values are centred and scaled."""
+        x: Node = (FEATURE, float(feature))
+        inners = [x] + [(op, 0.0, x) for op in (SQUARE, ABS, SQRT, LOG) if op in self.unary]
+        if DIV in self.binary:
+            inners.append((DIV, 0.0, (CONST, 1.0), x))
+        scaled = MUL in self.binary and ADD in self.binary
+        shapes: list[Node] = []
+        with np.errstate(all="ignore"):
+            values = evaluate_terms(inners, self.features)
+        for inner, column in zip(inners, values, strict=True):
+            if not np.isfinite(column).all() or np.ptp(column) <= 0:
+                continue
+            shapes.append(inner)
+            scale, centre = 1.0 / float(np.std(column)), float(np.median(column))
+            if scaled and EXP in self.unary:
+                shapes.extend((EXP, 0.0, (MUL, 0.0, (CONST, sign * scale), inner))
+                              for sign in (-1.0, 1.0))
+            if scaled:
+                shapes.extend((op, 0.0, (ADD, 0.0, (MUL, 0.0, (CONST, scale), inner),
+                                         (CONST, -scale * centre)))
+                              for op in (TANH, SIN) if op in self.unary)
+            if ADD in self.binary:
+                shapes.extend((op, 0.0, (ADD, 0.0, inner, (CONST, shift)))
+                              for op, shift in ((LOG, 1.0 - float(column.min())),
+                                                (SQRT, 1.0 - float(column.min())),
+                                                (ABS, -centre))
+                              if op in self.unary)
+        return shapes
 
     def _initial(self, seeds: Sequence[Sequence[sympy.Expr]]) -> list[Individual]:
         population: list[Individual] = self.univariate()
@@ -1106,7 +797,7 @@ class _Refinement:
     improved: bool = False
 
     def values(self) -> np.ndarray:
-        return np.array([_get(self.terms[k], p)[1] for k, p in self.places])
+        return np.array([subtree(self.terms[k], p)[1] for k, p in self.places])
 
     def propose(self, whole: LinearProblem, derivative: np.ndarray | None) -> None:
         """The damped Gauss–Newton step on the profile loss (weights at their optimum)."""
@@ -1145,7 +836,7 @@ class _Refinement:
     def trial(self) -> list[Node]:
         terms = list(self.terms)
         for (k, path), value in zip(self.places, self.values() + self.step, strict=True):
-            terms[k] = _replace(terms[k], path, (CONST, float(value)))
+            terms[k] = with_subtree(terms[k], path, (CONST, float(value)))
         return terms
 
     def take(self, fit: tuple[float, np.ndarray, np.ndarray, float] | None) -> bool:
