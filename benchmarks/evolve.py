@@ -300,8 +300,11 @@ def rescore(path: Path) -> None:
 
 
 def peers(seed: int = 0) -> None:
-    """Same data, operators and population: our engine, then gplearn on the Bradley–Terry
-    objective, then pyoperon and our engine on the rewards objective (reacher)."""
+    """Same data, operators and population: our engine (on both cores, then on one), then
+    gplearn (one process) on the Bradley–Terry objective, then pyoperon and our engine on the
+    rewards objective (reacher)."""
+    import numba
+
     sys.path.insert(0, str(Path(__file__).parent))
     from evolve_peers import bradley_terry_loss, run_gplearn, run_pyoperon
 
@@ -314,18 +317,29 @@ def peers(seed: int = 0) -> None:
     objective = make_objective("preferences", data)
     difference, labels = objective.difference, objective.labels
     population, generations = 200, 40
-    ours = EvolutionarySearch(population=population, generations=generations, time_limit=None,
-                              patience=generations, seed=seed)
     # Compile once outside the timing, as gplearn's numpy needs no compilation.
     EvolutionarySearch(population=10, generations=1, time_limit=None).run(
         objective, X, features.names)
-    result = ours.run(objective, X, features.names)
+    threads = numba.get_num_threads()
+    runs = {}
+    for count in (threads, 1):
+        numba.set_num_threads(count)
+        runs[count] = EvolutionarySearch(population=population, generations=generations,
+                                         time_limit=None, patience=generations,
+                                         seed=seed).run(objective, X, features.names)
+    numba.set_num_threads(threads)
+    result = runs[threads]
     best = min(result.archive, key=lambda i: i.loss)
     target = best.train_loss
-    rate = result.candidates / result.seconds
-    print(f"symreward evolve: {result.candidates} candidates scored in {result.seconds:.1f} s "
-          f"= {rate:.0f}/s ({result.evaluations} distinct terms run); best two-fold training "
-          f"loss {target:.4f}; population {population}, {result.generations} generations")
+    for count, run in runs.items():
+        print(f"symreward evolve, {count} thread(s): {run.candidates} term sets scored (two-fold) "
+              f"and {run.constant_fits} fitted while tuning constants in {run.seconds:.1f} s = "
+              f"{run.candidates / run.seconds:.0f}/s scored, "
+              f"{(run.candidates + run.constant_fits) / run.seconds:.0f}/s in all; "
+              f"{run.evaluations} distinct terms run; population {population}, "
+              f"{run.generations} generations")
+    print(f"best two-fold training loss {target:.4f} (same with 1 thread: "
+          f"{min(runs[1].archive, key=lambda i: i.loss).train_loss == target})")
     operators = ["add", "sub", "mul", "div", "sqrt", "abs", "exp", "log", "sin", "cos", "tanh"]
     # gplearn runs until it reaches our loss or for GPLEARN_SECONDS: same population, more
     # generations, so "time to the same objective value" is measured, not cut at 40.
@@ -335,10 +349,15 @@ def peers(seed: int = 0) -> None:
                          feature_names=features.names)
     print(f"gplearn: {json.dumps(theirs)}")
     their_rate = theirs["evaluations_per_second"]
-    print(f"candidate evaluations per second: symreward {rate:.0f}, gplearn {their_rate:.0f} "
-          f"({rate / their_rate:.1f}x)")
+    for count, run in runs.items():
+        scored = run.candidates / run.seconds
+        every = (run.candidates + run.constant_fits) / run.seconds
+        print(f"candidate evaluations per second, symreward on {count} thread(s) against gplearn "
+              f"in one process: {scored:.0f} scored ({scored / their_rate:.1f}x), {every:.0f} in "
+              f"all ({every / their_rate:.1f}x), gplearn {their_rate:.0f}")
     reached = theirs["time_to_target"]
-    print(f"time to loss {target:.4f}: symreward {result.seconds:.1f} s, gplearn "
+    print(f"time to loss {target:.4f}: symreward {result.seconds:.1f} s ({threads} threads), "
+          f"{runs[1].seconds:.1f} s (1 thread); gplearn "
           f"{'not reached' if reached is None else f'{reached:.1f} s'} "
           f"(gplearn best {theirs['best_loss']:.4f} in {theirs['seconds']:.1f} s)")
     true_rewards = task.true_artifact().evaluate(data).rewards

@@ -160,15 +160,15 @@ class SymbolicRewardLearner:
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
+        folds = objective.folds(self.n_folds, self.seed)
         models = self._search(objective, full, columns, offset, candidates,
-                              self._sparse_proposals(full),
-                              objective.folds(self.n_folds, self.seed))
+                              self._sparse_proposals(full), folds)
         self.search_ = {"engine": self.engine}
         if self.engine != "sparse":
             seeds = [[c.expr for c, _ in m.payload.terms()]
-                     for m in ParetoFront.from_models(list(models.values()),
-                                                      rule=self.selection,
-                                                      floor=full.reachable_floor()).entries]
+                     for m in ParetoFront.from_models(
+                         list(models.values()), rule=self.selection,
+                         floor=_folds_floor(objective, offset, folds)).entries]
             held, searched = selection_split(objective, self.n_folds, self.seed)
             term_sets = self._structure_search(objective, matrix, features, offset, seeds,
                                                searched)
@@ -177,11 +177,11 @@ class SymbolicRewardLearner:
             candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
                                                           matrix, dataset, features)
             full = objective.problem(columns, offset)
+            folds = objective.folds(self.n_folds, self.seed, held)
             models = self._search(objective, full, columns, offset, candidates,
-                                  [*models, *proposals],
-                                  objective.folds(self.n_folds, self.seed, held))
+                                  [*models, *proposals], folds)
         front = ParetoFront.from_models(list(models.values()), rule=self.selection,
-                                        floor=full.reachable_floor())
+                                        floor=_folds_floor(objective, offset, folds))
         chosen = front.best.payload
         coefficients = self._rounded(full, chosen)
         seconds = time.perf_counter() - started
@@ -246,12 +246,13 @@ class SymbolicRewardLearner:
                    objective.problem(columns, offset, held)) for held in folds]
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
+        floor = _folds_floor(objective, offset, folds)
         scored: dict[tuple[int, ...], FrontEntry] = {}
         for _ in range(4):
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates)
             front = ParetoFront.from_models(list(scored.values()), rule=self.selection,
-                                            floor=full.reachable_floor())
+                                            floor=floor)
             proposals = [variant for entry in front.entries
                          for variant in simpler_variants(entry.payload.fit.support, parents)
                          if variant not in scored]
@@ -383,6 +384,20 @@ class SymbolicRewardLearner:
         return RewardArtifact(name=name, features=features, terms=terms,
                               invariants=list(base.invariants) if base is not None else [],
                               provenance=provenance)
+
+
+def _folds_floor(objective: Objective, offset: np.ndarray | None, folds: list[np.ndarray]
+                 ) -> float | None:
+    """The lowest cross-validated loss a reward can reach on these folds: each fold's
+    reachable floor, weighted by its rows as ``_cross_validate`` weights the fold losses (the
+    held-out units' labels can be noisier or cleaner than the rest's); None where a fold has
+    none."""
+    problems = [objective.problem(np.zeros((objective.dataset.n, 0)), offset, fold)
+                for fold in folds]
+    floors = [problem.reachable_floor() for problem in problems]
+    if any(floor is None for floor in floors) or not sum(p.n_rows for p in problems):
+        return None
+    return float(np.average(floors, weights=[p.n_rows for p in problems]))
 
 
 def selection_split(objective: Objective, n_folds: int, seed: int

@@ -92,14 +92,15 @@ class LinearProblem:
         return float(self.weight @ entropy / self.weight.sum())
 
     def reachable_floor(self) -> float | None:
-        """``loss_floor`` where a finite reward can reach it: soft preference labels strictly
-        between 0 and 1 (a reward whose return differences are their logits), squared error
+        """``loss_floor`` where a finite reward can reach it: probability labels (some strictly
+        between 0 and 1 other than a tie's 0.5; a reward whose return differences are their
+        logits, those that round to 0 or 1 included, reaches it to rounding), squared error
         (noiseless labels). ``None`` where it is only approached as the weights grow without
-        bound (0/1 labels) or bounds a risk no reward attains (PU)."""
+        bound (0/1 draws, ties) or bounds a risk no reward attains (PU)."""
         if self.kind == "squared":
             return 0.0
-        if self.kind == "bernoulli" and self.noise == 0.0 and self.n_rows and \
-                bool(np.all((self.target > 0.0) & (self.target < 1.0))):
+        graded = (self.target > 0.0) & (self.target < 1.0) & (self.target != 0.5)
+        if self.kind == "bernoulli" and self.noise == 0.0 and bool(graded.any()):
             return self.loss_floor()
         return None
 

@@ -13,6 +13,7 @@ from symreward.features import FeatureSet
 from symreward.learner import (
     SELECTION_SHARE,
     SymbolicRewardLearner,
+    _folds_floor,
     _user_columns,
     learn,
     selection_split,
@@ -218,3 +219,28 @@ def test_a_structure_search_is_judged_on_units_it_never_saw():
     tiny_objective = SymbolicRewardLearner().fit(tiny, FEATURES).objective_
     held, searched = selection_split(tiny_objective, 5, 0)
     assert held.tolist() == searched.tolist() == list(range(tiny_objective.n_units))
+
+
+def test_soft_labels_from_a_library_reward_give_back_its_small_terms():
+    """Soft labels are the Bradley–Terry probabilities of ``-1.5*x**2 + 0.8*y + 0.02*z``: the
+    true support reaches the labels' entropy, so the small ``z`` term (inside 1% of the
+    deviance: without the floor the rule drops it) is kept rather than traded for a simpler
+    formula the labels contradict. The floor is taken on the cross-validation folds' own
+    rows."""
+    data = walk(seed=6)
+    x, y, z = data.observations.T
+    reward = -1.5 * x**2 + 0.8 * y + 0.02 * z
+    data = data.replace(preferences=bradley_terry_preferences(data, reward, 1500, 10,
+                                                              temperature=0.5, seed=7,
+                                                              soft=True))
+    learner = SymbolicRewardLearner(seed=0).fit(data, FEATURES)
+    terms = learned_terms(learner)
+    assert set(terms) == {"x**2", "y", "z"}, terms
+    assert terms["z"] / terms["x**2"] == pytest.approx(0.02 / -1.5, rel=0.05)
+    objective = learner.objective_
+    folds = objective.folds(5, 0, np.arange(0, objective.n_units, 4))
+    problems = [objective.problem(np.zeros((data.n, 0)), None, fold) for fold in folds]
+    expected = np.average([p.loss_floor() for p in problems], weights=[p.n_rows for p in problems])
+    assert _folds_floor(objective, None, folds) == pytest.approx(expected, rel=1e-12)
+    assert _folds_floor(objective, None, folds) != pytest.approx(
+        objective.problem(np.zeros((data.n, 0))).loss_floor(), rel=1e-6)

@@ -169,6 +169,11 @@ def test_a_floor_is_reachable_only_where_a_finite_reward_reaches_it():
     hard = LinearProblem("bernoulli", X, (X @ coef > 0).astype(float), np.zeros(400),
                          np.ones(400))
     assert hard.reachable_floor() is None
+    ties = LinearProblem("bernoulli", X, np.where(X[:, 0] > 1, 0.5, hard.target), np.zeros(400),
+                         np.ones(400))
+    assert ties.reachable_floor() is None
+    rounded = LinearProblem("bernoulli", X, expit(40 * X @ coef), np.zeros(400), np.ones(400))
+    assert (rounded.target == 1.0).any() and rounded.reachable_floor() == rounded.loss_floor()
     noisy = LinearProblem("bernoulli", X, soft.target, np.zeros(400), np.ones(400), noise=0.1)
     assert noisy.reachable_floor() is None
     squared = LinearProblem("squared", X, X @ coef, np.zeros(400), np.ones(400))

@@ -192,9 +192,9 @@ class _Run:
         rows = sum(base.n_rows for base in self.bases)
         self.floor = sum(base.n_rows / rows * base.loss_floor() for base in self.bases)
         self.quantiles = np.quantile(matrix, np.linspace(0.02, 0.98, 49), axis=0).T
-        rows = self.features.shape[1]
-        self.bulk_rows = np.arange(rows) if rows <= _BULK_ROWS else np.sort(
-            np.random.default_rng(options.seed).choice(rows, _BULK_ROWS, replace=False))
+        transitions = self.features.shape[1]
+        self.bulk_rows = np.arange(transitions) if transitions <= _BULK_ROWS else np.sort(
+            np.random.default_rng(options.seed).choice(transitions, _BULK_ROWS, replace=False))
         self.feature_tails = list(_screen(self.features, self.bulk_rows)[1])
         self.unary = [OPERATORS[o] for o in options.operators if OPERATORS[o] not in BINARY]
         self.binary = [OPERATORS[o] for o in options.operators if OPERATORS[o] in BINARY]
@@ -248,8 +248,8 @@ class _Run:
 
         A term like ``a/dx`` takes values thousands of times its typical size on the few rows
         where ``dx`` is near 0; it can win a few pairs' noise and it behaves wildly off the data.
-        Such a term is rejected when its tail ratio (``_tail_ratios``) exceeds ``_TAIL_RATIO``
-        and twice its features' own.
+        Such a term is rejected when its tail ratio (``_screen``) exceeds ``_TAIL_RATIO`` and
+        twice its features' own.
         """
         if ratio <= _TAIL_RATIO:
             return True

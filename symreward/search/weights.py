@@ -167,12 +167,9 @@ def _score_sets(kind: int, fit_intercept: bool, ridge: float, share: np.ndarray,
                 initial: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
     n_sets = bounds.shape[0] - 1
-    widest = 0
-    for s in range(n_sets):
-        widest = max(widest, bounds[s + 1] - bounds[s])
     train = np.zeros(n_sets)
     validation = np.zeros(n_sets)
-    weights = np.zeros((n_sets, widest))
+    weights = np.zeros((n_sets, _widest(bounds)))
     for s in numba.prange(n_sets):
         index = members[bounds[s]:bounds[s + 1]]
         start = initial[bounds[s]:bounds[s + 1]]
@@ -207,11 +204,8 @@ def _fit_sets(kind: int, fit_intercept: bool, ridge: float, columns: np.ndarray,
               members: np.ndarray, bounds: np.ndarray, initial: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
     n_sets = bounds.shape[0] - 1
-    widest = 0
-    for s in range(n_sets):
-        widest = max(widest, bounds[s + 1] - bounds[s])
     losses = np.zeros(n_sets)
-    weights = np.zeros((n_sets, widest))
+    weights = np.zeros((n_sets, _widest(bounds)))
     intercepts = np.zeros(n_sets)
     for s in numba.prange(n_sets):
         index = members[bounds[s]:bounds[s + 1]]
@@ -221,6 +215,15 @@ def _fit_sets(kind: int, fit_intercept: bool, ridge: float, columns: np.ndarray,
         weights[s, :index.shape[0]] = coef
         intercepts[s] = intercept
     return losses, weights, intercepts
+
+
+@numba.njit(cache=True)
+def _widest(bounds: np.ndarray) -> int:  # pragma: no cover - numba
+    """The most columns any set has (sets are ``members[bounds[s]:bounds[s + 1]]``)."""
+    widest = 0
+    for s in range(bounds.shape[0] - 1):
+        widest = max(widest, bounds[s + 1] - bounds[s])
+    return widest
 
 
 @numba.njit(cache=True, error_model="numpy")
