@@ -299,6 +299,71 @@ def rescore(path: Path) -> None:
     _summary(rows, list(dict.fromkeys(r["task"] for r in rows)))
 
 
+def same_programs(programs: list[Any], X: np.ndarray, objective: Any, repeats: int = 5
+                  ) -> dict[str, Any]:
+    """Time the *same* candidates in both evaluators: gplearn's programs (its last generation)
+    run by gplearn (``execute`` and the Bradley–Terry loss at weight 1, which is what its
+    fitness does for each program) and, as trees, by our engine's path (one parallel
+    interpreter call for the population, the compiled map to the pairs, the same loss; then
+    also a fitted weight per program, as our engine scores a term). Best of ``repeats`` passes
+    each; ours on all threads and on one."""
+    import numba
+    from evolve_peers import bradley_terry_loss, gplearn_tree
+
+    from symreward.search.evolve import _map_rows
+    from symreward.search.trees import evaluate_terms
+    from symreward.search.weights import fitted_losses
+
+    difference, labels = objective.difference, objective.labels
+    features = np.ascontiguousarray(X.T)
+    as_trees = [gplearn_tree(program) for program in programs]
+
+    def theirs() -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.array([bradley_terry_loss(difference, labels, program.execute(X))
+                             for program in programs])
+
+    def ours() -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            values = evaluate_terms(as_trees, features)
+            z = _map_rows(difference.indptr, difference.indices, difference.data, values)
+            return z, np.mean(np.logaddexp(0.0, -z) + (1.0 - labels) * z, axis=1)
+
+    empty = objective.problem(np.zeros((X.shape[0], 0)))
+
+    def ours_fitted() -> np.ndarray:
+        z, _ = ours()
+        usable = np.flatnonzero(np.isfinite(z).all(axis=1))
+        return fitted_losses(empty, np.ascontiguousarray(z[usable].T),
+                             [[k] for k in range(len(usable))])[0]
+
+    def best(step: Any) -> tuple[float, Any]:
+        times, result = [], None
+        for _ in range(repeats):
+            started = time.perf_counter()
+            result = step()
+            times.append(time.perf_counter() - started)
+        return min(times), result
+
+    their_seconds, their_losses = best(theirs)
+    threads = numba.get_num_threads()
+    timings: dict[str, float] = {}
+    our_losses = np.empty(0)
+    for count in (threads, 1):
+        numba.set_num_threads(count)
+        timings[f"ours {count} thread(s)"], (_, our_losses) = best(ours)
+        timings[f"ours with a fitted weight, {count} thread(s)"], _ = best(ours_fitted)
+    numba.set_num_threads(threads)
+    agree = np.isclose(our_losses, their_losses, rtol=1e-9, atol=1e-12)
+    n = len(programs)
+    return {"programs": n, "mean nodes": float(np.mean([len(p.program) for p in programs])),
+            "same loss (1e-9)": int(agree.sum()),
+            "per second": {"gplearn": n / their_seconds,
+                           **{name: n / seconds for name, seconds in timings.items()}},
+            "ratio to gplearn": {name: their_seconds / seconds
+                                 for name, seconds in timings.items()}}
+
+
 def peers(seed: int = 0) -> None:
     """Same data, operators and population: our engine (on both cores, then on one), then
     gplearn (one process) on the Bradley–Terry objective, then pyoperon and our engine on the
@@ -347,6 +412,7 @@ def peers(seed: int = 0) -> None:
                          seed=seed, function_set=operators, target_loss=target,
                          time_limit=GPLEARN_SECONDS, stop_at_target=True,
                          feature_names=features.names)
+    last_generation = theirs.pop("last_generation")
     print(f"gplearn: {json.dumps(theirs)}")
     their_rate = theirs["evaluations_per_second"]
     for count, run in runs.items():
@@ -360,6 +426,8 @@ def peers(seed: int = 0) -> None:
           f"{runs[1].seconds:.1f} s (1 thread); gplearn "
           f"{'not reached' if reached is None else f'{reached:.1f} s'} "
           f"(gplearn best {theirs['best_loss']:.4f} in {theirs['seconds']:.1f} s)")
+    print("same candidates (gplearn's last generation) in both evaluators: "
+          f"{json.dumps(same_programs(last_generation, X, objective))}")
     true_rewards = task.true_artifact().evaluate(data).rewards
     labelled_data = data.replace(rewards=true_rewards)
     started = time.perf_counter()

@@ -8,6 +8,8 @@
   over all N rows is the per-transition reward r, ``z = difference @ r`` are the segment-return
   differences and the loss is ``mean(softplus(-z) + (1 - p) * z)``. Reports candidate
   evaluations per second and the time at which a target loss was first reached.
+* :func:`gplearn_tree` — a gplearn program as a symreward expression tree, so that the *same*
+  candidates can be timed in both engines' evaluators (``benchmarks/evolve.py peers``).
 * :func:`run_pyoperon` — pyoperon's scikit-learn ``SymbolicRegressor`` on the ``rewards``
   objective (plain regression of reward labels): time to solution and R².
 
@@ -192,7 +194,45 @@ def run_gplearn(X: np.ndarray, difference: sp.csr_matrix, labels: np.ndarray, *,
         "formula": str(estimator._program),
         "formula_loss": formula_loss,
         "library": _version("gplearn"),
+        # Not JSON: the programs of the last generation, to time the same candidates elsewhere.
+        "last_generation": list(estimator._programs[-1]),
     }
+
+
+def gplearn_tree(program: Any) -> tuple:
+    """gplearn's program (prefix list of functions, feature indices and constants) as a tree
+    of ``symreward.search.trees`` that runs the same operations: ``sqrt`` and ``log`` of the
+    absolute value and ``exp`` of ``min(x, EXP_CLIP)``, as gplearn's functions do. gplearn's
+    division and log also return 1 and 0 where the argument is within 1e-3 of zero; the tree
+    does not, so the two agree except on programs that divide by, or take the log of, a value
+    that small on some row."""
+    from symreward.search import trees
+
+    direct = {"add": trees.ADD, "sub": trees.SUB, "mul": trees.MUL, "div": trees.DIV,
+              "max": trees.MAX, "min": trees.MIN, "abs": trees.ABS, "sin": trees.SIN,
+              "cos": trees.COS, "tanh": trees.TANH}
+    nodes = iter(program.program)
+
+    def build() -> tuple:
+        node = next(nodes)
+        if isinstance(node, (int, np.integer)):
+            return (trees.FEATURE, int(node))
+        if isinstance(node, (float, np.floating)):
+            return (trees.CONST, float(node))
+        args = [build() for _ in range(node.arity)]
+        if node.name == "sqrt":
+            return (trees.SQRT, 0.0, (trees.ABS, 0.0, args[0]))
+        if node.name == "log":
+            return (trees.LOG, 0.0, (trees.ABS, 0.0, args[0]))
+        if node.name == "exp":
+            return (trees.EXP, 0.0, (trees.MIN, 0.0, args[0], (trees.CONST, EXP_CLIP)))
+        if node.name == "neg":
+            return (trees.SUB, 0.0, (trees.CONST, 0.0), args[0])
+        if node.name not in direct:
+            raise ValueError(f"gplearn function {node.name!r} has no symreward operator")
+        return (direct[node.name], 0.0, *args)
+
+    return build()
 
 
 def _r2(y: np.ndarray, y_pred: np.ndarray) -> float:
@@ -280,6 +320,7 @@ def main() -> None:
     gplearn_result = run_gplearn(X, difference, labels, population=200, generations=5, seed=0,
                                  function_set=FUNCTION_SET, target_loss=true_loss + 0.05,
                                  feature_names=["x0", "x1", "x2"])
+    gplearn_result.pop("last_generation")
     print("gplearn :", gplearn_result)
     split = len(X) * 4 // 5
     try:

@@ -183,7 +183,7 @@ class SymbolicRewardLearner:
         front = ParetoFront.from_models(list(models.values()), rule=self.selection,
                                         floor=_folds_floor(objective, offset, folds))
         chosen = front.best.payload
-        coefficients = self._rounded(full, chosen)
+        coefficients, intercept = self._rounded(full, chosen)
         seconds = time.perf_counter() - started
         self._say(f"learned in {seconds:.2f} s")
 
@@ -202,7 +202,8 @@ class SymbolicRewardLearner:
             "learning_seconds": round(seconds, 3),
             "rows": full.n_rows,
         }
-        self.artifact_ = self._artifact(dataset, features, chosen, coefficients, locked, base)
+        self.artifact_ = self._artifact(dataset, features, chosen, coefficients, intercept,
+                                        locked, base)
         return self
 
     # -- steps ---------------------------------------------------------------------------
@@ -313,19 +314,21 @@ class SymbolicRewardLearner:
                           formula=formula.to_text(shown) if support else "0",
                           train_loss=fit_loss(full, fit), payload=model)
 
-    def _rounded(self, problem: LinearProblem, model: Model) -> list[float]:
+    def _rounded(self, problem: LinearProblem, model: Model) -> tuple[list[float], float]:
         """Each coefficient at the fewest significant digits (largest first) that keep the
         training loss within ``rounding_tolerance`` (relative) of the unrounded fit and every
         ratio between weights within ``RATIO_TOLERANCE`` of the fitted one: the ratios are all a
         preference or a ranking identifies. After each rounding the coefficients not yet rounded
         are refit around it, so they move with it: ``0.97*x - 4.85*low`` can become
-        ``x - 5*low``."""
+        ``x - 5*low``. Then the intercept: 0 where that keeps the loss within the tolerance
+        (a fitted ``-4.9e-09`` beside weights of 1 is no term), else its fewest digits that
+        do."""
         fitted = np.asarray(model.fit.coef, dtype=float)
         coefficients = [float(c) for c in fitted]
-        if not coefficients:
-            return coefficients
-        sub = problem.with_columns(np.asarray(model.fit.support, dtype=int))
         intercept = model.fit.intercept
+        if not coefficients:
+            return coefficients, intercept
+        sub = problem.with_columns(np.asarray(model.fit.support, dtype=int))
         exact = sub.loss(fitted, intercept)
         limit = exact + self.rounding_tolerance * abs(exact) + 1e-12
         fixed: dict[int, float] = {}
@@ -339,10 +342,14 @@ class SymbolicRewardLearner:
                     coefficients = [float(c) for c in trial]
                     fixed[k] = coefficients[k]
                     break
-        return coefficients
+        if intercept != 0:
+            shorter = [0.0, *(round_significant(intercept, d) for d in range(1, 7))]
+            intercept = next((b for b in shorter if sub.loss(coefficients, b) <= limit),
+                             intercept)
+        return coefficients, intercept
 
     def _artifact(self, dataset: Dataset, features: FeatureSet, model: Model,
-                  coefficients: list[float], locked: list[Term],
+                  coefficients: list[float], intercept: float, locked: list[Term],
                   base: RewardArtifact | None) -> RewardArtifact:
         taken = {t.name for t in locked}
         terms = list(locked)
@@ -351,8 +358,7 @@ class SymbolicRewardLearner:
             taken.add(name)
             expr = formula.to_text(_coefficient(coefficient) * candidate.expr)
             terms.append(Term(name, expr))
-        if self.objective_.identifies_intercept and model.fit.intercept != 0:
-            intercept = round_significant(model.fit.intercept, 6)
+        if self.objective_.identifies_intercept and intercept != 0:
             terms.append(Term(_unique("bias", taken), formula.to_text(_coefficient(intercept))))
         if not terms:
             terms.append(Term("zero", "0", note="no term explained the data better than none"))

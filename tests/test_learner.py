@@ -105,6 +105,15 @@ def test_reward_labels_recover_formula_and_intercept():
     assert len(bias) == 1 and float(bias[0].expr) == pytest.approx(2.0, abs=0.05)
 
 
+def test_an_intercept_that_is_rounding_noise_is_no_term():
+    dataset = walk()
+    learner = SymbolicRewardLearner("rewards").fit(dataset.replace(rewards=planted(dataset)),
+                                                   FEATURES)
+    assert learner.model_.fit.intercept != 0
+    assert_recovers_planted(learner, scale_free=False)
+    assert not any(t.name == "bias" for t in learner.artifact_.terms)
+
+
 def test_same_seed_same_artifact_bytes():
     dataset = walk(n=2000)
     dataset = dataset.replace(
