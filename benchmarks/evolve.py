@@ -253,9 +253,10 @@ def recovery_run(task: Task, seed: int, soft: bool = False) -> dict[str, Any]:
         "unrounded": formula.to_text(unrounded),
         "epic": round(epic_distance(artifact.reward_fn(), true.reward_fn(), heldout,
                                     seed=seed), 4),
-        "seconds": round(seconds, 1), "formula": artifact.formula_text(),
-        "true": formula.to_text(true_expr),
-        **{k: v for k, v in learner.search_.items() if k != "engine"},
+        "formula": artifact.formula_text(), "true": formula.to_text(true_expr),
+        **{k: v for k, v in learner.search_.items() if k not in ("engine", "seconds")},
+        # The whole fit (sparse stage, search, cross-validation), and the search alone.
+        "seconds": round(seconds, 1), "search_seconds": learner.search_["seconds"],
     }
 
 
@@ -310,11 +311,12 @@ def same_programs(programs: list[Any], X: np.ndarray, objective: Any, repeats: i
     import numba
     from evolve_peers import bradley_terry_loss, gplearn_tree
 
-    from symreward.search.evolve import _map_rows
+    from symreward.search.evolve import map_rows
     from symreward.search.trees import evaluate_terms
     from symreward.search.weights import fitted_losses
 
     difference, labels = objective.difference, objective.labels
+    by_transition = difference.tocsc()
     features = np.ascontiguousarray(X.T)
     as_trees = [gplearn_tree(program) for program in programs]
 
@@ -326,7 +328,7 @@ def same_programs(programs: list[Any], X: np.ndarray, objective: Any, repeats: i
     def ours() -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(all="ignore"):
             values = evaluate_terms(as_trees, features)
-            z = _map_rows(difference.indptr, difference.indices, difference.data, values)
+            z = map_rows(by_transition, values)
             return z, np.mean(np.logaddexp(0.0, -z) + (1.0 - labels) * z, axis=1)
 
     empty = objective.problem(np.zeros((X.shape[0], 0)))

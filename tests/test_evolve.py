@@ -106,6 +106,28 @@ def test_sympy_round_trip_keeps_values(tree: tuple) -> None:
     assert np.allclose(first[finite], second[finite], rtol=1e-9, atol=1e-9)
 
 
+@settings(max_examples=100, deadline=None)
+@given(first=expression_trees(), second=expression_trees())
+def test_terms_evaluated_together_equal_each_alone(first: tuple, second: tuple) -> None:
+    """One call shares equal subtrees between its terms and reuses scratch slots; each term's
+    values are still, bit for bit, those it has when evaluated alone, over rows in several
+    blocks (300 rows: two whole blocks and part of a third)."""
+    population = [first, second, (ADD, 0.0, first, second), (MUL, 0.0, second, second), first]
+    values = table(n=300).T
+    with np.errstate(all="ignore"):
+        together = trees.evaluate_terms(population, values)
+        alone = [trees.evaluate_terms([term], values)[0] for term in population]
+    for k, term in enumerate(population):
+        assert np.array_equal(together[k], alone[k], equal_nan=True), term
+
+
+def test_a_shared_graph_tells_zero_from_negative_zero() -> None:
+    one = (CONST, 1.0)
+    values = trees.evaluate_terms([(DIV, 0.0, one, (CONST, 0.0)), (DIV, 0.0, one, (CONST, -0.0))],
+                                  np.zeros((1, 3)))
+    assert values[:, 0].tolist() == [np.inf, -np.inf]
+
+
 def test_canonical_forms_share_a_key() -> None:
     x, y = (FEATURE, 0.0), (FEATURE, 1.0)
     assert trees.canonical((ADD, 0.0, x, y)) == trees.canonical((ADD, 0.0, y, x))
@@ -371,6 +393,6 @@ def test_rows_are_mapped_as_the_objective_maps_them() -> None:
     data = preference_data(lambda x, y, z: x)
     objective = make_objective("preferences", data)
     matrix = objective.row_map(objective.folds(2, 0)[0])
-    values = np.random.default_rng(1).normal(size=(4, data.n))
-    np.testing.assert_allclose(evolve._map_rows(matrix.indptr, matrix.indices, matrix.data,
-                                                values), (matrix @ values.T).T, rtol=1e-12)
+    values = np.random.default_rng(1).normal(size=(7, data.n))  # a group of four, then three
+    np.testing.assert_allclose(evolve.map_rows(matrix.tocsc(), values), (matrix @ values.T).T,
+                               rtol=1e-12, atol=1e-12)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 import sympy
 
 from symreward import formula
@@ -182,7 +183,7 @@ class _Run:
         self.halves = objective.folds(2, options.seed, units)
         empty = np.zeros((matrix.shape[0], 0))
         self.bases = [objective.problem(empty, offset, half) for half in self.halves]
-        self.row_maps = [objective.row_map(half) for half in self.halves]
+        self.row_maps = [objective.row_map(half).tocsc() for half in self.halves]
         self.whole = LinearProblem(
             self.bases[0].kind, np.zeros((sum(b.n_rows for b in self.bases), 0)),
             np.concatenate([b.target for b in self.bases]),
@@ -230,8 +231,7 @@ class _Run:
         finite, ratios = _screen(values, self.bulk_rows)
         finite[finite] = [self.tame(term, ratio) for term, ratio, ok in
                           zip(new, ratios, finite, strict=True) if ok]
-        parts = [_map_rows(m.indptr, m.indices, m.data, values[finite])
-                 for m in self.row_maps]
+        parts = [map_rows(m, values[finite]) for m in self.row_maps]
         both = np.concatenate(parts, axis=1)
         largest = np.abs(both).max(axis=1, initial=0.0)
         varies = np.ptp(both, axis=1) > 1e-12 * np.maximum(largest, 1e-300) if both.shape[1] \
@@ -590,8 +590,7 @@ class _Run:
         with np.errstate(all="ignore"):
             values = evaluate_terms(trees, self.features)
             derivative = (values[0::2] - values[1::2]) / (2.0 * np.asarray(steps)[:, None])
-        mapped = np.hstack([_map_rows(m.indptr, m.indices, m.data, derivative)
-                            for m in self.row_maps])
+        mapped = np.hstack([map_rows(m, derivative) for m in self.row_maps])
         found: list[np.ndarray | None] = []
         start = 0
         for _, places in jobs:
@@ -948,20 +947,38 @@ def _simplified_terms(terms: Sequence[Node], symbols: Sequence[sympy.Symbol]
     return parts
 
 
+def map_rows(matrix: sp.csc_matrix, values: np.ndarray) -> np.ndarray:
+    """``(matrix @ values.T).T``: each row of ``values`` (a term over the transitions) mapped to
+    the objective's rows by its (rows, N) row map, held in CSC form."""
+    return _map_rows(matrix.indptr, matrix.indices, matrix.data, values, matrix.shape[0])
+
+
 @numba.njit(parallel=True, cache=True)
-def _map_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, values: np.ndarray
-              ) -> np.ndarray:  # pragma: no cover - numba
-    """``(M @ values.T).T`` for the CSR matrix ``M = (data, indices, indptr)``: each row of
-    ``values`` (a term over the transitions) mapped to the objective's rows."""
-    n_rows = indptr.shape[0] - 1
-    out = np.zeros((values.shape[0], n_rows))
-    for t in numba.prange(values.shape[0]):
-        term = values[t]
-        for r in range(n_rows):
-            total = 0.0
-            for k in range(indptr[r], indptr[r + 1]):
-                total += data[k] * term[indices[k]]
-            out[t, r] = total
+def _map_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, values: np.ndarray,
+              n_rows: int) -> np.ndarray:  # pragma: no cover - numba
+    """``map_rows`` by columns of the map: each transition's value is read once, in order, and
+    added to the (few) rows it enters, for four terms at a time. Each output sums its
+    transitions in increasing order, as a row-wise product over sorted indices would."""
+    n_terms = values.shape[0]
+    out = np.zeros((n_terms, n_rows))
+    for group in numba.prange((n_terms + 3) // 4):
+        lo = 4 * group
+        if lo + 4 <= n_terms:
+            for j in range(indptr.shape[0] - 1):
+                v0, v1 = values[lo, j], values[lo + 1, j]
+                v2, v3 = values[lo + 2, j], values[lo + 3, j]
+                for k in range(indptr[j], indptr[j + 1]):
+                    row, w = indices[k], data[k]
+                    out[lo, row] += w * v0
+                    out[lo + 1, row] += w * v1
+                    out[lo + 2, row] += w * v2
+                    out[lo + 3, row] += w * v3
+        else:
+            for t in range(lo, n_terms):
+                for j in range(indptr.shape[0] - 1):
+                    v = values[t, j]
+                    for k in range(indptr[j], indptr[j + 1]):
+                        out[t, indices[k]] += data[k] * v
     return out
 
 

@@ -1,11 +1,15 @@
-"""Expression trees of the evolutionary engine, their postfix encoding and the stack machine.
+"""Expression trees of the evolutionary engine, their array encoding and its interpreter.
 
 Trees are nested tuples ``(opcode, value, *children)``; ``value`` is a feature's index for a
 feature leaf, the number for a constant. ``canonical`` orders the children of commutative
 operators and folds constant subtrees, so equal terms share one cache entry. For evaluation
-trees are flattened to postfix arrays that a numba stack machine interprets over blocks of rows,
-many trees in one parallel call. Each output value is computed by one thread from the inputs
-alone, so results do not depend on thread scheduling.
+the trees of one call become one graph in which equal subtrees are a single node (``_shared``:
+arrays of opcodes, values, children and scratch slots), and a numba kernel runs that graph over
+blocks of rows, the blocks in parallel. A population shares many subtrees — gplearn's last
+generation in ``benchmarks/evolve.py peers`` holds 5836 nodes but 656 distinct subtrees — and each
+is computed once per block. Each output value is computed by one thread from the inputs
+alone, in the same operations whatever else the call holds, so results do not depend on thread
+scheduling or on which terms are evaluated together.
 
 Comparisons and min/max carry a NaN through (the formula language's ``x < nan`` is 0) so that no
 NaN inside a term is hidden: sympy simplifies ``x/x`` to 1 in the reported formula, and
@@ -43,8 +47,7 @@ _COMMUTATIVE = frozenset({ADD, MUL, MAX, MIN})
 _WEIGHT = {FEATURE: 1, CONST: 1, ADD: 1, SUB: 1, MUL: 1, DIV: 1, MAX: 1, MIN: 1, LT: 1, GT: 1,
            SQUARE: 2, CUBE: 2, SQRT: 2, ABS: 1, EXP: 2, LOG: 2, SIN: 2, COS: 2, TANH: 2}
 
-_BLOCK = 128     # rows per work item: long enough to amortise dispatch, short enough for cache
-_MAX_STACK = 16  # trees are limited to depth ``max_depth`` <= 12, so the stack never overflows
+_BLOCK = 128  # rows per work item: long enough to amortise dispatch, short enough for cache
 MAX_DEPTH_LIMIT = 12
 
 
@@ -58,90 +61,94 @@ _tanh_block, _TANH_WIDTH = kernels.block_math("tanh")
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _run_programs(codes: np.ndarray, values: np.ndarray, starts: np.ndarray,
-                  features: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - numba
-    n_programs = starts.shape[0] - 1
+def _run_nodes(codes: np.ndarray, values: np.ndarray, left: np.ndarray, right: np.ndarray,
+               slot: np.ndarray, n_slots: int, write_start: np.ndarray, written: np.ndarray,
+               features: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - numba
+    """Every node of the shared graph (``_shared``) on one block of rows per work item, in
+    order, each into its scratch slot; a node that is a term's root is copied out."""
     n_rows = features.shape[1]
     n_blocks = (n_rows + _BLOCK - 1) // _BLOCK
-    for job in numba.prange(n_programs * n_blocks):
-        program = job // n_blocks
-        lo = (job % n_blocks) * _BLOCK
+    for block in numba.prange(n_blocks):
+        lo = block * _BLOCK
         m = min(n_rows, lo + _BLOCK) - lo
-        stack = np.empty((_MAX_STACK, _BLOCK))
-        top = -1
-        for k in range(starts[program], starts[program + 1]):
+        scratch = np.empty((n_slots, _BLOCK))
+        for k in range(codes.shape[0]):
             op = codes[k]
+            a = scratch[slot[k]]
             if op == 0:
-                top += 1
                 column = int(values[k])
                 for i in range(m):
-                    stack[top, i] = features[column, lo + i]
+                    a[i] = features[column, lo + i]
             elif op == 1:
-                top += 1
                 constant = values[k]
                 for i in range(m):
-                    stack[top, i] = constant
+                    a[i] = constant
             elif op < 10:
-                top -= 1
-                a = stack[top]
-                b = stack[top + 1]
+                x = scratch[slot[left[k]]]
+                y = scratch[slot[right[k]]]
                 if op == 2:
                     for i in range(m):
-                        a[i] = a[i] + b[i]
+                        a[i] = x[i] + y[i]
                 elif op == 3:
                     for i in range(m):
-                        a[i] = a[i] - b[i]
+                        a[i] = x[i] - y[i]
                 elif op == 4:
                     for i in range(m):
-                        a[i] = a[i] * b[i]
+                        a[i] = x[i] * y[i]
                 elif op == 5:
                     for i in range(m):
-                        a[i] = a[i] / b[i]
+                        a[i] = x[i] / y[i]
                 elif op == 6:
                     for i in range(m):
-                        a[i] = max(a[i], b[i]) if a[i] == a[i] and b[i] == b[i] else np.nan
+                        a[i] = max(x[i], y[i]) if x[i] == x[i] and y[i] == y[i] else np.nan
                 elif op == 7:
                     for i in range(m):
-                        a[i] = min(a[i], b[i]) if a[i] == a[i] and b[i] == b[i] else np.nan
+                        a[i] = min(x[i], y[i]) if x[i] == x[i] and y[i] == y[i] else np.nan
                 elif op == 8:
                     for i in range(m):
-                        a[i] = (1.0 if a[i] < b[i] else 0.0) if a[i] == a[i] and b[i] == b[i] \
+                        a[i] = (1.0 if x[i] < y[i] else 0.0) if x[i] == x[i] and y[i] == y[i] \
                             else np.nan
                 else:
                     for i in range(m):
-                        a[i] = (1.0 if a[i] > b[i] else 0.0) if a[i] == a[i] and b[i] == b[i] \
+                        a[i] = (1.0 if x[i] > y[i] else 0.0) if x[i] == x[i] and y[i] == y[i] \
                             else np.nan
             else:
-                a = stack[top]
+                x = scratch[slot[left[k]]]
                 if op == 10:
                     for i in range(m):
-                        a[i] = a[i] * a[i]
+                        a[i] = x[i] * x[i]
                 elif op == 11:
                     for i in range(m):
-                        a[i] = a[i] * a[i] * a[i]
+                        a[i] = x[i] * x[i] * x[i]
                 elif op == 12:
                     for i in range(m):
-                        a[i] = np.sqrt(a[i])
+                        a[i] = np.sqrt(x[i])
                 elif op == 13:
                     for i in range(m):
-                        a[i] = abs(a[i])
-                elif op == 14:
-                    for start in range(0, m, _EXP_WIDTH):
-                        _exp_block(a, start)
-                elif op == 15:
-                    for start in range(0, m, _LOG_WIDTH):
-                        _log_block(a, start)
-                elif op == 16:
-                    for start in range(0, m, _SIN_WIDTH):
-                        _sin_block(a, start)
-                elif op == 17:
-                    for start in range(0, m, _COS_WIDTH):
-                        _cos_block(a, start)
+                        a[i] = abs(x[i])
                 else:
-                    for start in range(0, m, _TANH_WIDTH):
-                        _tanh_block(a, start)
-        for i in range(m):
-            out[program, lo + i] = stack[0, i]
+                    # The block functions work in place, on whole vectors of the block.
+                    for i in range(_BLOCK):
+                        a[i] = x[i] if i < m else 0.0
+                    if op == 14:
+                        for start in range(0, m, _EXP_WIDTH):
+                            _exp_block(a, start)
+                    elif op == 15:
+                        for start in range(0, m, _LOG_WIDTH):
+                            _log_block(a, start)
+                    elif op == 16:
+                        for start in range(0, m, _SIN_WIDTH):
+                            _sin_block(a, start)
+                    elif op == 17:
+                        for start in range(0, m, _COS_WIDTH):
+                            _cos_block(a, start)
+                    else:
+                        for start in range(0, m, _TANH_WIDTH):
+                            _tanh_block(a, start)
+            for w in range(write_start[k], write_start[k + 1]):
+                term = written[w]
+                for i in range(m):
+                    out[term, lo + i] = a[i]
 
 
 # -- trees ---------------------------------------------------------------------------------
@@ -220,30 +227,66 @@ def set_key(terms: Sequence[Node]) -> tuple:
 
 
 def _fold(op: int, args: list[float]) -> float:
-    features = np.asarray([[0.0]])
-    codes, values, starts = _postfix([(op, 0.0, *[(CONST, a) for a in args])])
-    out = np.empty((1, 1))
     with np.errstate(all="ignore"):
-        _run_programs(codes, values, starts, features, out)
-    return float(out[0, 0])
+        value = evaluate_terms([(op, 0.0, *[(CONST, a) for a in args])], np.zeros((1, 1)))
+    return float(value[0, 0])
 
 
-def _postfix(terms: Sequence[Node]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _shared(terms: Sequence[Node]) -> tuple[np.ndarray, ...]:
+    """The terms as one graph in which equal subtrees are one node (a population shares
+    many): per node its opcode, value, children and scratch slot, in an order where children
+    come first, and which terms each node is the root of. A node's slot is reused once its
+    last parent is computed, so the scratch holds only the nodes still needed."""
     codes: list[int] = []
     values: list[float] = []
-    starts = [0]
+    children: list[tuple[int, ...]] = []
+    index: dict[tuple, int] = {}
 
-    def emit(node: Node) -> None:
-        for child in node[2:]:
-            emit(child)
-        codes.append(node[0])
-        values.append(float(node[1]))
+    def visit(node: Node) -> int:
+        # A leaf's key is its value (hex() tells 0.0 from -0.0, which equal keys would merge),
+        # an operator's its children's nodes.
+        op = node[0]
+        if len(node) == 2:
+            kids: tuple[int, ...] = ()
+            key: tuple = (op, float(node[1]).hex() if op == CONST else node[1])
+        elif len(node) == 3:
+            kids = (visit(node[2]),)
+            key = (op, kids[0])
+        else:
+            kids = (visit(node[2]), visit(node[3]))
+            key = (op, *kids)
+        k = index.get(key)
+        if k is None:
+            k = index[key] = len(codes)
+            codes.append(op)
+            values.append(float(node[1]))
+            children.append(kids)
+        return k
 
-    for term in terms:
-        emit(term)
-        starts.append(len(codes))
-    return (np.asarray(codes, dtype=np.int8), np.asarray(values, dtype=np.float64),
-            np.asarray(starts, dtype=np.int64))
+    roots = np.asarray([visit(term) for term in terms], dtype=np.int64)
+    last_use = list(range(len(codes)))
+    for k, kids in enumerate(children):
+        for child in kids:
+            last_use[child] = k
+    slot = np.empty(len(codes), dtype=np.int64)
+    free: list[int] = []
+    n_slots = 0
+    for k, kids in enumerate(children):
+        if free:
+            slot[k] = free.pop()
+        else:
+            slot[k], n_slots = n_slots, n_slots + 1
+        for child in set(kids):
+            if last_use[child] == k:
+                free.append(int(slot[child]))
+        if last_use[k] == k:
+            free.append(int(slot[k]))
+    left = np.asarray([kids[0] if kids else -1 for kids in children], dtype=np.int64)
+    right = np.asarray([kids[1] if len(kids) > 1 else -1 for kids in children], dtype=np.int64)
+    written = np.argsort(roots, kind="stable")
+    write_start = np.searchsorted(roots[written], np.arange(len(codes) + 1))
+    return (np.asarray(codes, dtype=np.int8), np.asarray(values, dtype=np.float64), left, right,
+            slot, np.int64(n_slots), write_start.astype(np.int64), written.astype(np.int64))
 
 
 def evaluate_terms(terms: Sequence[Node], features: np.ndarray) -> np.ndarray:
@@ -251,8 +294,7 @@ def evaluate_terms(terms: Sequence[Node], features: np.ndarray) -> np.ndarray:
     features = np.ascontiguousarray(features, dtype=np.float64)
     out = np.empty((len(terms), features.shape[1]))
     if terms:
-        codes, values, starts = _postfix(terms)
-        _run_programs(codes, values, starts, features, out)
+        _run_nodes(*_shared(terms), features, out)
     return out
 
 
