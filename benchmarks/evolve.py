@@ -27,7 +27,8 @@ largest true term; constants inside terms) is within 5% of the true one. ``exact
 chosen model's fitted weights; ``exact_as_written`` the artifact's, after the learner rounds each
 weight to the fewest digits that keep the loss within 0.1% (``0.9`` for ``0.95`` can move a
 ratio by 5%). Also reported: EPIC
-distance to the true reward on held-out data, time, generations and why the search stopped.
+distance to the true reward on held-out data, seconds (of the whole fit, and of the search
+alone), generations and why the search stopped.
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ def same_programs(programs: list[Any], X: np.ndarray, objective: Any, repeats: i
     from evolve_peers import bradley_terry_loss, gplearn_tree
 
     from symreward.search.evolve import map_rows
-    from symreward.search.trees import evaluate_terms
+    from symreward.search.trees import _shared, evaluate_terms
     from symreward.search.weights import fitted_losses
 
     difference, labels = objective.difference, objective.labels
@@ -359,6 +360,7 @@ def same_programs(programs: list[Any], X: np.ndarray, objective: Any, repeats: i
     agree = np.isclose(our_losses, their_losses, rtol=1e-9, atol=1e-12)
     n = len(programs)
     return {"programs": n, "mean nodes": float(np.mean([len(p.program) for p in programs])),
+            "distinct subtrees": len(_shared(as_trees)[0]),
             "same loss (1e-9)": int(agree.sum()),
             "per second": {"gplearn": n / their_seconds,
                            **{name: n / seconds for name, seconds in timings.items()}},

@@ -5,8 +5,8 @@ feature leaf, the number for a constant. ``canonical`` orders the children of co
 operators and folds constant subtrees, so equal terms share one cache entry. For evaluation
 the trees of one call become one graph in which equal subtrees are a single node (``_shared``:
 arrays of opcodes, values, children and scratch slots), and a numba kernel runs that graph over
-blocks of rows, the blocks in parallel. A population shares many subtrees — gplearn's last
-generation in ``benchmarks/evolve.py peers`` holds 5836 nodes but 656 distinct subtrees — and each
+blocks of rows, the blocks in parallel. A population shares many subtrees — one of gplearn's,
+after 180 generations on the Reacher data, held 5836 nodes in 656 distinct subtrees — and each
 is computed once per block. Each output value is computed by one thread from the inputs
 alone, in the same operations whatever else the call holds, so results do not depend on thread
 scheduling or on which terms are evaluated together.
