@@ -23,7 +23,7 @@ beat the true reward there. The learner then cross-validates what the archive pr
 as it does for the sparse engine's proposals.
 
 Terms are trees (``symreward.search.trees``); every new term of a generation is evaluated in one
-parallel call of its stack machine, every term set fitted and scored in one call of the compiled
+parallel call of its interpreter, every term set fitted and scored in one call of the compiled
 solver (``symreward.search.weights``). With the same seed and a budget of generations (not of
 seconds) a run is reproducible bit for bit on one machine.
 
