@@ -161,14 +161,15 @@ class SymbolicRewardLearner:
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
         folds = objective.folds(self.n_folds, self.seed)
+        floor = _folds_floor(objective, offset, folds)
         models = self._search(objective, full, columns, offset, candidates,
-                              self._sparse_proposals(full), folds)
+                              self._sparse_proposals(full), folds, floor)
         self.search_ = {"engine": self.engine}
         if self.engine != "sparse":
             seeds = [[c.expr for c, _ in m.payload.terms()]
                      for m in ParetoFront.from_models(
                          list(models.values()), rule=self.selection,
-                         floor=_folds_floor(objective, offset, folds)).entries]
+                         floor=floor).entries]
             held, searched = selection_split(objective, self.n_folds, self.seed)
             term_sets = self._structure_search(objective, matrix, features, offset, seeds,
                                                searched)
@@ -178,10 +179,11 @@ class SymbolicRewardLearner:
                                                           matrix, dataset, features)
             full = objective.problem(columns, offset)
             folds = objective.folds(self.n_folds, self.seed, held)
+            floor = _folds_floor(objective, offset, folds)
             models = self._search(objective, full, columns, offset, candidates,
-                                  [*models, *proposals], folds)
+                                  [*models, *proposals], folds, floor)
         front = ParetoFront.from_models(list(models.values()), rule=self.selection,
-                                        floor=_folds_floor(objective, offset, folds))
+                                        floor=floor)
         chosen = front.best.payload
         coefficients, intercept = self._rounded(full, chosen)
         seconds = time.perf_counter() - started
@@ -234,11 +236,11 @@ class SymbolicRewardLearner:
 
     def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
                 offset: np.ndarray | None, candidates: list[Candidate],
-                proposals: list[tuple[int, ...]], folds: list[np.ndarray]
-                ) -> dict[tuple[int, ...], FrontEntry]:
+                proposals: list[tuple[int, ...]], folds: list[np.ndarray],
+                floor: float | None) -> dict[tuple[int, ...], FrontEntry]:
         """Cross-validate the proposed supports, each fold's model fitted on all the other
         units and scored on the fold, then simpler variants of the front's members until the
-        front stops changing."""
+        front stops changing; ``floor`` is the folds' reachable loss (``_folds_floor``)."""
         proposals = list(dict.fromkeys(proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   f"cross-validating on {len(folds)} folds")
@@ -247,7 +249,6 @@ class SymbolicRewardLearner:
                    objective.problem(columns, offset, held)) for held in folds]
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
-        floor = _folds_floor(objective, offset, folds)
         scored: dict[tuple[int, ...], FrontEntry] = {}
         for _ in range(4):
             for support in proposals:
