@@ -17,7 +17,6 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, lasso_path
-from sklearn.svm import l1_min_c
 
 from symreward.objectives import LinearProblem
 
@@ -163,7 +162,9 @@ def _logistic_path(problem: LinearProblem, X: np.ndarray, n_steps: int, max_term
     if len(np.unique(y)) < 2:
         return []
     fit_intercept = problem.fit_intercept
-    c_min = l1_min_c(rows, y, loss="log", fit_intercept=fit_intercept, intercept_scaling=10.0)
+    c_min = _weighted_l1_min_c(rows, y, weight, fit_intercept, intercept_scaling=10.0)
+    if c_min is None:
+        return []
     path = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -177,6 +178,23 @@ def _logistic_path(problem: LinearProblem, X: np.ndarray, n_steps: int, max_term
             if np.count_nonzero(np.abs(coef) > 1e-10) > max_terms:
                 break
     return path
+
+
+def _weighted_l1_min_c(rows: np.ndarray, y: np.ndarray, weight: np.ndarray,
+                       fit_intercept: bool, intercept_scaling: float) -> float | None:
+    """The smallest ``C`` at which L1 logistic regression with these sample weights has a
+    nonzero coefficient: ``2 / max |sum_i weight_i y_i x_i|`` for labels in {-1, 1}, the
+    gradient at zero. scikit-learn's ``l1_min_c`` takes no weights, and a soft label is two
+    rows with the same features and opposite labels, whose unweighted gradients cancel: it
+    then returns a ``C`` of ~1e13, where liblinear fits every column unpenalised and spends
+    its whole iteration budget on a rank-deficient design. None where no column moves the
+    loss."""
+    signed = weight * np.where(y == 1, 1.0, -1.0)
+    strength = np.abs(rows.T @ signed)
+    if fit_intercept:
+        strength = np.append(strength, abs(signed.sum()) * intercept_scaling)
+    top = float(strength.max(initial=0.0))
+    return 2.0 / top if top > 0 else None
 
 
 def refit(problem: LinearProblem, support: tuple[int, ...], *, ridge: float = REFIT_RIDGE,
