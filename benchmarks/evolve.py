@@ -3,6 +3,7 @@
     pip install -e ".[test,bench]"
     python benchmarks/evolve.py recovery --seeds 0-9          # 5 tasks x 10 seeds
     python benchmarks/evolve.py peers                          # gplearn and pyoperon, same run
+    python benchmarks/evolve.py identifiability --runs RUNS    # what the labels can tell apart
 
 Recovery tasks, each 20,000 transitions and 1000 segment pairs (25 steps) labelled
 Bradley–Terry from the true reward, at a temperature of one tenth of the spread (std) of the
@@ -53,8 +54,10 @@ from symreward.audit import epic_distance
 from symreward.data import Dataset, bradley_terry_preferences, collect
 from symreward.data.oracle import return_differences
 from symreward.features import FeatureSet
-from symreward.learner import SymbolicRewardLearner, feature_matrix
+from symreward.learner import SymbolicRewardLearner, feature_matrix, selection_split
 from symreward.objectives import make_objective
+from symreward.search import trees
+from symreward.search.weights import fit_weights
 
 N_TRANSITIONS = 20_000
 N_PAIRS = 1000
@@ -145,15 +148,16 @@ TASKS = {
 }
 
 
-def labelled(task: Task, data: Dataset, seed: int, soft: bool = False
-             ) -> tuple[Dataset, float]:
-    """``data`` with 1000 Bradley–Terry pairs from the true reward, and the temperature.
+def labelled(task: Task, data: Dataset, seed: int, soft: bool = False,
+             n_pairs: int = N_PAIRS) -> tuple[Dataset, float]:
+    """``data`` with 1000 (``n_pairs``) Bradley–Terry pairs from the true reward, and the
+    temperature.
     Labels are drawn 0/1 from the Bradley–Terry probability, or with ``soft`` are that
     probability itself (the expected label of a noisy labeller: no sampling noise)."""
     reward = task.true_artifact().evaluate(data).rewards
     probe = bradley_terry_preferences(data, reward, 4000, SEGMENT, temperature=0, seed=seed)
     temperature = 0.1 * float(np.std(return_differences(reward, probe)))
-    pairs = bradley_terry_preferences(data, reward, N_PAIRS, SEGMENT, temperature=temperature,
+    pairs = bradley_terry_preferences(data, reward, n_pairs, SEGMENT, temperature=temperature,
                                       seed=seed + 1, soft=soft)
     return data.replace(preferences=pairs), temperature
 
@@ -454,6 +458,63 @@ def peers(seed: int = 0) -> None:
           "(true reward's loss on the pairs)")
 
 
+def _term_columns(expr: sympy.Expr, names: list[str], X: np.ndarray
+                  ) -> tuple[list[sympy.Expr], np.ndarray, np.ndarray]:
+    """The non-constant terms of ``expr`` (numeric factors dropped), their (N, k) values and
+    their factors."""
+    split = [p.as_independent(*p.free_symbols, as_Add=False)
+             for p in sympy.Add.make_args(sympy.expand(expr)) if p.free_symbols]
+    nodes = [trees.from_sympy(part, names) for _, part in split]
+    return ([part for _, part in split],
+            np.ascontiguousarray(trees.evaluate_terms(nodes, X.T).T),
+            np.array([float(factor) for factor, _ in split]))
+
+
+def _cv_loss(objective: Any, columns: np.ndarray, folds: list[np.ndarray]) -> float:
+    """Mean held-out loss of ``columns``' weights fitted on the other folds."""
+    units = np.arange(objective.n_units)
+    losses = []
+    for fold in folds:
+        fit = fit_weights(objective.problem(columns, None, np.setdiff1d(units, fold)))
+        losses.append(objective.problem(columns, None, fold).loss(fit.coef, fit.intercept))
+    return float(np.mean(losses))
+
+
+def identifiability(runs: list[dict[str, Any]], n_pairs: int = N_PAIRS) -> None:
+    """What the labels can tell apart, for each run (task, seed, labels; with a recorded
+    ``unrounded`` formula, also the chosen one). The oracle: the true structure itself, with
+    its inner constants given and only its term weights fitted to all the labels (maximum
+    likelihood) — is it within 5%? No search can do better on the weights. Then the
+    cross-validated loss of the truth and of the chosen formula, on the folds of the units
+    held out of the search (what the learner chooses on) and on folds of all units."""
+    print("| task | seed | labels | oracle weights within 5% | oracle's largest weight error | "
+          "held-out CV truth / chosen | all-units CV truth / chosen |")
+    print("|---|---|---|---|---|---|---|")
+    for run in runs:
+        task = TASKS[run["task"]]
+        seed = run["seed"]
+        data, _ = labelled(task, task.make_data(seed), seed, run["labels"] == "soft", n_pairs)
+        names = list(task.features)
+        X = feature_matrix(data, task.feature_set())
+        objective = make_objective("preferences", data, seed=seed)
+        true = task.true_artifact().formula()
+        parts, truth, factors = _term_columns(true, names, X)
+        fit = fit_weights(objective.problem(truth))
+        oracle = exact_structure(sum(float(c) * p for c, p in zip(fit.coef, parts,
+                                                                   strict=True)), true)
+        anchor = int(np.argmax(np.abs(factors)))
+        error = np.abs(fit.coef / fit.coef[anchor] / (factors / factors[anchor]) - 1).max()
+        cells = ["-", "-"]
+        if "unrounded" in run:
+            _, chosen, _ = _term_columns(formula.parse(run["unrounded"], names), names, X)
+            held, _ = selection_split(objective, 5, seed)
+            cells = [f"{_cv_loss(objective, truth, folds):.4f} / "
+                     f"{_cv_loss(objective, chosen, folds):.4f}"
+                     for folds in (objective.folds(5, seed, held), objective.folds(5, seed))]
+        print(f"| {task.name} | {seed} | {run['labels']} | {'yes' if oracle else 'no'} | "
+              f"{100 * error:.1f}% | {cells[0]} | {cells[1]} |", flush=True)
+
+
 def _seeds(text: str) -> list[int]:
     if "-" in text:
         low, high = text.split("-")
@@ -473,6 +534,16 @@ def main() -> None:
     sub.add_parser("peers")
     again = sub.add_parser("rescore", help="recompute 'exact' of recorded runs")
     again.add_argument("runs", type=Path)
+    tell = sub.add_parser("identifiability",
+                          help="the true structure refit to the labels (an oracle), and against "
+                               "recorded runs' choices")
+    tell.add_argument("--runs", type=Path,
+                      help="recorded runs (JSON lines) instead of tasks x seeds")
+    tell.add_argument("--tasks", default=",".join(TASKS))
+    tell.add_argument("--seeds", default="0-9")
+    tell.add_argument("--soft", action="store_true")
+    tell.add_argument("--pairs", type=int, default=N_PAIRS,
+                      help="label this many pairs (the recorded runs had 1000)")
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}", flush=True)
@@ -480,6 +551,12 @@ def main() -> None:
         recovery(args.tasks.split(","), _seeds(args.seeds), args.out, args.soft)
     elif args.command == "rescore":
         rescore(args.runs)
+    elif args.command == "identifiability":
+        identifiability([json.loads(line) for line in args.runs.read_text().splitlines()
+                         if line.strip()] if args.runs else
+                        [{"task": t, "seed": k, "labels": "soft" if args.soft else "sampled"}
+                         for t in args.tasks.split(",") for k in _seeds(args.seeds)],
+                        args.pairs)
     else:
         peers()
 

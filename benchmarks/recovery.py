@@ -70,9 +70,9 @@ from symreward.search.sparse import (  # noqa: E402
     LinearFit,
     fit_loss,
     l1_supports,
-    refit,
     stepwise_supports,
 )
+from symreward.search.weights import fit_support  # noqa: E402
 
 # ---------------------------------------------------------------------------- settings
 
@@ -513,12 +513,12 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset) -> dict
         *stepwise_supports(full, max_terms=learner.max_terms, seed=learner.seed))}
 
     def cv(support: tuple[int, ...]) -> tuple[dict[str, Any], FrontEntry]:
-        fit = refit(full, support)
+        fit = fit_support(full, support)
         losses, weights = [], []
         for tr, te in splits:
             if tr.n_rows == 0 or te.n_rows == 0:
                 continue
-            losses.append(fit_loss(te, refit(tr, support, start=fit)))
+            losses.append(fit_loss(te, fit_support(tr, support)))
             weights.append(te.n_rows)
         arr = np.asarray(losses)
         loss = float(np.average(arr, weights=weights))

@@ -39,6 +39,7 @@ from symreward.search.sparse import (
     simpler_variants,
     stepwise_supports,
 )
+from symreward.search.weights import fit_support
 
 ENGINES = ("sparse", "evolve", "pysr")
 # How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
@@ -291,12 +292,12 @@ class SymbolicRewardLearner:
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
                         splits: list[tuple[LinearProblem, LinearProblem]],
                         candidates: list[Candidate]) -> FrontEntry:
-        fit = refit(full, support)
+        fit = fit_support(full, support)
         fold_losses, fold_accuracies, weights = [], [], []
         for train, held in splits:
             if held.n_rows == 0 or train.n_rows == 0:
                 continue
-            fold_fit = refit(train, support, start=fit)
+            fold_fit = fit_support(train, support)
             fold_losses.append(fit_loss(held, fold_fit))
             fold_accuracies.append(fit_accuracy(held, fold_fit))
             weights.append(held.n_rows)
