@@ -6,6 +6,7 @@ import pytest
 from symreward.data import Dataset, bradley_terry_preferences
 from symreward.objectives import make_objective
 from symreward.search import weights
+from symreward.search.sparse import fit_loss, refit
 
 
 def data(n: int = 2000, episode: int = 40, seed: int = 0) -> tuple[Dataset, np.ndarray]:
@@ -78,3 +79,21 @@ def test_fitted_losses_are_the_single_solvers(objective: str) -> None:
         assert losses[k] == pytest.approx(problem.loss(fit.coef, fit.intercept), rel=1e-10)
         np.testing.assert_allclose(fitted[k], fit.coef, rtol=1e-6, atol=1e-9)
         assert intercepts[k] == pytest.approx(fit.intercept, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["preferences", "rewards", "demonstrations"])
+def test_a_support_is_fitted_as_refit_fits_it(objective: str) -> None:
+    """``fit_support`` stands in for ``refit`` in the learner's cross-validation: the same
+    minimum of the same loss, labelled with the support's own column indices."""
+    dataset, columns = data()
+    problem = make_objective(objective, dataset).problem(columns)
+    for support in [(4, 0), (1,), (0, 1, 2)]:
+        fast, slow = weights.fit_support(problem, support), refit(problem, support)
+        assert fast.support == support
+        assert fit_loss(problem, fast) == pytest.approx(fit_loss(problem, slow), rel=1e-7,
+                                                        abs=1e-10)
+        np.testing.assert_allclose(fast.coef, slow.coef, rtol=1e-3, atol=1e-4)
+        assert fast.intercept == pytest.approx(slow.intercept, rel=1e-3, abs=1e-4)
+    empty = weights.fit_support(problem, ())
+    assert empty.support == () and empty.coef.shape == (0,)
+    assert empty.intercept == pytest.approx(refit(problem, ()).intercept, abs=1e-6)
