@@ -237,9 +237,10 @@ def exact_structure(learned: sympy.Expr, true: sympy.Expr) -> bool:
 
 # -- runs -----------------------------------------------------------------------------------
 
-def recovery_run(task: Task, seed: int, soft: bool = False) -> dict[str, Any]:
+def recovery_run(task: Task, seed: int, soft: bool = False, n_pairs: int = N_PAIRS
+                 ) -> dict[str, Any]:
     data = task.make_data(seed)
-    data, temperature = labelled(task, data, seed, soft)
+    data, temperature = labelled(task, data, seed, soft, n_pairs)
     heldout = task.make_data(seed + 1000)
     started = time.perf_counter()
     learner = SymbolicRewardLearner(engine="evolve", seed=seed).fit(data, task.features)
@@ -250,6 +251,7 @@ def recovery_run(task: Task, seed: int, soft: bool = False) -> dict[str, Any]:
     unrounded = learner.model_.expression()
     return {
         "task": task.name, "seed": seed, "labels": "soft" if soft else "sampled",
+        **({"pairs": n_pairs} if n_pairs != N_PAIRS else {}),
         "temperature": round(temperature, 4),
         "exact": exact_structure(unrounded, true_expr),
         "on_front": any(exact_structure(e.payload.expression(), true_expr)
@@ -265,12 +267,12 @@ def recovery_run(task: Task, seed: int, soft: bool = False) -> dict[str, Any]:
     }
 
 
-def recovery(tasks: list[str], seeds: list[int], out: Path | None, soft: bool = False
-             ) -> list[dict[str, Any]]:
+def recovery(tasks: list[str], seeds: list[int], out: Path | None, soft: bool = False,
+             n_pairs: int = N_PAIRS) -> list[dict[str, Any]]:
     rows = []
     for name in tasks:
         for seed in seeds:
-            row = recovery_run(TASKS[name], seed, soft)
+            row = recovery_run(TASKS[name], seed, soft, n_pairs)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if out is not None:
@@ -484,7 +486,8 @@ def identifiability(runs: list[dict[str, Any]], n_pairs: int = N_PAIRS) -> None:
     """What the labels can tell apart, for each run (task, seed, labels; with a recorded
     ``unrounded`` formula, also the chosen one). The oracle: the true structure itself, with
     its inner constants given and only its term weights fitted to all the labels (maximum
-    likelihood) — is it within 5%? No search can do better on the weights. Then the
+    likelihood) — is it within 5%? These are the weights the learner's final refit gives any
+    search that finds the true structure, so where they miss, no search is judged exact. Then the
     cross-validated loss of the truth and of the chosen formula, on the folds of the units
     held out of the search (what the learner chooses on) and on folds of all units."""
     print("| task | seed | labels | oracle weights within 5% | oracle's largest weight error | "
@@ -493,7 +496,8 @@ def identifiability(runs: list[dict[str, Any]], n_pairs: int = N_PAIRS) -> None:
     for run in runs:
         task = TASKS[run["task"]]
         seed = run["seed"]
-        data, _ = labelled(task, task.make_data(seed), seed, run["labels"] == "soft", n_pairs)
+        data, _ = labelled(task, task.make_data(seed), seed, run["labels"] == "soft",
+                           run.get("pairs", n_pairs))
         names = list(task.features)
         X = feature_matrix(data, task.feature_set())
         objective = make_objective("preferences", data, seed=seed)
@@ -531,6 +535,8 @@ def main() -> None:
     run.add_argument("--out", type=Path, help="append one JSON line per run here")
     run.add_argument("--soft", action="store_true",
                      help="labels are the Bradley–Terry probabilities, not 0/1 draws")
+    run.add_argument("--pairs", type=int, default=N_PAIRS,
+                     help="label this many pairs (the target is stated for 1000)")
     sub.add_parser("peers")
     again = sub.add_parser("rescore", help="recompute 'exact' of recorded runs")
     again.add_argument("runs", type=Path)
@@ -543,12 +549,12 @@ def main() -> None:
     tell.add_argument("--seeds", default="0-9")
     tell.add_argument("--soft", action="store_true")
     tell.add_argument("--pairs", type=int, default=N_PAIRS,
-                      help="label this many pairs (the recorded runs had 1000)")
+                      help="label this many pairs (recorded runs: as recorded)")
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}", flush=True)
     if args.command == "recovery":
-        recovery(args.tasks.split(","), _seeds(args.seeds), args.out, args.soft)
+        recovery(args.tasks.split(","), _seeds(args.seeds), args.out, args.soft, args.pairs)
     elif args.command == "rescore":
         rescore(args.runs)
     elif args.command == "identifiability":
