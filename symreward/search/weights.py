@@ -74,8 +74,6 @@ def fit_weights(problem: LinearProblem) -> LinearFit:
 def fit_support(problem: LinearProblem, support: tuple[int, ...]) -> LinearFit:
     """``fit_weights`` over the columns in ``support`` only: what ``refit`` returns, with the
     compiled solvers where the loss has one."""
-    if not support and not problem.fit_intercept:
-        return LinearFit((), np.zeros(0), 0.0)
     fit = fit_weights(problem.with_columns(np.asarray(support, dtype=int)))
     return LinearFit(tuple(support), fit.coef, fit.intercept)
 
