@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -193,3 +195,51 @@ def test_expert_mask_fraction_is_not_fooled_by_float_rounding():
     ds = dataset_with_episodes([2] * 10, rewards=np.arange(20, dtype=float))
     # 0.3 * 10 = 3.0000000000000004 must select 3 episodes, not 4
     assert expert_mask_from_episodes(ds, None, 0.3).sum() == 6
+
+
+# ---------------------------------------------------------------------- today's draws, pinned
+# Computed with the oracle before pools, whole episodes, ties and annotators existed: with every
+# new option at its default the oracle must draw exactly these (benchmarks depend on them).
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for x in arrays:
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_default_preferences_are_todays_draws():
+    ds = dataset_with_episodes([10, 3, 12])
+    p = bradley_terry_preferences(ds, None, 6, 3, seed=4)
+    assert p.a.tolist() == [[17, 20], [21, 24], [20, 23], [13, 16], [21, 24], [22, 25]]
+    assert p.b.tolist() == [[22, 25], [1, 4], [10, 13], [15, 18], [5, 8], [7, 10]]
+    assert p.label.tolist() == [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    soft = bradley_terry_preferences(ds, None, 4, 3, seed=4, soft=True, temperature=0.5)
+    assert soft.label.tolist() == [0.5424301484799712, 0.716260340238561, 0.4914751041238543,
+                                   0.003610198682079637]
+
+
+@pytest.mark.parametrize(("options", "digest"), [
+    ({}, "837098fa127be2f4"),
+    ({"soft": True}, "96b47bb3a4009164"),
+    ({"temperature": 0.0}, "426698c3952b696c"),
+    ({"temperature": 3.0, "discount": 0.9}, "5164285e11ee0057"),
+])
+def test_default_preferences_are_todays_draws_byte_for_byte(options, digest):
+    ds = dataset_with_episodes([50] * 40 + [7, 120])
+    p = bradley_terry_preferences(ds, None, 500, 10, seed=11, **options)
+    assert _digest(p.a, p.b, p.label) == digest
+
+
+def test_default_rankings_are_todays_draws():
+    ds = dataset_with_episodes([10, 3, 12])
+    r = rankings_from_rewards(ds, None, 5, 4, noise=0.3, seed=2)
+    assert r.segments.tolist() == [[19, 23], [4, 8], [1, 5], [4, 8], [6, 10]]
+    assert r.scores.tolist() == [0.8828072887697589, 2.616918904824024, 0.4207982927550775,
+                                 1.9793798389474058, 0.5140662774246328]
+    big = dataset_with_episodes([50] * 40 + [7, 120])
+    exact = rankings_from_rewards(big, None, 300, 12, seed=5)
+    assert _digest(exact.segments, exact.scores) == "942be531fca2c451"
+    noisy = rankings_from_rewards(big, None, 300, 12, seed=5, noise=1.0)
+    assert _digest(noisy.segments, noisy.scores) == "ce8a0c42427ea62a"
