@@ -10,6 +10,7 @@ from symreward.data.dataset import Dataset, Preferences, Rankings
 from symreward.data.io import load_dataset, save_dataset
 from symreward.data.oracle import (
     bradley_terry_preferences,
+    episode_segments,
     expert_mask_from_episodes,
     random_segments,
     rankings_from_rewards,
@@ -21,6 +22,7 @@ __all__ = [
     "Rankings",
     "bradley_terry_preferences",
     "collect",
+    "episode_segments",
     "expert_mask_from_episodes",
     "load_dataset",
     "random_segments",
