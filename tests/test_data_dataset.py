@@ -344,3 +344,43 @@ def test_episode_structure_is_consistent(flags):
         done = terminals[s:e] | timeouts[s:e]
         assert not done[:-1].any()
         assert done[-1] or e == n
+
+
+# ---------------------------------------------------------------------- data shaped like people's
+
+
+def test_people_shaped_preferences_are_accepted_row_for_row():
+    # episodes [0, 5) and [5, 10): a pool of clips, each in several pairs, some overlapping
+    a = [[0, 3], [0, 3], [0, 3], [5, 8], [1, 4], [6, 9], [2, 5]]
+    b = [[5, 8], [5, 8], [5, 8], [0, 3], [2, 5], [6, 9], [2, 5]]
+    # three annotators on one pair who disagree, the same pair reversed, a tie, soft labels,
+    # a segment against itself (uninformative, accepted with any label)
+    label = [1.0, 0.0, 1.0, 0.5, 0.25, 1.0, 0.5]
+    ds = build(**prefs(a, b, label))
+    assert len(ds.preferences) == 7
+    np.testing.assert_array_equal(ds.preferences.a, a)
+    np.testing.assert_array_equal(ds.preferences.b, b)
+    np.testing.assert_array_equal(ds.preferences.label, label)
+    back = Dataset.from_arrays(ds.to_arrays(), source=SRC)
+    np.testing.assert_array_equal(back.preferences.label, label)
+    np.testing.assert_array_equal(back.preferences.a, a)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([(0, 2), (1, 4), (0, 5), (5, 7), (6, 10), (5, 10)]),
+                          st.sampled_from([(0, 2), (1, 4), (5, 10)]),
+                          st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0.0, 1.0))),
+                min_size=1, max_size=30))
+def test_any_repeats_ties_and_probabilities_are_valid(rows):
+    a, b, label = (list(x) for x in zip(*rows, strict=True))
+    ds = build(**prefs(a, b, label))
+    np.testing.assert_array_equal(ds.preferences.a, a)
+    np.testing.assert_array_equal(ds.preferences.label, label)
+
+
+def test_duplicated_ranked_segments_and_tied_scores_are_accepted():
+    segments = np.array([[0, 3], [5, 8], [0, 3], [5, 8], [1, 4], [0, 3]])
+    scores = np.array([1.0, 2.0, 1.5, 2.0, 1.0, 1.0])  # two annotators, ties, a repeat
+    ds = build(rankings=Rankings(segments, scores))
+    np.testing.assert_array_equal(ds.rankings.segments, segments)
+    np.testing.assert_array_equal(ds.rankings.scores, scores)

@@ -67,6 +67,16 @@ class Preferences:
     Segments are ``[start, stop)`` transition indices into the dataset they belong to; they are only
     checked (range, episode boundaries, label range) once attached to a ``Dataset``, because only
     then are the dataset size, the episode structure and the file name known.
+
+    Data shaped like people's is valid as it is, and kept row for row: a label of 0.5 is a tie
+    ("equal"), and any label in [0, 1] is a probability; the same pair may appear in several rows
+    (several annotators, or one person asked twice), each row a separate observation (in the
+    Bradley–Terry likelihood, rows labelled 1 and 0 weigh exactly as two rows labelled 0.5);
+    segments may be reused by many pairs and may overlap. A pair that compares a segment with
+    itself carries no information (under Bradley–Terry its loss is log 2 whatever the reward) but
+    is accepted, with any label: a sampler that draws a and b independently produces such pairs,
+    as the synthetic oracle's default does, and rejecting them would reject files that are merely
+    uninformative.
     """
 
     a: np.ndarray
@@ -84,7 +94,12 @@ class Preferences:
 
 @dataclass(frozen=True, eq=False)
 class Rankings:
-    """Scored segments (higher score = better); only the order of scores carries information."""
+    """Scored segments (higher score = better); only the order of scores carries information.
+
+    Equal scores are ties and give no pair. A segment may be listed in several rows (several
+    annotators' scores): each row is a ranked item of its own, and a segment against its own
+    repeat, like any pair of identical segments, says nothing about the reward.
+    """
 
     segments: np.ndarray
     scores: np.ndarray
