@@ -9,7 +9,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mpmath import iv
 
@@ -97,6 +97,8 @@ _MP = {
     "GreaterEqual": lambda a, b: mpmath.mpf(1 if _real(a, b) and a >= b else 0),
     "Where": lambda c, a, b: a if not _real(c) or c != 0 else b,
     "Min": min, "Max": max, "Abs": abs,
+    # mpmath's atan2 takes real arguments only; of a complex one (sqrt(-1)) it is undefined
+    "atan2": lambda a, b: mpmath.atan2(a, b) if _real(a, b) else mpmath.nan,
 }
 
 
@@ -143,6 +145,7 @@ def test_interval_bounds_enclose_exact_values(text, x0, wx, y0, wy, fractions):
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(EXPRESSIONS, st.floats(-3, 3), st.floats(0.01, 3), st.floats(0, 1), st.floats(-1, 1),
        st.lists(st.floats(0, 1), min_size=8, max_size=8))
+@example("atan2(x, (x) ** 0.5)", -1.0, 1.0, 0.0, 0.0, [0.0] * 8)  # mpmath's atan2 of a complex
 def test_proved_bounds_hold_at_sampled_points(text, x0, wx, at, shift, fractions):
     """End to end: whenever check says a random bound is proved, exact values obey it."""
     text = text.replace("y", "x")  # one feature (no function name has a y)
