@@ -24,9 +24,66 @@ def test_no_code_execution_primitives_in_the_package():
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and not Path(sys.prefix, "bin", "ruff").exists(),
-                    reason="ruff is not installed (pip install -e '.[test]')")
-def test_ruff_is_clean():
-    ruff = shutil.which("ruff") or str(Path(sys.prefix, "bin", "ruff"))
-    result = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True)
+RUFF = shutil.which("ruff") or str(Path(sys.prefix, "bin", "ruff"))
+needs_ruff = pytest.mark.skipif(not Path(RUFF).exists(),
+                                reason="ruff is not installed (pip install -e '.[test]')")
+
+
+def ruff(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([RUFF, "check", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def linted(root: Path, *args: str, cwd: Path = ROOT) -> list[str]:
+    """The files ``ruff check`` would lint, relative to ``root``."""
+    result = ruff("--show-files", *args, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
+    return sorted(Path(line).resolve().relative_to(root.resolve()).as_posix()
+                  for line in result.stdout.splitlines() if line.strip())
+
+
+@needs_ruff
+def test_ruff_is_clean():
+    result = ruff(str(ROOT))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_ruff
+def test_ruff_lints_what_the_project_owns_and_nothing_else(tmp_path):
+    """With the project's configuration, ``ruff check ROOT`` (as above) and a developer's
+    ``ruff check .`` lint the project's folders, and not a kernel cache, a virtual environment,
+    a build, a generated file at the root, a hidden folder or ``__pycache__`` that a user keeps
+    under the repository root. Shown on a copy of the configuration over such a tree, so the
+    repository itself is never written to."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    owned = ["symreward/module.py", "symreward/search/deep.py", "tests/test_thing.py",
+             "benchmarks/bench.py", "examples/pendulum/make.py"]
+    stray = ["generated.py", "kernels/reward_0123456789abcdef.py", "venv/lib/mod.py",
+             "env/lib/python3.11/site-packages/pkg/mod.py", ".venv/symreward-cache/reward_0.py",
+             "build/lib/symreward/module.py", "symreward/__pycache__/module.py",
+             "benchmarks/.out/run.py", "examples/pendulum/.cache/reward_1.py"]
+    for name, text in [*((n, "VALUE = 1\n") for n in owned),
+                       *((n, "import os\nx=1;y  =  2\n") for n in stray)]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    expected = sorted(["pyproject.toml", *owned])
+    assert linted(tmp_path, str(tmp_path)) == expected
+    assert linted(tmp_path, ".", cwd=tmp_path) == expected
+    assert ruff(str(tmp_path)).returncode == 0
+    (tmp_path / "tests/test_thing.py").write_text("import os\n")  # the project's own: linted
+    result = ruff(".", cwd=tmp_path)
+    assert result.returncode == 1 and "test_thing.py" in result.stdout, result.stdout
+
+
+@needs_ruff
+def test_ruff_lints_every_tracked_python_file():
+    """The configuration's folders cover the repository: a new top-level folder of code must
+    be added to ``[tool.ruff] include``. (Needs a git checkout.)"""
+    try:
+        tracked = subprocess.run(["git", "ls-files", "*.py"], capture_output=True, text=True,
+                                 cwd=ROOT, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    if not tracked:
+        pytest.skip("not a git checkout")
+    missing = set(tracked) - set(linted(ROOT, str(ROOT)))
+    assert not missing, sorted(missing)
