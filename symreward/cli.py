@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from symreward.errors import SymrewardError
+from symreward.errors import OptionError, SymrewardError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymrewardError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"symreward {args.command}: error: {exc}", file=sys.stderr)
+        print(f"symreward {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("symreward: interrupted", file=sys.stderr)
@@ -44,6 +44,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"symreward {args.command}: internal error: {type(exc).__name__}: {exc} "
               "(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+# The command-line flag of each learner option a flag sets.
+_FLAGS = {"objective": "--objective", "engine": "--engine", "seed": "--seed",
+          "max_terms": "--max-terms", "n_folds": "--folds", "selection": "--selection",
+          "noise": "--noise", "discount": "--discount", "class_prior": "--class-prior",
+          "time_limit": "--time-limit", "generations": "--generations",
+          "population": "--population", "name": "--name"}
+
+
+def _message(error: SymrewardError) -> str:
+    """An option's error in the words of the command line: the flag, not the argument."""
+    if isinstance(error, OptionError) and error.option in _FLAGS:
+        return f"{_FLAGS[error.option]} {error.value}: {error.reason}"
+    return str(error)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -321,8 +336,10 @@ def _progress(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
-def _print_front(front: Any) -> None:
-    print("Pareto front (held-out by cross-validation; * = chosen):")
+def _print_front(front: Any, scored_by: str = "cross-validation") -> None:
+    where = ("held-out by cross-validation" if scored_by == "cross-validation" else
+             f"scored by {scored_by}")
+    print(f"Pareto front ({where}; * = chosen):")
     sys.stdout.write(_table(["", "complexity", "loss", "accuracy", "formula"], front.table()))
 
 
@@ -333,6 +350,17 @@ def _learn(args: argparse.Namespace) -> int:
     from symreward.learner import SymbolicRewardLearner
     from symreward.search.library import TermLibrary
 
+    learner = SymbolicRewardLearner(
+        objective=args.objective, engine=args.engine, seed=args.seed, max_terms=args.max_terms,
+        n_folds=args.folds, selection=args.selection, noise=args.noise, discount=args.discount,
+        class_prior=args.class_prior, name=args.name, time_limit=args.time_limit,
+        generations=args.generations, population=args.population,
+        library=TermLibrary(user_terms=tuple(args.user_terms)), progress=_progress)
+    learner.check_options()
+    if not args.output.parent.is_dir() or args.output.is_dir():
+        raise SymrewardError(f"-o {args.output}: " + (
+            "is a folder; give the artifact's file name" if args.output.is_dir() else
+            f"folder {args.output.parent} does not exist"))
     base = RewardArtifact.load(args.base) if args.base else None
     if args.features is not None:
         features = FeatureSet.from_toml(args.features)
@@ -342,20 +370,15 @@ def _learn(args: argparse.Namespace) -> int:
         raise SymrewardError("learn: give --features F.toml (or --from OLD.toml to reuse its "
                              "features)")
     dataset = load_dataset(args.data)
-    learner = SymbolicRewardLearner(
-        objective=args.objective, engine=args.engine, seed=args.seed, max_terms=args.max_terms,
-        n_folds=args.folds, selection=args.selection, noise=args.noise, discount=args.discount,
-        class_prior=args.class_prior, name=args.name, time_limit=args.time_limit,
-        generations=args.generations, population=args.population,
-        library=TermLibrary(user_terms=tuple(args.user_terms)), progress=_progress)
     learner.fit(dataset, features, base=base)
-    _print_front(learner.front_)
+    _print_front(learner.front_, learner.folds_["scored_by"])
     artifact = learner.artifact_
     artifact.save(args.output)
     metrics = learner.metrics_
     print(f"\nreward = {artifact.formula_text()}")
-    print(f"held-out loss {metrics['heldout_loss']:.4f} ± {metrics['heldout_loss_se']:.4f}, "
-          f"held-out accuracy {_fmt(metrics['heldout_accuracy'])}, "
+    held = "held-out" if learner.folds_["scored_by"] == "cross-validation" else "training"
+    print(f"{held} loss {metrics['heldout_loss']:.4f} ± {metrics['heldout_loss_se']:.4f}, "
+          f"{held} accuracy {_fmt(metrics['heldout_accuracy'])}, "
           f"{metrics['learning_seconds']:.2f} s")
     print(f"wrote {args.output}")
     return EXIT_OK

@@ -44,3 +44,14 @@ class ArtifactError(SymrewardError):
 class EngineUnavailable(SymrewardError):
     """A search engine whose outside requirements (a package, a runtime) are missing; the
     message says what to install and which engine to use instead."""
+
+
+class OptionError(SymrewardError):
+    """An option (a constructor argument, a command-line flag) with a value it cannot take;
+    ``option`` is its name in Python, ``value`` what was given, ``reason`` what it can be."""
+
+    def __init__(self, option: str, value: object, reason: str):
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{option}={value!r}: {reason}")

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symreward import formula
+from symreward import formula, validation
 from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.data import Dataset
-from symreward.errors import DataError, FeatureError, FormulaError
+from symreward.errors import DataError, FeatureError, FormulaError, OptionError
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
 from symreward.search import pysr, trees
 from symreward.search.evolve import EvolutionarySearch
-from symreward.search.front import FrontEntry, ParetoFront
+from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary, round_significant
 from symreward.search.sparse import (
     LinearFit,
@@ -73,7 +73,8 @@ class SymbolicRewardLearner:
 
     Options are set here and learned state appears after ``fit`` with a trailing underscore:
     ``front_`` (the Pareto front), ``artifact_`` (the selected reward), ``objective_``,
-    ``candidates_`` (the pruned term library), ``feature_ranges_``, ``metrics_``.
+    ``candidates_`` (the pruned term library), ``feature_ranges_``, ``metrics_``, ``folds_``
+    (the rows each cross-validation fold trained and validated on).
     """
 
     def __init__(self, objective: str = "preferences", engine: str = "sparse", *,
@@ -120,12 +121,55 @@ class SymbolicRewardLearner:
             options["search"] = {k: v for k, v in search.items() if v is not None}
         return options
 
+    def check_options(self) -> None:
+        """Every option's value, before any work: an ``OptionError`` names the first bad one.
+        An option that would have no effect (label noise for rankings, a search budget for the
+        sparse engine) is refused rather than silently ignored."""
+        validation.choice("objective", self.objective, OBJECTIVES)
+        validation.choice("engine", self.engine, ENGINES)
+        validation.choice("selection", self.selection, SELECTION_RULES)
+        validation.whole("max_terms", self.max_terms, 1)
+        validation.whole("n_folds", self.n_folds, 2)
+        validation.whole("seed", self.seed, 0)
+        validation.number("noise", self.noise, 0.0, 1.0, high_open=True)
+        validation.number("discount", self.discount, 0.0, 1.0, low_open=True)
+        validation.number("class_prior", self.class_prior, 0.0, 1.0, low_open=True,
+                       high_open=True, optional=True)
+        validation.number("rounding_tolerance", self.rounding_tolerance, 0.0)
+        validation.whole("population", self.population, 2, optional=True)
+        validation.whole("generations", self.generations, 1, optional=True)
+        validation.number("time_limit", self.time_limit, 0.0, low_open=True, optional=True)
+        if self.library is not None and not isinstance(self.library, TermLibrary):
+            raise OptionError("library", self.library, "must be a TermLibrary or None")
+        if self.name is not None and not isinstance(self.name, str):
+            raise OptionError("name", self.name, "must be a string or None")
+        if self.progress is not None and not callable(self.progress):
+            raise OptionError("progress", self.progress, "must be a callable or None")
+        if self.objective != "preferences":
+            validation.unused("noise", self.noise, 0.0, "unless the objective is preferences")
+        if self.objective not in ("preferences", "rankings"):
+            validation.unused("discount", self.discount, 1.0,
+                           "unless the objective is preferences or rankings")
+        if self.objective != "demonstrations":
+            validation.unused("class_prior", self.class_prior, None,
+                           "unless the objective is demonstrations")
+        if self.engine == "sparse":
+            for option in ("population", "generations", "time_limit"):
+                validation.unused(option, getattr(self, option), None,
+                               "with the sparse engine (it is a structure search's budget)")
+        if self.engine == "evolve":
+            replace(EvolutionarySearch(), **{k: v for k, v in self._engine_options().items()
+                                             if k in ("population", "generations",
+                                                      "time_limit")}).check()
+
     def _engine_options(self) -> dict[str, Any]:
         """The structure search's budget: the engine's defaults where an option is not set."""
         if self.engine == "evolve":
             defaults = EvolutionarySearch()
-            return {"population": self.population or defaults.population,
-                    "generations": self.generations or defaults.generations,
+            return {"population": defaults.population if self.population is None
+                    else self.population,
+                    "generations": defaults.generations if self.generations is None
+                    else self.generations,
                     "time_limit": self.time_limit if self.time_limit is not None
                     else defaults.time_limit,
                     "patience": defaults.patience, "operators": list(defaults.operators)}
@@ -140,28 +184,25 @@ class SymbolicRewardLearner:
             base: RewardArtifact | None = None) -> SymbolicRewardLearner:
         """Learn from ``dataset``; ``base`` is an earlier artifact whose locked terms are kept
         exactly as written (their reward is a fixed offset) and whose hash becomes the parent."""
-        if self.engine not in ENGINES:
-            raise ValueError(f"unknown engine {self.engine!r} (available: {', '.join(ENGINES)})")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r} (choose from "
-                             f"{', '.join(OBJECTIVES)})")
+        self.check_options()
         if self.engine == "pysr":
             pysr.check_available()
         features = features if isinstance(features, FeatureSet) else FeatureSet(features)
+        library = self.library or TermLibrary()
+        _check_user_terms(features, library.user_terms)
         started = time.perf_counter()
         objective = make_objective(self.objective, dataset, noise=self.noise,
                                    discount=self.discount, class_prior=self.class_prior,
                                    seed=self.seed)
         locked = [t for t in base.terms if t.locked] if base is not None else []
         matrix, offset = self._featurise(dataset, features, locked)
-        library = self.library or TermLibrary()
         user_columns = (_user_columns(dataset, features, library.user_terms)
                         if library.user_terms else None)
         candidates, columns = library.build(features.names, matrix, user_columns, seed=self.seed)
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
-        folds = objective.folds(self.n_folds, self.seed)
+        folds = self._validation_folds(objective)
         floor = _folds_floor(objective, offset, folds)
         models = self._search(objective, full, columns, offset, candidates,
                               self._sparse_proposals(full), folds, floor)
@@ -179,7 +220,7 @@ class SymbolicRewardLearner:
             candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
                                                           matrix, dataset, features)
             full = objective.problem(columns, offset)
-            folds = objective.folds(self.n_folds, self.seed, held)
+            folds = self._validation_folds(objective, held)
             floor = _folds_floor(objective, offset, folds)
             models = self._search(objective, full, columns, offset, candidates,
                                   [*models, *proposals], folds, floor)
@@ -205,6 +246,7 @@ class SymbolicRewardLearner:
             "learning_seconds": round(seconds, 3),
             "rows": full.n_rows,
         }
+        self.folds_ = self._fold_report(objective, folds)
         self.artifact_ = self._artifact(dataset, features, chosen, coefficients, intercept,
                                         locked, base)
         return self
@@ -227,6 +269,38 @@ class SymbolicRewardLearner:
         base = RewardArtifact(name="locked", features=features, terms=locked)
         return matrix, base.evaluate(dataset).rewards
 
+    def _validation_folds(self, objective: Objective, units: np.ndarray | None = None
+                          ) -> list[np.ndarray]:
+        """Folds of ``units`` (all by default) each with records to validate on and, outside
+        it, records to train on; folds without are left out. Fewer than two such folds: no
+        cross-validation is possible, which is an error unless the selection rule is
+        ``simplest`` (then models are compared by their training loss, and no folds are
+        returned)."""
+        folds = objective.folds(self.n_folds, self.seed, units)
+        sizes = objective.fold_sizes(folds)
+        usable = [fold for fold, (train, held) in zip(folds, sizes, strict=True)
+                  if train > 0 and held > 0]
+        self._say(f"cross-validation: {len(usable)} folds of {objective.unit_name}; "
+                  f"{objective.row_name} trained / validated on per fold: "
+                  + ", ".join(f"{train}/{held}" for train, held in sizes))
+        if len(usable) >= 2:
+            return usable
+        if self.selection == "simplest":
+            self._say("too little data to cross-validate: models are compared by their "
+                      "training loss (--selection simplest)")
+            return []
+        raise DataError(_too_few_to_cross_validate(objective, len(folds), len(usable),
+                                                   self.n_folds))
+
+    def _fold_report(self, objective: Objective, folds: list[np.ndarray]) -> dict[str, Any]:
+        """What cross-validation ran on: the units, each fold's training and validation rows,
+        and the rows no fold validates (pairs that straddle two folds)."""
+        sizes = objective.fold_sizes(folds)
+        return {"scored_by": "cross-validation" if folds else "training loss",
+                "units": objective.unit_name, "rows": objective.row_name,
+                "folds": [[train, held] for train, held in sizes],
+                "never_validated": objective.n_rows() - sum(held for _, held in sizes)}
+
     def _sparse_proposals(self, full: LinearProblem) -> list[tuple[int, ...]]:
         proposals: list[tuple[int, ...]] = [()]
         for support in (*l1_supports(full, max_terms=self.max_terms, seed=self.seed),
@@ -244,7 +318,8 @@ class SymbolicRewardLearner:
         front stops changing; ``floor`` is the folds' reachable loss (``_folds_floor``)."""
         proposals = list(dict.fromkeys(proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
-                  f"cross-validating on {len(folds)} folds")
+                  + (f"cross-validating on {len(folds)} folds" if folds else
+                     "scored by their training loss"))
         all_units = np.arange(objective.n_units)
         splits = [(objective.problem(columns, offset, np.setdiff1d(all_units, held)),
                    objective.problem(columns, offset, held)) for held in folds]
@@ -301,6 +376,9 @@ class SymbolicRewardLearner:
             fold_losses.append(fit_loss(held, fold_fit))
             fold_accuracies.append(fit_accuracy(held, fold_fit))
             weights.append(held.n_rows)
+        if not splits:
+            fold_losses, weights = [fit_loss(full, fit)], [full.n_rows]
+            fold_accuracies = [fit_accuracy(full, fit)]
         losses = np.asarray(fold_losses)
         loss = float(np.average(losses, weights=weights))
         se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
@@ -375,6 +453,7 @@ class SymbolicRewardLearner:
             "metrics": {k: _finite(v) for k, v in self.metrics_.items()
                         if k != "learning_seconds"},
             "feature_ranges": self.feature_ranges_,
+            "cross_validation": self.folds_,
             **({"search": {k: v for k, v in self.search_.items() if k != "seconds"}}
                if self.engine != "sparse" else {}),
             "front": [e.as_dict() | ({"chosen": True} if i == self.front_.chosen else {})
@@ -400,8 +479,9 @@ def _folds_floor(objective: Objective, offset: np.ndarray | None, folds: list[np
     reachable floor, weighted by its rows as ``_cross_validate`` weights the fold losses (the
     held-out units' labels can be noisier or cleaner than the rest's); None where a fold has
     none."""
-    problems = [objective.problem(np.zeros((objective.dataset.n, 0)), offset, fold)
-                for fold in folds]
+    empty = np.zeros((objective.dataset.n, 0))
+    problems = ([objective.problem(empty, offset, fold) for fold in folds] if folds
+                else [objective.problem(empty, offset)])
     floors = [problem.reachable_floor() for problem in problems]
     if any(floor is None for floor in floors) or not sum(p.n_rows for p in problems):
         return None
@@ -411,17 +491,45 @@ def _folds_floor(objective: Objective, offset: np.ndarray | None, folds: list[np
 def selection_split(objective: Objective, n_folds: int, seed: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """The objective's units split into those held out of a structure search, to choose among
-    its proposals by cross-validation, and those it searches on (``SELECTION_SHARE`` of the
-    units, at least one per fold). A search scores thousands of formulas; the ones that win on
-    the data it saw include formulas that fit that data's label noise, and only data it never
-    saw tells them from the truth. Too few units to spare (fewer than ``n_folds`` held out and
-    two searched): every unit does both."""
+    its proposals by cross-validation, and those it searches on: one part of a balanced
+    partition into ``1/SELECTION_SHARE`` parts (``Objective.folds``, which keeps segments
+    shared by pairs together). A search scores thousands of formulas; the ones that win on the
+    data it saw include formulas that fit that data's label noise, and only data it never saw
+    tells them from the truth. Where the held-out part cannot be cross-validated in
+    ``n_folds`` folds, or the rest cannot be halved into two parts with records, every unit
+    does both."""
     units = np.arange(objective.n_units)
-    count = max(n_folds, round(SELECTION_SHARE * len(units)))
-    if len(units) - count < 2:
-        return units, units
-    order = np.random.default_rng(seed).permutation(len(units))
-    return np.sort(order[:count]), np.sort(order[count:])
+    parts = objective.folds(round(1 / SELECTION_SHARE), seed)
+    if len(parts) >= 2:
+        held = parts[0]
+        searched = np.setdiff1d(units, held)
+        folds = objective.folds(n_folds, seed, held)
+        validated = sum(min(size) > 0 for size in objective.fold_sizes(folds))
+        halves = objective.folds(2, seed, searched)
+        if validated >= 2 and len(halves) == 2 and all(
+                len(objective.members(half)) for half in halves):
+            return held, searched
+    return units, units
+
+
+def _too_few_to_cross_validate(objective: Objective, n_folds: int, usable: int,
+                               asked: int) -> str:
+    """One line: what is short for cross-validation, and what to do."""
+    rule = {"pairs": "a fold validates the pairs whose segments it holds and trains on the "
+                     "pairs that touch none of them",
+            "ranked pairs": "a fold validates the pairs among the ranked segments it holds",
+            "transitions": "a fold holds whole episodes"}[objective.row_name]
+    fewer = "use fewer folds (--folds 2), " if asked > 2 else ""
+    return (f"{objective.dataset.source}: too little data to cross-validate: "
+            f"{_count(objective.n_rows(), objective.row_name)} over "
+            f"{_count(objective.n_units, objective.unit_name)} give {usable} of "
+            f"{_count(n_folds, 'folds')} with {objective.row_name} to both train and validate "
+            f"on ({rule}), and at least 2 are needed; add data, {fewer}or choose the simplest "
+            "model by its training loss (--selection simplest)")
+
+
+def _count(number: int, plural: str) -> str:
+    return f"{number} {plural if number != 1 else plural[:-1]}"
 
 
 def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,
@@ -547,12 +655,16 @@ def feature_matrix(dataset: Dataset, features: FeatureSet) -> np.ndarray:
     return artifact.evaluate(dataset).term_columns
 
 
-def _user_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) -> np.ndarray:
+def _check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:
     for text in texts:
         try:
             formula.parse(text, features.names)
         except FormulaError as exc:
             raise FeatureError(f"user term {text!r}: {exc}") from None
+
+
+def _user_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) -> np.ndarray:
+    _check_user_terms(features, texts)
     artifact = RewardArtifact(name="user-terms", features=features,
                               terms=[Term(f"user_{k}", t) for k, t in enumerate(texts)])
     return artifact.evaluate(dataset).term_columns

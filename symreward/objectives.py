@@ -19,8 +19,26 @@ What each objective can identify (so what an artifact may honestly report):
   reported either.
 * ``rewards`` (labeled per-transition rewards): everything is identified, intercept included.
 
-Cross-validation splits *units* that must stay whole: connected groups of preference pairs
-that share a segment, ranked segments (pairs are formed inside a fold), or episodes.
+Cross-validation splits *units*, and a record (a row of the loss) belongs to a set of units
+only when every unit it reads is in the set:
+
+* ``preferences``: the units are the distinct segments (a segment reused in several pairs is
+  one unit). A pair is validated by the fold that holds both its segments, trained on by the
+  folds that hold neither, and used by neither side of a fold it straddles.
+* ``rankings``: the units are the distinct ranked segments; the pairs are formed inside a set.
+* ``demonstrations`` and ``rewards``: the units are episodes.
+
+Why segments, not pairs: a reward from a finite library does not fit the true reward exactly,
+and what it misses is a fixed amount for each segment (its true return minus its modelled
+one). A candidate term that happens to track those amounts over the training segments gains
+on every held-out pair that reuses one of them, which is a gain no fresh segment would give;
+the more terms a search compares, the more such chance matches it finds. A pair whose two
+segments never appear in training is scored on returns the fit never saw, as a new clip would
+be. Label noise, by contrast, is drawn afresh for each pair, so two pairs that share a segment
+share none of it. Segments that overlap in time without being equal share part of their
+transitions: a fraction of their residual, which these units do not separate (episode-disjoint
+folds would, but cannot split data of one long episode). ``partition`` keeps linked segments
+together, so that reuse costs as few pairs as it can; ``Objective.fold_sizes`` says how many.
 """
 
 from __future__ import annotations
@@ -29,11 +47,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse import csgraph
 from scipy.special import expit, log_expit, xlogy
 
+from symreward import validation
 from symreward.data import Dataset
-from symreward.errors import DataError
+from symreward.errors import DataError, OptionError
+from symreward.partition import partition_units
 
 OBJECTIVES = ("preferences", "rankings", "demonstrations", "rewards")
 
@@ -201,18 +220,36 @@ class Objective:
         """Loss of a per-transition reward vector and its gradient (length N)."""
         raise NotImplementedError
 
+    unit_name = "units"
+    row_name = "rows"
+
     def folds(self, n_folds: int, seed: int, units: np.ndarray | None = None
               ) -> list[np.ndarray]:
-        """``units`` (all by default) split into ``n_folds`` disjoint validation sets
+        """``units`` (all by default) split into at most ``n_folds`` non-empty, disjoint
+        validation sets, keeping units that share records together where it can
         (deterministic for a seed)."""
         units = np.arange(self.n_units) if units is None else np.asarray(units)
-        order = np.random.default_rng(seed).permutation(units)
-        count = max(2, min(n_folds, len(units)))
-        return [np.sort(part) for part in np.array_split(order, count)]
+        return partition_units(n_folds, seed, units, self.unit_links())
+
+    def unit_links(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The two units each record reads, for records that read two (preference pairs);
+        ``None`` where a record reads one unit or pairs are formed inside a set of units."""
+        return None
+
+    def n_rows(self, units: np.ndarray | None = None) -> int:
+        """The number of rows of ``problem(..., units)``: the loss's terms."""
+        return len(self.members(units))
+
+    def fold_sizes(self, folds: list[np.ndarray], units: np.ndarray | None = None
+                   ) -> list[tuple[int, int]]:
+        """For each fold, the rows a model is trained on (those of ``units``, all by default,
+        outside the fold) and validated on (those inside it)."""
+        units = np.arange(self.n_units) if units is None else np.asarray(units)
+        return [(self.n_rows(np.setdiff1d(units, fold)), self.n_rows(fold)) for fold in folds]
 
     def members(self, units: np.ndarray | None = None) -> np.ndarray:
-        """Indices of the records (preference pairs, ranked segments, transitions) that make up
-        ``units`` (all by default)."""
+        """Indices of the records (preference pairs, ranked segments, transitions) that read
+        only ``units`` (all by default)."""
         raise NotImplementedError
 
     def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
@@ -226,6 +263,8 @@ class PreferenceObjective(Objective):
     """Bradley–Terry on (optionally discounted) segment returns, with soft labels and an
     optional label-noise probability (as imitation's ``PreferenceModel``)."""
 
+    unit_name, row_name = "segments", "pairs"
+
     def __init__(self, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0):
         prefs = dataset.preferences
         if prefs is None or len(prefs) == 0:
@@ -235,8 +274,8 @@ class PreferenceObjective(Objective):
             raise DataError(f"{dataset.source}: key 'pref_label': every label is "
                             f"{prefs.label[0]:g}; a reward cannot be told apart from its "
                             "negation or from zero (are segments a and b assigned at random?)")
-        if not 0.0 <= noise < 1.0:
-            raise ValueError(f"noise must be in [0, 1), got {noise}")
+        validation.number("noise", noise, 0.0, 1.0, high_open=True)
+        validation.number("discount", discount, 0.0, 1.0, low_open=True)
         super().__init__(dataset)
         self.name = "preferences"
         self.noise = noise
@@ -245,16 +284,22 @@ class PreferenceObjective(Objective):
         self.difference = (segment_matrix(prefs.a, n, discount)
                            - segment_matrix(prefs.b, n, discount)).tocsr()
         self.labels = np.asarray(prefs.label, dtype=np.float64)
-        self.unit_of_pair = _pair_components(prefs.a, prefs.b)
+        ids = distinct_segments(np.concatenate([prefs.a, prefs.b]))
+        self.segment_a, self.segment_b = ids[:len(self.labels)], ids[len(self.labels):]
 
     @property
     def n_units(self) -> int:
-        return int(self.unit_of_pair.max()) + 1
+        return int(max(self.segment_a.max(), self.segment_b.max())) + 1
+
+    def unit_links(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.segment_a, self.segment_b
 
     def members(self, units: np.ndarray | None = None) -> np.ndarray:
         if units is None:
             return np.arange(len(self.labels))
-        return np.flatnonzero(np.isin(self.unit_of_pair, units))
+        inside = np.zeros(self.n_units, dtype=bool)
+        inside[np.asarray(units, dtype=np.int64)] = True
+        return np.flatnonzero(inside[self.segment_a] & inside[self.segment_b])
 
     def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
         return self.difference[self.members(units)]
@@ -279,12 +324,17 @@ class PreferenceObjective(Objective):
 class RankingObjective(Objective):
     """T-REX: Bradley–Terry over every ordered pair of ranked segments; ties give no pair."""
 
+    unit_name, row_name = "segments", "ranked pairs"
+
     def __init__(self, dataset: Dataset, *, discount: float = 1.0, max_pairs: int = 200_000,
                  seed: int = 0):
         ranks = dataset.rankings
         if ranks is None or len(ranks) < 2:
             raise DataError(f"{dataset.source}: need at least 2 ranked segments (keys "
                             "rank_segments, rank_scores) for --objective rankings")
+        validation.number("discount", discount, 0.0, 1.0, low_open=True)
+        validation.whole("max_pairs", max_pairs, 1)
+        validation.whole("seed", seed, 0)
         if np.all(ranks.scores == ranks.scores[0]):
             raise DataError(f"{dataset.source}: key 'rank_scores': every score is equal, so the "
                             "ranking carries no order")
@@ -295,18 +345,26 @@ class RankingObjective(Objective):
         self.seed = seed
         self.sums = segment_matrix(ranks.segments, dataset.n, discount)
         self.scores = np.asarray(ranks.scores, dtype=np.float64)
+        self.unit_of_record = distinct_segments(ranks.segments)
 
     @property
     def n_units(self) -> int:
-        return len(self.scores)
+        return int(self.unit_of_record.max()) + 1
 
     def members(self, units: np.ndarray | None = None) -> np.ndarray:
-        return np.arange(len(self.scores)) if units is None else np.sort(np.asarray(units))
+        if units is None:
+            return np.arange(len(self.scores))
+        return np.flatnonzero(np.isin(self.unit_of_record, units))
+
+    def n_rows(self, units: np.ndarray | None = None) -> int:
+        return len(self._pairs(units)[0])
 
     def _pairs(self, units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        segments = np.arange(len(self.scores)) if units is None else np.asarray(units)
-        better, worse = np.meshgrid(segments, segments, indexing="ij")
-        keep = self.scores[better] > self.scores[worse]
+        records = self.members(units)
+        better, worse = np.meshgrid(records, records, indexing="ij")
+        # A segment ranked twice is not compared with itself: its return difference is 0.
+        keep = ((self.scores[better] > self.scores[worse])
+                & (self.unit_of_record[better] != self.unit_of_record[worse]))
         better, worse = better[keep], worse[keep]
         if len(better) > self.max_pairs:
             chosen = np.sort(np.random.default_rng(self.seed).choice(
@@ -342,6 +400,8 @@ class RankingObjective(Objective):
 
 class _TransitionObjective(Objective):
     """Objectives whose rows are transitions; cross-validation keeps episodes whole."""
+
+    unit_name, row_name = "episodes", "transitions"
 
     @property
     def n_units(self) -> int:
@@ -384,8 +444,8 @@ class DemonstrationObjective(_TransitionObjective):
         if expert.all():
             raise DataError(f"{dataset.source}: key 'expert': every transition is expert, so "
                             "there is nothing to contrast them with")
-        if class_prior is not None and not 0.0 < class_prior < 1.0:
-            raise ValueError(f"class_prior must be in (0, 1), got {class_prior}")
+        validation.number("class_prior", class_prior, 0.0, 1.0, low_open=True, high_open=True,
+                          optional=True)
         super().__init__(dataset)
         self.name = "demonstrations"
         self.kind = "pu"
@@ -437,17 +497,16 @@ def make_objective(name: str, dataset: Dataset, *, noise: float = 0.0, discount:
         return DemonstrationObjective(dataset, class_prior=class_prior)
     if name == "rewards":
         return RewardLabelObjective(dataset)
-    raise ValueError(f"unknown objective {name!r} (choose from {', '.join(OBJECTIVES)})")
+    raise OptionError("objective", name, f"choose from {', '.join(OBJECTIVES)}")
 
 
-def _pair_components(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Label each pair with its connected component, pairs linked by a shared segment."""
-    segments = np.concatenate([np.asarray(a), np.asarray(b)])
-    _, ids = np.unique(segments, axis=0, return_inverse=True)
-    ids = ids.reshape(-1)
-    n_pairs = len(a)
-    graph = sp.coo_matrix((np.ones(n_pairs), (ids[:n_pairs], ids[n_pairs:])),
-                          shape=(ids.max() + 1, ids.max() + 1))
-    _, component = csgraph.connected_components(graph, directed=False)
-    _, unit = np.unique(component[ids[:n_pairs]], return_inverse=True)
-    return unit.reshape(-1)
+def distinct_segments(segments: np.ndarray) -> np.ndarray:
+    """An id for each ``[start, stop)`` row, equal rows sharing one; ids are numbered in order
+    of first appearance, so data without repeats numbers its segments as they come."""
+    segments = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+    if len(segments) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first, inverse = np.unique(segments, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]

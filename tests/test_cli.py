@@ -219,15 +219,21 @@ def test_learn_from_reuses_features_and_records_parent(tmp_path):
     ("equal-labels", "every label is 1"),
     ("wide-features", "feature 'w' reads obs[7]"),
     ("nan-feature", "feature 'l' = 'log(obs[0])' is nan at row"),
+    ("one-shared-segment", "too little data to cross-validate: 40 pairs over"),
 ])
 def test_learn_bad_input_exit_2(tmp_path, problem, message):
     data, features = preference_data(tmp_path)
-    if problem in ("no-prefs", "equal-labels"):
+    if problem in ("no-prefs", "equal-labels", "one-shared-segment"):
         from symreward.data import Preferences, load_dataset
 
         dataset = load_dataset(data)
         if problem == "no-prefs":
             dataset = dataset.replace(preferences=None)
+        elif problem == "one-shared-segment":  # every pair compares a clip with one reference
+            prefs = dataset.preferences
+            reference = np.repeat(prefs.a[:1], 40, axis=0)
+            dataset = dataset.replace(preferences=Preferences(
+                reference, prefs.b[:40], prefs.label[:40]))
         else:
             prefs = dataset.preferences
             dataset = dataset.replace(preferences=Preferences(prefs.a, prefs.b,

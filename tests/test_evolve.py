@@ -368,7 +368,9 @@ def test_a_search_on_some_units_never_reads_the_others() -> None:
     run = evolve._Run(EvolutionarySearch(), objective, matrix_of(data), NAMES, None, units)
     seen = np.concatenate(run.halves)
     assert sorted(seen.tolist()) == units.tolist()
-    assert run.whole.n_rows == len(objective.members(units))
+    pairs = [objective.members(half) for half in run.halves]
+    assert run.whole.n_rows == sum(map(len, pairs))
+    assert set(np.concatenate(pairs).tolist()) <= set(objective.members(units).tolist())
 
 
 def test_screening_flags_what_is_not_finite_and_measures_the_tail() -> None:

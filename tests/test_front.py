@@ -8,6 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from symreward.errors import OptionError
 from symreward.search.front import (
     DEVIANCE_TOLERANCE,
     FLOOR_FACTOR,
@@ -150,5 +151,5 @@ def test_the_chosen_model_is_on_the_front_and_no_better_model_is_simpler(models,
 
 
 def test_unknown_rule_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown selection rule"):
+    with pytest.raises(OptionError, match="selection=.median.: choose from 1se"):
         ParetoFront.from_models([EMPTY], rule="median")

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -5,6 +7,7 @@ from symreward.artifact import RewardArtifact, Term
 from symreward.audit import epic_distance
 from symreward.data import (
     Dataset,
+    Preferences,
     bradley_terry_preferences,
     rankings_from_rewards,
 )
@@ -210,8 +213,13 @@ def test_a_structure_search_is_judged_on_units_it_never_saw():
                                     time_limit=None, seed=0).fit(data, FEATURES)
     objective = learner.objective_
     held, searched = selection_split(objective, learner.n_folds, learner.seed)
-    assert len(held) == round(SELECTION_SHARE * objective.n_units)
+    share = objective.n_rows(held) / objective.n_rows()
+    assert SELECTION_SHARE - 0.05 <= share <= SELECTION_SHARE + 0.05, share
     assert np.intersect1d(held, searched).size == 0
+    # No pair the search sees reads a held-out segment.
+    seen = objective.members(searched)
+    assert not np.isin(objective.segment_a[seen], held).any()
+    assert not np.isin(objective.segment_b[seen], held).any()
     assert np.union1d(held, searched).tolist() == list(range(objective.n_units))
     assert learner.artifact_.provenance["search"]["held_out_units"] == len(held)
     chosen = learner.front_.best
@@ -253,3 +261,48 @@ def test_soft_labels_from_a_library_reward_give_back_its_small_terms():
     assert _folds_floor(objective, None, folds) == pytest.approx(expected, rel=1e-12)
     assert _folds_floor(objective, None, folds) != pytest.approx(
         objective.problem(np.zeros((data.n, 0))).loss_floor(), rel=1e-6)
+
+
+def one_reference(n_pairs: int = 40) -> Dataset:
+    """Every pair compares a clip with the same reference clip: any fold that validates a pair
+    holds the reference, so no pair is left to train on."""
+    data = walk(n=2000)
+    prefs = bradley_terry_preferences(data, planted(data), n_pairs, 10, seed=1)
+    return data.replace(preferences=Preferences(np.repeat(prefs.a[:1], n_pairs, axis=0),
+                                                prefs.b, prefs.label))
+
+
+def test_data_that_cannot_be_cross_validated_is_a_data_error_that_says_what_to_do():
+    data = one_reference()
+    with pytest.raises(DataError) as raised:
+        SymbolicRewardLearner(seed=0).fit(data, FEATURES)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert re.match(r"<in-memory dataset>: too little data to cross-validate: 40 pairs over "
+                    r"\d+ segments give 0 of 5 folds", message), message
+    assert "--folds 2" in message and "--selection simplest" in message
+
+
+def test_the_simplest_rule_learns_without_cross_validation_and_says_so():
+    learner = SymbolicRewardLearner(seed=0, selection="simplest").fit(one_reference(),
+                                                                      FEATURES)
+    report = learner.artifact_.provenance["cross_validation"]
+    assert report["scored_by"] == "training loss" and report["folds"] == []
+    entry = learner.front_.best
+    assert entry.loss == pytest.approx(entry.train_loss, rel=1e-12)
+
+
+def test_folds_report_what_each_trains_and_validates_on():
+    """A pool where each segment is in about five pairs: the folds say how many pairs each
+    trains and validates on, every validated pair is counted once, and the pairs across two
+    folds are reported as never validated."""
+    data = walk()
+    prefs = bradley_terry_preferences(data, planted(data), 300, 10, seed=2, pairs_per_segment=5)
+    learner = SymbolicRewardLearner(seed=0).fit(data.replace(preferences=prefs), FEATURES)
+    report = learner.artifact_.provenance["cross_validation"]
+    assert report["scored_by"] == "cross-validation" and report["units"] == "segments"
+    assert len(report["folds"]) == 5
+    validated = sum(held for _, held in report["folds"])
+    assert validated + report["never_validated"] == 300
+    assert all(train + held <= 300 and held > 0 for train, held in report["folds"])
+    assert 0.4 < validated / 300 < 0.9, report

@@ -5,10 +5,11 @@ from scipy.special import expit
 from symreward.data import (
     Dataset,
     Preferences,
+    Rankings,
     bradley_terry_preferences,
     rankings_from_rewards,
 )
-from symreward.errors import DataError
+from symreward.errors import DataError, OptionError
 from symreward.objectives import (
     DemonstrationObjective,
     LinearProblem,
@@ -88,15 +89,32 @@ def test_linear_problem_is_the_same_loss(name, options):
         objective.loss_and_grad(columns @ coef + offset + intercept, units)[0], rel=1e-12)
 
 
-def test_preference_folds_keep_pairs_sharing_a_segment_together():
+def test_preference_units_are_distinct_segments_and_a_pair_needs_both():
     dataset = random_walk()
     a = np.array([[0, 10], [0, 10], [100, 110], [200, 210], [300, 310]])
     b = np.array([[50, 60], [150, 160], [150, 160], [250, 260], [350, 360]])
     prefs = Preferences(a, b, np.array([1.0, 0.0, 1.0, 0.5, 1.0]))
     objective = PreferenceObjective(dataset.replace(preferences=prefs))
-    assert objective.n_units == 3  # pairs 0-1-2 share segments; 3 and 4 stand alone
-    unit = objective.unit_of_pair
-    assert unit[0] == unit[1] == unit[2] and len({unit[0], unit[3], unit[4]}) == 3
+    assert objective.n_units == 8  # [0, 10) and [150, 160) are reused
+    # Numbered as they first appear, the a column before the b column.
+    assert objective.segment_a.tolist() == [0, 0, 1, 2, 3]
+    assert objective.segment_b.tolist() == [4, 5, 5, 6, 7]
+    assert objective.members(np.array([0, 5])).tolist() == [1]
+    assert objective.members(np.array([0, 1, 4, 5])).tolist() == [0, 1, 2]
+    assert objective.members(np.array([1, 5])).tolist() == [2]
+    assert objective.members(np.array([0])).tolist() == []
+
+
+def test_ranked_segments_ranked_twice_are_one_unit_and_never_compared_with_themselves():
+    dataset = random_walk()
+    segments = np.array([[0, 10], [50, 60], [0, 10], [100, 110]])
+    ranked = dataset.replace(rankings=Rankings(segments, np.array([1.0, 2.0, 3.0, 0.0])))
+    objective = RankingObjective(ranked)
+    assert objective.n_units == 3
+    assert objective.members(np.array([0])).tolist() == [0, 2]
+    # Pairs: 1>0, 2>0 is the same segment (dropped), 2>1, 0>3, 1>3, 2>3.
+    assert objective.n_rows() == 5
+    assert objective.n_rows(np.array([0])) == 0
 
 
 def test_ranking_pairs_stay_inside_a_fold():
@@ -142,7 +160,7 @@ def test_missing_supervision_is_a_clear_error():
                        np.array([1.0, 1.0]))
     with pytest.raises(DataError, match="'pref_label': every label is 1"):
         make_objective("preferences", dataset.replace(preferences=same))
-    with pytest.raises(ValueError, match="unknown objective"):
+    with pytest.raises(OptionError, match="objective=.vibes.: choose from preferences"):
         make_objective("vibes", dataset)
 
 

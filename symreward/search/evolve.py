@@ -16,8 +16,9 @@ get from them to it.
 
 Selection is NSGA-II (Deb et al. 2002) on (validation loss, complexity), with a Pareto archive
 of the best validation loss seen at each complexity. The search is seeded with the sparse
-engine's front. The validation loss is two-fold: the objective's units (pairs, episodes or
-transitions, kept whole) are split in halves, weights fitted on each are scored on the other.
+engine's front. The validation loss is two-fold: the objective's units (segments or episodes,
+``Objective.folds``) are split in halves, weights fitted on the rows of each are scored on the
+rows of the other (a preference pair whose segments fall in different halves is in neither).
 A single held-out share of 1000 pairs is too noisy to select on: formulas that fit its noise
 beat the true reward there. The learner then cross-validates what the archive proposes, exactly
 as it does for the sparse engine's proposals.
@@ -44,7 +45,8 @@ import numpy as np
 import scipy.sparse as sp
 import sympy
 
-from symreward import formula
+from symreward import formula, validation
+from symreward.errors import DataError, OptionError
 from symreward.objectives import LinearProblem, Objective
 from symreward.search.library import round_significant
 from symreward.search.trees import (
@@ -159,13 +161,29 @@ class EvolutionarySearch:
             units: np.ndarray | None = None) -> EvolutionResult:
         """Search term sets over the (N, F) feature ``matrix`` whose columns are ``names``,
         on the objective's ``units`` (all by default)."""
-        unknown = set(self.operators) - set(OPERATORS)
-        if unknown:
-            raise ValueError(f"unknown operators {sorted(unknown)} (choose from "
-                             f"{', '.join(OPERATORS)})")
-        if not 1 <= self.max_depth <= MAX_DEPTH_LIMIT:
-            raise ValueError(f"max_depth must be in 1..{MAX_DEPTH_LIMIT}, got {self.max_depth}")
+        self.check()
         return _Run(self, objective, matrix, names, offset, units).evolve(seeds)
+
+    def check(self) -> None:
+        """Every option's value; an ``OptionError`` names the first bad one."""
+        unknown = sorted(set(self.operators) - set(OPERATORS))
+        if unknown:
+            raise OptionError("operators", unknown, f"unknown operators (choose from "
+                                                    f"{', '.join(OPERATORS)})")
+        validation.whole("population", self.population, 2)
+        validation.whole("generations", self.generations, 1)
+        validation.number("time_limit", self.time_limit, 0.0, low_open=True, optional=True)
+        validation.whole("patience", self.patience, 1)
+        validation.whole("max_terms", self.max_terms, 1)
+        validation.whole("max_size", self.max_size, 1)
+        validation.whole("max_depth", self.max_depth, 1)
+        if self.max_depth > MAX_DEPTH_LIMIT:
+            raise OptionError("max_depth", self.max_depth, f"must be at most {MAX_DEPTH_LIMIT}")
+        validation.whole("tune_per_generation", self.tune_per_generation, 0)
+        validation.whole("refine_per_generation", self.refine_per_generation, 0)
+        validation.whole("refine_iterations", self.refine_iterations, 0)
+        validation.number("rounding_tolerance", self.rounding_tolerance, 0.0)
+        validation.whole("seed", self.seed, 0)
 
 
 class _Run:
@@ -183,6 +201,14 @@ class _Run:
         self.halves = objective.folds(2, options.seed, units)
         empty = np.zeros((matrix.shape[0], 0))
         self.bases = [objective.problem(empty, offset, half) for half in self.halves]
+        if len(self.bases) < 2 or min(base.n_rows for base in self.bases) == 0:
+            raise DataError(
+                f"{objective.dataset.source}: too little data for a structure search: "
+                f"{len(units) if units is not None else objective.n_units} "
+                f"{objective.unit_name} cannot be halved so that each half holds "
+                f"{objective.row_name} to validate the other half's fit on ({objective.row_name} "
+                f"per half: {', '.join(str(b.n_rows) for b in self.bases)}); add data or use "
+                "--engine sparse")
         self.row_maps = [objective.row_map(half).tocsc() for half in self.halves]
         self.whole = LinearProblem(
             self.bases[0].kind, np.zeros((sum(b.n_rows for b in self.bases), 0)),

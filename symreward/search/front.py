@@ -35,6 +35,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from symreward.errors import OptionError
+
 SELECTION_RULES = ("1se", "best", "accuracy", "simplest")
 DEVIANCE_TOLERANCE = 0.01
 # A more complex model joins the front only if it lowers the loss by more than this (relative):
@@ -82,8 +84,7 @@ class ParetoFront:
         """The front of ``models`` and the one ``rule`` selects; ``floor`` is the lowest loss a
         reward can reach on these labels, where one can (``LinearProblem.reachable_floor``)."""
         if rule not in SELECTION_RULES:
-            raise ValueError(f"unknown selection rule {rule!r} (choose from "
-                             f"{', '.join(SELECTION_RULES)})")
+            raise OptionError("selection", rule, f"choose from {', '.join(SELECTION_RULES)}")
         if not models:
             raise ValueError("no models to choose from")
         front: list[FrontEntry] = []

@@ -48,8 +48,8 @@ import numpy as np
 import sympy
 
 import symreward
-from symreward import formula
-from symreward.errors import EngineUnavailable, FormulaError, SymrewardError
+from symreward import formula, validation
+from symreward.errors import EngineUnavailable, FormulaError, OptionError, SymrewardError
 from symreward.objectives import (
     DemonstrationObjective,
     Objective,
@@ -251,10 +251,10 @@ def julia_loss(objective: str, *, noise: float = 0.0) -> str:
     if objective not in SUPPORTED_OBJECTIVES:
         raise SymrewardError(f"the pysr engine supports the objectives "
                              f"{', '.join(SUPPORTED_OBJECTIVES)}, not {objective!r}")
-    if not 0.0 <= noise < 1.0:
-        raise ValueError(f"noise must be in [0, 1), got {noise}")
+    validation.number("noise", noise, 0.0, 1.0, high_open=True)
     if noise and objective != "preferences":
-        raise ValueError(f"label noise applies to preferences, not to {objective}")
+        raise OptionError("noise", noise, f"label noise applies to preferences, not to "
+                                          f"{objective}")
     if objective == "demonstrations":
         return _DEMONSTRATION_LOSS
     if objective == "rewards":
@@ -404,8 +404,7 @@ def propose(objective: Objective, matrix: np.ndarray, feature_names: Sequence[st
     if matrix.shape != (objective.dataset.n, len(names)):
         raise ValueError(f"the feature matrix has shape {matrix.shape}; expected "
                          f"({objective.dataset.n}, {len(names)}) for the dataset and names")
-    if time_limit is not None and time_limit <= 0:
-        raise ValueError(f"time_limit must be positive, got {time_limit}")
+    validation.number("time_limit", time_limit, 0.0, low_open=True, optional=True)
     layout = _layout(objective, np.random.default_rng(seed), units)
     X = matrix if layout.rows is None else matrix[layout.rows]
     bad = ~np.isfinite(X).all(axis=0)
