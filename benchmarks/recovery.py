@@ -126,12 +126,8 @@ from symreward.features import FeatureSet  # noqa: E402
 from symreward.learner import Model, SymbolicRewardLearner, feature_matrix  # noqa: E402
 from symreward.search.front import FrontEntry, ParetoFront  # noqa: E402
 from symreward.search.library import Candidate, TermLibrary  # noqa: E402
-from symreward.search.sparse import (  # noqa: E402
-    LinearFit,
-    fit_loss,
-    l1_supports,
-    stepwise_supports,
-)
+from symreward.search.sparse import LinearFit, fit_loss, l1_supports  # noqa: E402
+from symreward.search.stepwise import stepwise_supports  # noqa: E402
 from symreward.search.weights import fit_support  # noqa: E402
 
 # ---------------------------------------------------------------------------- settings

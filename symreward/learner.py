@@ -2,7 +2,7 @@
 
 The pipeline: featurise with the compiled kernels → build the candidate-term library → the
 engine proposes supports → each support is refit under the objective's exact loss and scored by
-cross-validation on folds that keep segments, preference pairs and episodes whole → a Pareto
+cross-validation on folds of segments or episodes (``objectives`` says why) → a Pareto
 front of complexity against held-out loss → one model is selected, its constants rounded to the
 fewest significant digits that keep the loss within tolerance → an artifact with provenance.
 """
@@ -37,8 +37,8 @@ from symreward.search.sparse import (
     l1_supports,
     refit,
     simpler_variants,
-    stepwise_supports,
 )
+from symreward.search.stepwise import stepwise_supports
 from symreward.search.weights import fit_support
 
 ENGINES = ("sparse", "evolve", "pysr")
@@ -496,8 +496,8 @@ def selection_split(objective: Objective, n_folds: int, seed: int
     shared by pairs together). A search scores thousands of formulas; the ones that win on the
     data it saw include formulas that fit that data's label noise, and only data it never saw
     tells them from the truth. Where the held-out part cannot be cross-validated in
-    ``n_folds`` folds, or the rest cannot be halved into two parts with records, every unit
-    does both."""
+    ``n_folds`` folds that each have rows to train and validate on, or the rest cannot be
+    halved into two parts with rows, every unit does both."""
     units = np.arange(objective.n_units)
     parts = objective.folds(round(1 / SELECTION_SHARE), seed)
     if len(parts) >= 2:
@@ -506,7 +506,7 @@ def selection_split(objective: Objective, n_folds: int, seed: int
         folds = objective.folds(n_folds, seed, held)
         validated = sum(min(size) > 0 for size in objective.fold_sizes(folds))
         halves = objective.folds(2, seed, searched)
-        if validated >= 2 and len(halves) == 2 and all(
+        if validated >= n_folds and len(halves) == 2 and all(
                 len(objective.members(half)) for half in halves):
             return held, searched
     return units, units

@@ -98,6 +98,19 @@ class LinearProblem:
         """Loss at row scores ``z`` and its gradient with respect to ``z``."""
         return _row_loss(self.kind, z, self.target, self.weight, self.noise, self.class_prior)
 
+    def curvature_z(self, z: np.ndarray) -> np.ndarray:
+        """The diagonal of the loss's Hessian in the row scores ``z`` (non-negative): exact for
+        Bradley–Terry and squared error, by central differences of the gradient otherwise."""
+        total = self.weight.sum()
+        if self.kind == "bernoulli" and self.noise == 0.0:
+            s = 1.0 / (1.0 + np.exp(-np.clip(z, -700.0, 700.0)))
+            return self.weight * s * (1.0 - s) / total
+        if self.kind == "squared":
+            return 2.0 * self.weight / total
+        step = 1e-4 * np.maximum(1.0, np.abs(z))
+        return np.maximum((self.loss_and_grad_z(z + step)[1]
+                           - self.loss_and_grad_z(z - step)[1]) / (2 * step), 0.0)
+
     def loss(self, coef: np.ndarray, intercept: float = 0.0) -> float:
         return self.loss_and_grad_z(self.predict(coef, intercept))[0]
 

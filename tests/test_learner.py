@@ -22,7 +22,8 @@ from symreward.learner import (
     selection_split,
 )
 from symreward.search.library import TermLibrary, round_significant
-from symreward.search.sparse import fit_loss, refit
+from symreward.search.sparse import fit_loss
+from symreward.search.weights import fit_support
 
 FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
 PLANTED = {"x**2": -1.5, "y": 0.8}
@@ -161,22 +162,31 @@ def test_non_finite_feature_names_feature_and_row():
         SymbolicRewardLearner().fit(dataset, features)
 
 
-def test_pendulum_end_to_end_epic(tmp_path):
-    """Learn Pendulum-v1's reward from synthetic preferences; EPIC to the truth <= 0.05."""
+def test_pendulum_end_to_end_epic():
+    """Learn Pendulum-v1's reward from 400 synthetic preferences: EPIC to the truth <= 0.05 on
+    most label draws. One draw is not a property: with 400 pairs the front sometimes prefers a
+    near-equivalent (``11.7*height - 1.13*theta**2`` for ``-theta**2``; ``height`` is
+    ``cos(theta)``), and a processor whose last bits differ can tip a close choice. Measured
+    on these 12 draws: 9 within 0.05, median 0.019 (before the score-test stepwise, 8 and
+    0.020); asserted: 7 and 0.05."""
     from symreward.demo import FEATURES as PENDULUM
     from symreward.demo import TRUE_TERMS, pendulum_dataset
 
     features = FeatureSet(PENDULUM)
-    train = pendulum_dataset(1000, seed=11)
-    train = train.replace(preferences=bradley_terry_preferences(train, train.rewards, 400, 25,
-                                                                seed=11))
-    artifact = learn(train, features, seed=0)
     truth = RewardArtifact(name="true", features=features, terms=TRUE_TERMS)
     heldout = pendulum_dataset(500, seed=99)
-    distance = epic_distance(artifact.reward_fn(), truth.reward_fn(), heldout, n_eval=2000,
-                             n_mean=256)
-    assert distance <= 0.05, (distance, artifact.formula_text())
     np.testing.assert_allclose(truth.evaluate(heldout).rewards, heldout.rewards, atol=2e-5)
+    distances = {}
+    for seed in range(11, 23):
+        train = pendulum_dataset(1000, seed=seed)
+        train = train.replace(preferences=bradley_terry_preferences(train, train.rewards, 400,
+                                                                    25, seed=seed))
+        artifact = learn(train, features, seed=0)
+        distances[artifact.formula_text()] = epic_distance(
+            artifact.reward_fn(), truth.reward_fn(), heldout, n_eval=2000, n_mean=256)
+    values = list(distances.values())
+    assert sum(d <= 0.05 for d in values) >= 7, distances
+    assert np.median(values) <= 0.05, distances
 
 
 def test_rounding_moves_the_other_weights_with_the_rounded_one():
@@ -228,8 +238,8 @@ def test_a_structure_search_is_judged_on_units_it_never_saw():
     support = tuple(range(len(texts)))
     units = np.arange(objective.n_units)
     losses = [fit_loss(objective.problem(columns, None, fold),
-                       refit(objective.problem(columns, None, np.setdiff1d(units, fold)),
-                             support))
+                       fit_support(objective.problem(columns, None, np.setdiff1d(units, fold)),
+                                   support))
               for fold in objective.folds(learner.n_folds, learner.seed, held)]
     np.testing.assert_allclose(chosen.fold_losses, losses, rtol=1e-6)
     tiny = data.replace(preferences=bradley_terry_preferences(data, reward, 6, 10, seed=5))

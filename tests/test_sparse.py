@@ -2,13 +2,16 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import l1_min_c
 
 from symreward.data import Dataset, bradley_terry_preferences
-from symreward.objectives import make_objective
-from symreward.search.sparse import _weighted_l1_min_c, l1_supports
+from symreward.objectives import LinearProblem, make_objective
+from symreward.search.sparse import _weighted_l1_min_c, fit_loss, l1_supports, refit
+from symreward.search.stepwise import score_gains, stepwise_supports
 
 
 def _nonzero_at(rows, y, weight, c, fit_intercept):
@@ -48,3 +51,46 @@ def test_soft_labels_walk_the_l1_path_from_the_strongest_column():
     problem = make_objective("preferences", data.replace(preferences=soft)).problem(obs)
     supports = l1_supports(problem, max_terms=3)
     assert supports[:2] == [(0,), (0, 1)], supports
+
+
+def _squared_problem(X: np.ndarray, y: np.ndarray) -> LinearProblem:
+    n = len(y)
+    return LinearProblem("squared", X, y, np.zeros(n), np.ones(n), fit_intercept=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 3))
+def test_score_gains_are_the_exact_savings_of_a_squared_loss(seed, chosen):
+    """Squared error is quadratic: one Newton step is the refit, so the score test's gain of a
+    column is exactly what adding it (the support's weights and intercept refit) saves."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(80, 6))
+    X[:, 5] = X[:, 0] + 0.5 * X[:, 1] + 0.1 * rng.normal(size=80)
+    y = X @ rng.normal(size=6) + rng.normal(size=80)
+    problem = _squared_problem(X, y)
+    support = tuple(range(chosen))
+    fit = refit(problem, support)
+    gains = score_gains(problem, fit)
+    assert np.all(np.isneginf(gains[list(support)]))
+    for k in range(chosen, 6):
+        saved = fit_loss(problem, fit) - fit_loss(problem, refit(problem, (*support, k)))
+        assert gains[k] == pytest.approx(saved, rel=1e-4, abs=1e-9)  # refit has a tiny ridge
+
+
+def test_a_near_copy_of_a_chosen_term_gains_nothing_and_fresh_signal_is_taken():
+    """Segment sums of two action costs that move together (one policy scales both joints):
+    once the first is in, the raw gradient still ranks a near-copy of it above the second
+    cost, whose fresh signal is what lowers the loss; the score test ranks by the saving."""
+    rng = np.random.default_rng(3)
+    n = 600
+    scale = rng.uniform(0.1, 1.0, size=n)
+    first = scale * rng.uniform(0.8, 1.2, size=n)
+    second = scale * rng.uniform(0.8, 1.2, size=n)
+    copy = first * 1.01 + 0.001 * rng.normal(size=n)
+    X = np.column_stack([first, copy, second]) - np.column_stack([first, copy, second])[::-1]
+    z = -4 * (X[:, 0] + X[:, 2])
+    labels = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    problem = LinearProblem("bernoulli", X, labels, np.zeros(n), np.ones(n))
+    gains = score_gains(problem, refit(problem, (0,)))
+    assert gains[2] > 10 * gains[1]
+    assert stepwise_supports(problem, max_terms=2)[1] == (0, 2)

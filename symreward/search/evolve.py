@@ -86,7 +86,7 @@ from symreward.search.trees import (
     to_sympy,
     with_subtree,
 )
-from symreward.search.weights import curvature_z, fitted_losses, two_fold_scores
+from symreward.search.weights import fitted_losses, two_fold_scores
 
 Progress = Callable[[str], None]
 
@@ -832,7 +832,7 @@ class _Refinement:
         loss, X, coef, intercept = self.fit
         z = X @ coef + intercept + whole.offset
         grad_z = whole.loss_and_grad_z(z)[1]
-        curvature = curvature_z(whole, z)
+        curvature = whole.curvature_z(z)
         owner = np.array([k for k, _ in self.places])
         Jc = derivative * coef[owner]
         Jw = np.column_stack([X, np.ones(len(z))]) if whole.fit_intercept else X

@@ -48,7 +48,7 @@ def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
     """Distinct supports along the L1 path, from the sparsest, up to ``max_terms`` terms."""
     if problem.X.shape[1] == 0:
         return []
-    problem = _subsample(problem, max_rows, seed)
+    problem = subsample(problem, max_rows, seed)
     scale = column_scale(problem)
     X = problem.X / scale
     if problem.kind == "squared":
@@ -62,43 +62,6 @@ def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
             break
         if support and support not in supports:
             supports.append(support)
-    return supports
-
-
-def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8,
-                      max_rows: int = 50_000, seed: int = 0) -> list[tuple[int, ...]]:
-    """Supports of greedy forward selection under the exact loss, one term added per step.
-
-    Each step screens the candidates by the gradient of the loss at the current fit (the
-    columns that would lower it fastest), refits the ``screen`` most promising, and keeps the
-    one whose refit loss is lowest. Unlike the L1 path, every step is judged unshrunk, so a
-    correlated but wrong column that the penalty happens to favour early does not lock out the
-    right ones.
-    """
-    if problem.X.shape[1] == 0:
-        return []
-    problem = _subsample(problem, max_rows, seed)
-    scale = column_scale(problem)
-    support: tuple[int, ...] = ()
-    fit = refit(problem, support)
-    supports = []
-    for _ in range(min(max_terms, problem.X.shape[1])):
-        z = problem.predict(np.zeros(problem.X.shape[1]), fit.intercept)
-        if support:
-            z = z + problem.X[:, list(support)] @ fit.coef
-        _, grad_z = problem.loss_and_grad_z(z)
-        # The gradient with respect to standardised coefficients, so big columns get no edge.
-        strength = np.abs(problem.X.T @ grad_z) / scale
-        strength[list(support)] = -np.inf
-        shortlist = [int(k) for k in np.argsort(-strength)[:screen] if np.isfinite(strength[k])]
-        if not shortlist:
-            break
-        trials = [refit(problem, (*support, k), start=fit) for k in shortlist]
-        losses = [fit_loss(problem, trial) for trial in trials]
-        best = int(np.argmin(losses))
-        fit = trials[best]
-        support = fit.support
-        supports.append(tuple(sorted(support)))
     return supports
 
 
@@ -118,7 +81,7 @@ def simpler_variants(support: tuple[int, ...], parents: Sequence[Sequence[int]]
     return [v for v in dict.fromkeys(variants) if v]
 
 
-def _subsample(problem: LinearProblem, max_rows: int, seed: int) -> LinearProblem:
+def subsample(problem: LinearProblem, max_rows: int, seed: int) -> LinearProblem:
     """At most ``max_rows`` rows: enough to rank supports, which are refit on all rows."""
     if problem.n_rows <= max_rows:
         return problem

@@ -406,7 +406,7 @@ def _separable_newton(problem: LinearProblem, X: np.ndarray, penalty: np.ndarray
     loss, grad_z, z = total(theta)
     for _ in range(50):
         gradient = X.T @ grad_z + 2 * penalty * theta
-        hessian = (X.T * curvature_z(problem, z)) @ X + np.diag(2 * penalty + 1e-12)
+        hessian = (X.T * problem.curvature_z(z)) @ X + np.diag(2 * penalty + 1e-12)
         direction = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
         rate = 1.0
         while rate > 1e-8:
@@ -422,18 +422,3 @@ def _separable_newton(problem: LinearProblem, X: np.ndarray, penalty: np.ndarray
         if improvement <= 1e-13 * max(abs(loss), 1e-300):
             break
     return theta
-
-
-def curvature_z(problem: LinearProblem, z: np.ndarray) -> np.ndarray:
-    """The diagonal of the loss's Hessian in the row scores ``z`` (non-negative): exact for
-    Bradley–Terry and squared error, by central differences of the gradient otherwise."""
-    total = problem.weight.sum()
-    kind = compiled_kind(problem)
-    if kind == _BERNOULLI:
-        s = 1.0 / (1.0 + np.exp(-np.clip(z, -700.0, 700.0)))
-        return problem.weight * s * (1.0 - s) / total
-    if kind == _SQUARED:
-        return 2.0 * problem.weight / total
-    step = 1e-4 * np.maximum(1.0, np.abs(z))
-    return np.maximum((problem.loss_and_grad_z(z + step)[1]
-                       - problem.loss_and_grad_z(z - step)[1]) / (2 * step), 0.0)
