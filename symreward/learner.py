@@ -199,6 +199,10 @@ class SymbolicRewardLearner:
         user_columns = (_user_columns(dataset, features, library.user_terms)
                         if library.user_terms else None)
         candidates, columns = library.build(features.names, matrix, user_columns, seed=self.seed)
+        if objective.identifies_per_step_constant():
+            candidates = [Candidate("per_step", "1", sympy.Integer(1), 1, "constant"),
+                          *candidates]
+            columns = np.column_stack([np.ones(dataset.n), columns])
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
@@ -518,7 +522,7 @@ def _too_few_to_cross_validate(objective: Objective, n_folds: int, usable: int,
     rule = {"pairs": "a fold validates the pairs whose segments it holds and trains on the "
                      "pairs that touch none of them",
             "ranked pairs": "a fold validates the pairs among the ranked segments it holds",
-            "transitions": "a fold holds whole episodes"}[objective.row_name]
+            "transitions": f"a fold holds whole {objective.unit_name}"}[objective.row_name]
     fewer = "use fewer folds (--folds 2), " if asked > 2 else ""
     return (f"{objective.dataset.source}: too little data to cross-validate: "
             f"{_count(objective.n_rows(), objective.row_name)} over "

@@ -13,7 +13,9 @@ What each objective can identify (so what an artifact may honestly report):
 * ``preferences`` (Bradley–Terry on segment returns) and ``rankings`` (T-REX: every ordered pair
   of ranked segments) see only differences of segment returns: the reward is fixed up to an
   additive constant and potential shaping; the scale is fixed only relative to the labels'
-  noise (the Bradley–Terry temperature). No intercept is fitted or reported.
+  noise (the Bradley–Terry temperature). No intercept is fitted or reported; where compared
+  segments differ in length, a constant paid per step changes the returns' difference and is
+  identified (``identifies_per_step_constant``), and the learner offers it as a term.
 * ``demonstrations`` (expert vs unlabeled, a positive-unlabeled classifier as in ORIL): the
   reward is the classifier's logit; its constant depends on the class balance, so it is not
   reported either.
@@ -26,7 +28,8 @@ only when every unit it reads is in the set:
   one unit). A pair is validated by the fold that holds both its segments, trained on by the
   folds that hold neither, and used by neither side of a fold it straddles.
 * ``rankings``: the units are the distinct ranked segments; the pairs are formed inside a set.
-* ``demonstrations`` and ``rewards``: the units are episodes.
+* ``demonstrations`` and ``rewards``: the units are episodes (contiguous blocks of them where
+  the data hold fewer than ``MIN_TRANSITION_UNITS``).
 
 Why segments, not pairs: a reward from a finite library does not fit the true reward exactly,
 and what it misses is a fixed amount for each segment (its true return minus its modelled
@@ -43,7 +46,9 @@ together, so that reuse costs as few pairs as it can; ``Objective.fold_sizes`` s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,6 +60,8 @@ from symreward.errors import DataError, OptionError
 from symreward.partition import partition_units
 
 OBJECTIVES = ("preferences", "rankings", "demonstrations", "rewards")
+# Data of fewer episodes are cross-validated on contiguous blocks (``_TransitionObjective``).
+MIN_TRANSITION_UNITS = 20
 
 
 @dataclass
@@ -244,6 +251,13 @@ class Objective:
         units = np.arange(self.n_units) if units is None else np.asarray(units)
         return partition_units(n_folds, seed, units, self.unit_links())
 
+    def identifies_per_step_constant(self) -> bool:
+        """Whether a constant reward per step changes the loss: it does where compared
+        segments differ in length (a constant adds ``c * length`` to a return), so a reward
+        paid for every step survived is then learnable; never where an intercept is fitted,
+        which already holds it."""
+        return False
+
     def unit_links(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The two units each record reads, for records that read two (preference pairs);
         ``None`` where a record reads one unit or pairs are formed inside a set of units."""
@@ -306,6 +320,9 @@ class PreferenceObjective(Objective):
 
     def unit_links(self) -> tuple[np.ndarray, np.ndarray]:
         return self.segment_a, self.segment_b
+
+    def identifies_per_step_constant(self) -> bool:
+        return _lengths_differ(self.difference)
 
     def members(self, units: np.ndarray | None = None) -> np.ndarray:
         if units is None:
@@ -372,6 +389,9 @@ class RankingObjective(Objective):
     def n_rows(self, units: np.ndarray | None = None) -> int:
         return len(self._pairs(units)[0])
 
+    def identifies_per_step_constant(self) -> bool:
+        return _lengths_differ(self._difference(None)[0])
+
     def _pairs(self, units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         records = self.members(units)
         better, worse = np.meshgrid(records, records, indexing="ij")
@@ -412,22 +432,39 @@ class RankingObjective(Objective):
 
 
 class _TransitionObjective(Objective):
-    """Objectives whose rows are transitions; cross-validation keeps episodes whole."""
+    """Objectives whose rows are transitions; cross-validation keeps episodes whole. Data of
+    fewer than ``MIN_TRANSITION_UNITS`` episodes (a single long log) are cut into that many
+    contiguous blocks of about equal length, each inside one episode: adjacent steps then
+    share a fold except where two blocks meet, and such data can still be cross-validated."""
 
-    unit_name, row_name = "episodes", "transitions"
-
-    @property
-    def n_units(self) -> int:
-        return self.dataset.n_episodes
-
+    row_name = "transitions"
     kind = ""
     target: np.ndarray
     class_prior: float | None = None
 
+    @property
+    def unit_name(self) -> str:  # type: ignore[override]
+        return ("episodes" if self.dataset.n_episodes >= MIN_TRANSITION_UNITS
+                else "blocks of episodes")
+
+    @cached_property
+    def unit_of_row(self) -> np.ndarray:
+        episodes = self.dataset.episode_ids
+        if self.dataset.n_episodes >= MIN_TRANSITION_UNITS:
+            return episodes
+        size = math.ceil(self.dataset.n / MIN_TRANSITION_UNITS)
+        step = np.arange(self.dataset.n) - self.dataset.episode_starts[episodes]
+        blocks = np.concatenate([[0], np.cumsum(-(-self.dataset.episode_lengths // size))])
+        return blocks[episodes] + step // size
+
+    @property
+    def n_units(self) -> int:
+        return int(self.unit_of_row.max()) + 1
+
     def members(self, units: np.ndarray | None = None) -> np.ndarray:
         if units is None:
             return np.arange(self.dataset.n)
-        return np.flatnonzero(np.isin(self.dataset.episode_ids, units))
+        return np.flatnonzero(np.isin(self.unit_of_row, units))
 
     def row_map(self, units: np.ndarray | None = None) -> sp.csr_matrix:
         rows = self.members(units)
@@ -511,6 +548,13 @@ def make_objective(name: str, dataset: Dataset, *, noise: float = 0.0, discount:
     if name == "rewards":
         return RewardLabelObjective(dataset)
     raise OptionError("objective", name, f"choose from {', '.join(OBJECTIVES)}")
+
+
+def _lengths_differ(difference: sp.csr_matrix) -> bool:
+    """Whether some row of a difference of (discounted) segment sums moves a constant."""
+    moved = np.abs(difference @ np.ones(difference.shape[1]))
+    size = np.asarray(abs(difference).sum(axis=1)).ravel()
+    return bool(np.any(moved > 1e-9 * np.maximum(size, 1e-300)))
 
 
 def distinct_segments(segments: np.ndarray) -> np.ndarray:

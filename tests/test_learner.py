@@ -316,3 +316,29 @@ def test_folds_report_what_each_trains_and_validates_on():
     assert validated + report["never_validated"] == 300
     assert all(train + held <= 300 and held > 0 for train, held in report["folds"])
     assert 0.4 < validated / 300 < 0.9, report
+
+
+def test_a_reward_for_every_step_is_learned_from_episodes_of_different_lengths():
+    """Comparing whole episodes of different lengths, a constant paid each step is what tells
+    a long episode from a short one (an alive bonus): it is offered as a candidate and chosen.
+    With segments of one length it changes no return difference and is not offered."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 60, size=200)
+    n = int(lengths.sum())
+    obs = rng.normal(size=(n, 3))
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[np.cumsum(lengths) - 1] = True
+    data = Dataset(observations=obs, actions=rng.normal(size=(n, 1)), next_observations=obs,
+                   terminals=np.zeros(n, dtype=bool), timeouts=timeouts)
+    alive = np.ones(n)
+    whole = data.replace(preferences=bradley_terry_preferences(data, alive, 400, None, seed=1,
+                                                               temperature=2.0))
+    learner = SymbolicRewardLearner(seed=0).fit(whole, FEATURES)
+    assert learner.objective_.identifies_per_step_constant()
+    terms = learned_terms(learner)
+    assert "1" in terms and terms["1"] > 0, terms
+    windows = data.replace(preferences=bradley_terry_preferences(data, alive + obs[:, 0], 400,
+                                                                 5, seed=1))
+    learner = SymbolicRewardLearner(seed=0).fit(windows, FEATURES)
+    assert not learner.objective_.identifies_per_step_constant()
+    assert "1" not in {c.text for c in learner.candidates_}

@@ -11,6 +11,7 @@ from symreward.data import (
 )
 from symreward.errors import DataError, OptionError
 from symreward.objectives import (
+    MIN_TRANSITION_UNITS,
     DemonstrationObjective,
     LinearProblem,
     PreferenceObjective,
@@ -129,7 +130,8 @@ def test_ranking_pairs_stay_inside_a_fold():
 
 
 def test_transition_folds_keep_episodes_whole():
-    dataset = with_everything()
+    dataset = random_walk(n=1500, episode=50)
+    dataset = dataset.replace(rewards=true_reward(dataset))
     objective = RewardLabelObjective(dataset)
     folds = objective.folds(4, seed=3)
     assert sorted(np.concatenate(folds).tolist()) == list(range(dataset.n_episodes))
@@ -223,3 +225,22 @@ def test_folds_of_some_units_split_only_those():
     assert sorted(np.concatenate(folds).tolist()) == units.tolist()
     assert [f.tolist() for f in objective.folds(4, seed=0)] == \
         [f.tolist() for f in objective.folds(4, seed=0, units=np.arange(objective.n_units))]
+
+
+def test_one_long_episode_is_cross_validated_on_contiguous_blocks():
+    """A single log of 1000 steps: the transition objectives cut it into contiguous blocks
+    (at most ``MIN_TRANSITION_UNITS``), each fold holds whole blocks, and data of many
+    episodes keep episodes as units."""
+    single = random_walk(n=1000, episode=1000)
+    single = single.replace(rewards=single.observations[:, 0])
+    objective = RewardLabelObjective(single)
+    assert objective.unit_name == "blocks of episodes"
+    assert objective.n_units == MIN_TRANSITION_UNITS
+    blocks = objective.unit_of_row
+    assert np.all(np.diff(blocks) >= 0) and np.all(np.diff(blocks) <= 1)
+    assert np.bincount(blocks).tolist() == [50] * MIN_TRANSITION_UNITS
+    for fold in objective.folds(5, seed=0):
+        assert np.isin(blocks[objective.members(fold)], fold).all()
+    many = random_walk(n=2000, episode=50)
+    many = many.replace(rewards=many.observations[:, 0])
+    assert RewardLabelObjective(many).n_units == many.n_episodes >= MIN_TRANSITION_UNITS
