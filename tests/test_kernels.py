@@ -573,7 +573,11 @@ def test_new_process_loads_from_disk_without_compiling(tmp_path: Path) -> None:
     features = {**FEATURES, "bonus": "obs[0] * 3.5"}  # not compiled by any other test
     terms = {**TERMS, "bonus": "bonus"}
     compiled = compile_reward(*parsed(features, terms), INFO, cache_dir=tmp_path)
-    assert list(tmp_path.glob("__pycache__/*.nbi")) and list(tmp_path.glob("__pycache__/*.nbc"))
+    # numba keeps its index and machine code beside the module, or under $NUMBA_CACHE_DIR
+    saved = Path(numba.core.config.CACHE_DIR) if numba.core.config.CACHE_DIR else \
+        tmp_path / "__pycache__"
+    stem = compiled.path.stem
+    assert list(saved.rglob(f"{stem}.*.nbi")) and list(saved.rglob(f"{stem}.*.nbc"))
     report = in_new_process(features, terms, INFO, tmp_path)
     assert report == {"math": kernels.VECTOR_MATH.name, "key": compiled.key, "hits": 4,
                       "misses": 0}
