@@ -134,7 +134,7 @@ class SymbolicRewardLearner:
         validation.number("noise", self.noise, 0.0, 1.0, high_open=True)
         validation.number("discount", self.discount, 0.0, 1.0, low_open=True)
         validation.number("class_prior", self.class_prior, 0.0, 1.0, low_open=True,
-                       high_open=True, optional=True)
+                          high_open=True, optional=True)
         validation.number("rounding_tolerance", self.rounding_tolerance, 0.0)
         validation.whole("population", self.population, 2, optional=True)
         validation.whole("generations", self.generations, 1, optional=True)
@@ -149,14 +149,14 @@ class SymbolicRewardLearner:
             validation.unused("noise", self.noise, 0.0, "unless the objective is preferences")
         if self.objective not in ("preferences", "rankings"):
             validation.unused("discount", self.discount, 1.0,
-                           "unless the objective is preferences or rankings")
+                              "unless the objective is preferences or rankings")
         if self.objective != "demonstrations":
             validation.unused("class_prior", self.class_prior, None,
-                           "unless the objective is demonstrations")
+                              "unless the objective is demonstrations")
         if self.engine == "sparse":
             for option in ("population", "generations", "time_limit"):
                 validation.unused(option, getattr(self, option), None,
-                               "with the sparse engine (it is a structure search's budget)")
+                                  "with the sparse engine (it is a structure search's budget)")
         if self.engine == "evolve":
             replace(EvolutionarySearch(), **{k: v for k, v in self._engine_options().items()
                                              if k in ("population", "generations",
@@ -319,7 +319,9 @@ class SymbolicRewardLearner:
                 floor: float | None) -> dict[tuple[int, ...], FrontEntry]:
         """Cross-validate the proposed supports, each fold's model fitted on all the other
         units and scored on the fold, then simpler variants of the front's members until the
-        front stops changing; ``floor`` is the folds' reachable loss (``_folds_floor``)."""
+        front stops changing (a look-alike term can be two simplifications away from the one
+        it mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``); ``floor`` is
+        the folds' reachable loss (``_folds_floor``)."""
         proposals = list(dict.fromkeys(proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   + (f"cross-validating on {len(folds)} folds" if folds else
@@ -330,16 +332,15 @@ class SymbolicRewardLearner:
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
         scored: dict[tuple[int, ...], FrontEntry] = {}
-        for _ in range(4):
+        while proposals:
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates)
             front = ParetoFront.from_models(list(scored.values()), rule=self.selection,
                                             floor=floor)
-            proposals = [variant for entry in front.entries
-                         for variant in simpler_variants(entry.payload.fit.support, parents)
-                         if variant not in scored]
-            if not proposals:
-                break
+            proposals = list(dict.fromkeys(
+                variant for entry in front.entries
+                for variant in simpler_variants(entry.payload.fit.support, parents)
+                if variant not in scored))
         return scored
 
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
@@ -532,8 +533,13 @@ def _too_few_to_cross_validate(objective: Objective, n_folds: int, usable: int,
             "model by its training loss (--selection simplest)")
 
 
+_SINGULAR = {"pairs": "pair", "ranked pairs": "ranked pair", "segments": "segment",
+             "episodes": "episode", "blocks of episodes": "block of episodes",
+             "transitions": "transition", "folds": "fold"}
+
+
 def _count(number: int, plural: str) -> str:
-    return f"{number} {plural if number != 1 else plural[:-1]}"
+    return f"{number} {_SINGULAR.get(plural, plural) if number == 1 else plural}"
 
 
 def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,

@@ -203,9 +203,10 @@ class _Run:
         self.bases = [objective.problem(empty, offset, half) for half in self.halves]
         if len(self.bases) < 2 or min(base.n_rows for base in self.bases) == 0:
             raise DataError(
-                f"{objective.dataset.source}: too little data for a structure search: "
-                f"{len(units) if units is not None else objective.n_units} "
-                f"{objective.unit_name} cannot be halved so that each half holds "
+                f"{objective.dataset.source}: too little data for a structure search: the "
+                f"{objective.unit_name} it searches on "
+                f"({len(units) if units is not None else objective.n_units}) cannot be "
+                "halved so that each half holds "
                 f"{objective.row_name} to validate the other half's fit on ({objective.row_name} "
                 f"per half: {', '.join(str(b.n_rows) for b in self.bases)}); add data or use "
                 "--engine sparse")

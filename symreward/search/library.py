@@ -122,14 +122,14 @@ class TermLibrary:
                            1e-300)
         varying = finite & (norms > 1e-12 * scale * np.sqrt(len(centred)))
         kept: list[int] = []
-        unit = np.zeros_like(centred)
-        unit[:, varying] = centred[:, varying] / norms[varying]
-        for k in np.flatnonzero(varying):
-            if kept:
-                correlation = np.abs(unit[:, kept].T @ unit[:, k])
-                if correlation.max() >= 1.0 - self.collinearity:
-                    continue
-            kept.append(int(k))
+        candidates = np.flatnonzero(varying)
+        unit = centred[:, candidates] / norms[candidates]
+        correlation = np.abs(unit.T @ unit)
+        for position in range(len(candidates)):
+            if kept and correlation[position, kept].max() >= 1.0 - self.collinearity:
+                continue
+            kept.append(position)
+        kept = [int(candidates[position]) for position in kept]
         candidates = [generated[order[k]][0] for k in kept]
         return candidates, np.ascontiguousarray(columns[:, kept])
 
