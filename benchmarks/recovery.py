@@ -39,7 +39,7 @@ torque cost, an engineered feature as in HalfCheetah's and Hopper's rewards; dis
 ``shoulder_torque`` (``act[0]``). Policies: uniform random torques (each joint at its own scale,
 0.2-1), a noisy Jacobian-transpose PD controller to the target (sluggish to saturating gains)
 and open-loop sinusoidal swings (fast: they break the speed limit). On the training data the
-three true terms carry about 32%, 25% and 42% of the per-step variance (sum of the terms'
+three true terms carry 26%, 21% and 53% of the per-step variance (sum of the terms'
 variances). The speed limit is not a library knot: knots are quantiles rounded to two
 significant digits, 9.25 has three; the library's nearest indicator is ``(joint_speed > 8.2)``.
 Labels are Bradley-Terry at the temperature where the expected label accuracy, the mean of

@@ -282,8 +282,7 @@ class SymbolicRewardLearner:
         returned)."""
         folds = objective.folds(self.n_folds, self.seed, units)
         sizes = objective.fold_sizes(folds)
-        usable = [fold for fold, (train, held) in zip(folds, sizes, strict=True)
-                  if train > 0 and held > 0]
+        usable = [fold for fold in folds if _scorable_fold(objective, fold)]
         self._say(f"cross-validation: {len(usable)} folds of {objective.unit_name}; "
                   f"{objective.row_name} trained / validated on per fold: "
                   + ", ".join(f"{train}/{held}" for train, held in sizes))
@@ -509,12 +508,18 @@ def selection_split(objective: Objective, n_folds: int, seed: int
         held = parts[0]
         searched = np.setdiff1d(units, held)
         folds = objective.folds(n_folds, seed, held)
-        validated = sum(min(size) > 0 for size in objective.fold_sizes(folds))
+        validated = sum(_scorable_fold(objective, fold) for fold in folds)
         halves = objective.folds(2, seed, searched)
         if validated >= n_folds and len(halves) == 2 and all(
-                len(objective.members(half)) for half in halves):
+                objective.scorable(half) for half in halves):
             return held, searched
     return units, units
+
+
+def _scorable_fold(objective: Objective, fold: np.ndarray) -> bool:
+    """Whether a fold's loss and the fit on every other unit are both defined."""
+    rest = np.setdiff1d(np.arange(objective.n_units), fold)
+    return objective.scorable(fold) and objective.scorable(rest)
 
 
 def _too_few_to_cross_validate(objective: Objective, n_folds: int, usable: int,
@@ -524,6 +529,8 @@ def _too_few_to_cross_validate(objective: Objective, n_folds: int, usable: int,
                      "pairs that touch none of them",
             "ranked pairs": "a fold validates the pairs among the ranked segments it holds",
             "transitions": f"a fold holds whole {objective.unit_name}"}[objective.row_name]
+    if objective.name == "demonstrations":
+        rule += ", with expert and unlabeled transitions on both of its sides"
     fewer = "use fewer folds (--folds 2), " if asked > 2 else ""
     return (f"{objective.dataset.source}: too little data to cross-validate: "
             f"{_count(objective.n_rows(), objective.row_name)} over "

@@ -267,6 +267,10 @@ class Objective:
         """The number of rows of ``problem(..., units)``: the loss's terms."""
         return len(self.members(units))
 
+    def scorable(self, units: np.ndarray | None = None) -> bool:
+        """Whether the loss on ``units`` (all by default) is defined: they hold rows."""
+        return self.n_rows(units) > 0
+
     def fold_sizes(self, folds: list[np.ndarray], units: np.ndarray | None = None
                    ) -> list[tuple[int, int]]:
         """For each fold, the rows a model is trained on (those of ``units``, all by default,
@@ -501,6 +505,11 @@ class DemonstrationObjective(_TransitionObjective):
         self.kind = "pu"
         self.class_prior = class_prior
         self.target = expert.astype(np.float64)
+
+    def scorable(self, units: np.ndarray | None = None) -> bool:
+        """Rows of both kinds: the risk averages over expert and over unlabeled rows."""
+        labels = self.target[self.members(units)]
+        return bool(labels.any() and not labels.all())
 
     def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
                 units: np.ndarray | None = None) -> LinearProblem:

@@ -201,7 +201,7 @@ class _Run:
         self.halves = objective.folds(2, options.seed, units)
         empty = np.zeros((matrix.shape[0], 0))
         self.bases = [objective.problem(empty, offset, half) for half in self.halves]
-        if len(self.bases) < 2 or min(base.n_rows for base in self.bases) == 0:
+        if len(self.bases) < 2 or not all(objective.scorable(half) for half in self.halves):
             raise DataError(
                 f"{objective.dataset.source}: too little data for a structure search: the "
                 f"{objective.unit_name} it searches on "
