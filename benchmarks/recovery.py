@@ -348,6 +348,23 @@ class Task:
 HALFCHEETAH_CTRL = " + ".join(f"act[{i}]**2" for i in range(6))
 HOPPER_CTRL = " + ".join(f"act[{i}]**2" for i in range(3))
 
+
+
+def _reacher_features(torques: dict[str, str]) -> dict[str, str]:
+    """reacher-gate's features: the distance and the speed, the torque features, then the
+    distractors (in this order, which fixes the library's)."""
+    return {"dist": "sqrt(next_obs[8]**2 + next_obs[9]**2)",
+            "joint_speed": "max(abs(next_obs[6]), abs(next_obs[7]))", **torques,
+            "dx": "next_obs[8]", "shoulder_vel": "next_obs[6]", "elbow_cos": "next_obs[1]"}
+
+
+REACHER_FAMILIES: list[tuple[str, Family]] = [
+    ("random", _reacher_random), ("reach", _reacher_reach),
+    ("swing", _gait(2, 0.02, 0.3, 2.0)), ("reach", _reacher_reach)]
+REACHER_DATA: dict[str, Any] = {
+    "part_steps": 1000, "train_parts": 30, "heldout_parts": 15, "tolerance": 0.0,
+    "episodes": (1, None), "env_reward": False, "label_accuracy": 0.85}
+
 TASKS: dict[str, Task] = {
     "pendulum": Task(
         "pendulum", "Pendulum-v1",
@@ -399,16 +416,9 @@ TASKS: dict[str, Task] = {
               "preference could tell them apart"),
     "reacher-gate": Task(
         "reacher-gate", "Reacher-v5",
-        {"dist": "sqrt(next_obs[8]**2 + next_obs[9]**2)",
-         "joint_speed": "max(abs(next_obs[6]), abs(next_obs[7]))",
-         "ctrl": "act[0]**2 + act[1]**2",
-         "dx": "next_obs[8]", "shoulder_vel": "next_obs[6]", "elbow_cos": "next_obs[1]",
-         "shoulder_torque": "act[0]"},
+        {**_reacher_features({"ctrl": "act[0]**2 + act[1]**2"}), "shoulder_torque": "act[0]"},
         [(-1.0, "dist"), (-0.2, "(joint_speed > 9.25)"), (-0.2, "ctrl")],
-        [("random", _reacher_random), ("reach", _reacher_reach),
-         ("swing", _gait(2, 0.02, 0.3, 2.0)), ("reach", _reacher_reach)],
-        part_steps=1000, train_parts=30, heldout_parts=15, tolerance=0.0,
-        episodes=(1, None), env_reward=False, label_accuracy=0.85,
+        REACHER_FAMILIES, **REACHER_DATA,
         notes="our reward, not Reacher's: distance after the step, a joint speed limit at "
               "9.25 rad/s (not a library knot: knots have two significant digits), the "
               "quadratic torque cost as the engineered feature ctrl (as HalfCheetah's and "
@@ -418,15 +428,9 @@ TASKS: dict[str, Task] = {
               "25-step pairs"),
     "reacher-gate-joints": Task(
         "reacher-gate-joints", "Reacher-v5",
-        {"dist": "sqrt(next_obs[8]**2 + next_obs[9]**2)",
-         "joint_speed": "max(abs(next_obs[6]), abs(next_obs[7]))",
-         "a0": "act[0]", "a1": "act[1]",
-         "dx": "next_obs[8]", "shoulder_vel": "next_obs[6]", "elbow_cos": "next_obs[1]"},
+        _reacher_features({"a0": "act[0]", "a1": "act[1]"}),
         [(-1.0, "dist"), (-0.2, "(joint_speed > 9.25)"), (-0.2, "a0**2"), (-0.2, "a1**2")],
-        [("random", _reacher_random), ("reach", _reacher_reach),
-         ("swing", _gait(2, 0.02, 0.3, 2.0)), ("reach", _reacher_reach)],
-        part_steps=1000, train_parts=30, heldout_parts=15, tolerance=0.0,
-        episodes=(1, None), env_reward=False, label_accuracy=0.85,
+        REACHER_FAMILIES, **REACHER_DATA,
         notes="reacher-gate's reward with the torques as raw features: the learner must also "
               "find each torque's square, which 85%-accurate labels barely tell from its "
               "absolute value (see RESULTS.md)"),
