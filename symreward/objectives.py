@@ -226,6 +226,9 @@ class Objective:
     dataset: Dataset
     name: str = field(init=False, default="")
     identifies_intercept: bool = field(init=False, default=False)
+    # What cross-validation splits and what it counts, in messages and reports.
+    unit_name = "units"
+    row_name = "rows"
 
     @property
     def n_units(self) -> int:
@@ -239,9 +242,6 @@ class Objective:
                       ) -> tuple[float, np.ndarray]:
         """Loss of a per-transition reward vector and its gradient (length N)."""
         raise NotImplementedError
-
-    unit_name = "units"
-    row_name = "rows"
 
     def folds(self, n_folds: int, seed: int, units: np.ndarray | None = None
               ) -> list[np.ndarray]:
