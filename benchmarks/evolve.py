@@ -51,10 +51,11 @@ import sympy
 from symreward import formula
 from symreward.artifact import RewardArtifact, Term
 from symreward.audit import epic_distance
+from symreward.crossval import selection_split
 from symreward.data import Dataset, bradley_terry_preferences, collect
 from symreward.data.oracle import return_differences
 from symreward.features import FeatureSet
-from symreward.learner import SymbolicRewardLearner, feature_matrix, selection_split
+from symreward.learner import SymbolicRewardLearner, feature_matrix
 from symreward.objectives import make_objective
 from symreward.search import trees
 from symreward.search.weights import fit_weights

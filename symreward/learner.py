@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symreward import formula, validation
+from symreward import crossval, formula, validation
 from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.data import Dataset
@@ -45,8 +45,6 @@ ENGINES = ("sparse", "evolve", "pysr")
 # How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
 # what preferences, rankings and demonstrations identify, so they are what must read true.
 RATIO_TOLERANCE = 0.01
-# The share of the objective's units a structure search never sees (see ``selection_split``).
-SELECTION_SHARE = 0.25
 Progress = Callable[[str], None]
 
 
@@ -206,8 +204,8 @@ class SymbolicRewardLearner:
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
-        folds = self._validation_folds(objective)
-        floor = _folds_floor(objective, offset, folds)
+        folds, folds_report = self._validation_folds(objective)
+        floor = crossval.folds_floor(objective, offset, folds)
         models = self._search(objective, full, columns, offset, candidates,
                               self._sparse_proposals(full), folds, floor)
         self.search_ = {"engine": self.engine}
@@ -216,7 +214,7 @@ class SymbolicRewardLearner:
                      for m in ParetoFront.from_models(
                          list(models.values()), rule=self.selection,
                          floor=floor).entries]
-            held, searched = selection_split(objective, self.n_folds, self.seed)
+            held, searched = crossval.selection_split(objective, self.n_folds, self.seed)
             term_sets = self._structure_search(objective, matrix, features, offset, seeds,
                                                searched)
             self.search_["held_out_units"] = (len(held) if len(held) < objective.n_units
@@ -224,8 +222,8 @@ class SymbolicRewardLearner:
             candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
                                                           matrix, dataset, features)
             full = objective.problem(columns, offset)
-            folds = self._validation_folds(objective, held)
-            floor = _folds_floor(objective, offset, folds)
+            folds, folds_report = self._validation_folds(objective, held)
+            floor = crossval.folds_floor(objective, offset, folds)
             models = self._search(objective, full, columns, offset, candidates,
                                   [*models, *proposals], folds, floor)
         front = ParetoFront.from_models(list(models.values()), rule=self.selection,
@@ -250,7 +248,7 @@ class SymbolicRewardLearner:
             "learning_seconds": round(seconds, 3),
             "rows": full.n_rows,
         }
-        self.folds_ = self._fold_report(objective, folds)
+        self.folds_ = folds_report
         self.artifact_ = self._artifact(dataset, features, chosen, coefficients, intercept,
                                         locked, base)
         return self
@@ -274,35 +272,19 @@ class SymbolicRewardLearner:
         return matrix, base.evaluate(dataset).rewards
 
     def _validation_folds(self, objective: Objective, units: np.ndarray | None = None
-                          ) -> list[np.ndarray]:
-        """Folds of ``units`` (all by default) each with records to validate on and, outside
-        it, records to train on; folds without are left out. Fewer than two such folds: no
-        cross-validation is possible, which is an error unless the selection rule is
-        ``simplest`` (then models are compared by their training loss, and no folds are
-        returned)."""
-        folds = objective.folds(self.n_folds, self.seed, units)
-        sizes = objective.fold_sizes(folds)
-        usable = [fold for fold in folds if _scorable_fold(objective, fold)]
-        self._say(f"cross-validation: {len(usable)} folds of {objective.unit_name}; "
-                  f"{objective.row_name} trained / validated on per fold: "
-                  + ", ".join(f"{train}/{held}" for train, held in sizes))
-        if len(usable) >= 2:
-            return usable
-        if self.selection == "simplest":
+                          ) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """``crossval.validation_folds`` with the learner's options, and its report."""
+        folds = crossval.validation_folds(objective, self.n_folds, self.seed, units,
+                                          allow_none=self.selection == "simplest")
+        report = crossval.fold_report(objective, folds)
+        if folds:
+            self._say(f"cross-validation: {len(folds)} folds of {objective.unit_name}; "
+                      f"{objective.row_name} trained / validated on per fold: "
+                      + ", ".join(f"{train}/{held}" for train, held in report["folds"]))
+        else:
             self._say("too little data to cross-validate: models are compared by their "
                       "training loss (--selection simplest)")
-            return []
-        raise DataError(_too_few_to_cross_validate(objective, len(folds), len(usable),
-                                                   self.n_folds))
-
-    def _fold_report(self, objective: Objective, folds: list[np.ndarray]) -> dict[str, Any]:
-        """What cross-validation ran on: the units, each fold's training and validation rows,
-        and the rows no fold validates (pairs that straddle two folds)."""
-        sizes = objective.fold_sizes(folds)
-        return {"scored_by": "cross-validation" if folds else "training loss",
-                "units": objective.unit_name, "rows": objective.row_name,
-                "folds": [[train, held] for train, held in sizes],
-                "never_validated": objective.n_rows() - sum(held for _, held in sizes)}
+        return folds, report
 
     def _sparse_proposals(self, full: LinearProblem) -> list[tuple[int, ...]]:
         proposals: list[tuple[int, ...]] = [()]
@@ -320,7 +302,7 @@ class SymbolicRewardLearner:
         units and scored on the fold, then simpler variants of the front's members until the
         front stops changing (a look-alike term can be two simplifications away from the one
         it mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``); ``floor`` is
-        the folds' reachable loss (``_folds_floor``)."""
+        the folds' reachable loss (``crossval.folds_floor``)."""
         proposals = list(dict.fromkeys(proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   + (f"cross-validating on {len(folds)} folds" if folds else
@@ -475,78 +457,6 @@ class SymbolicRewardLearner:
         return RewardArtifact(name=name, features=features, terms=terms,
                               invariants=list(base.invariants) if base is not None else [],
                               provenance=provenance)
-
-
-def _folds_floor(objective: Objective, offset: np.ndarray | None, folds: list[np.ndarray]
-                 ) -> float | None:
-    """The lowest cross-validated loss a reward can reach on these folds: each fold's
-    reachable floor, weighted by its rows as ``_cross_validate`` weights the fold losses (the
-    held-out units' labels can be noisier or cleaner than the rest's); None where a fold has
-    none."""
-    empty = np.zeros((objective.dataset.n, 0))
-    problems = ([objective.problem(empty, offset, fold) for fold in folds] if folds
-                else [objective.problem(empty, offset)])
-    floors = [problem.reachable_floor() for problem in problems]
-    if any(floor is None for floor in floors) or not sum(p.n_rows for p in problems):
-        return None
-    return float(np.average(floors, weights=[p.n_rows for p in problems]))
-
-
-def selection_split(objective: Objective, n_folds: int, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The objective's units split into those held out of a structure search, to choose among
-    its proposals by cross-validation, and those it searches on: one part of a balanced
-    partition into ``1/SELECTION_SHARE`` parts (``Objective.folds``, which keeps segments
-    shared by pairs together). A search scores thousands of formulas; the ones that win on the
-    data it saw include formulas that fit that data's label noise, and only data it never saw
-    tells them from the truth. Where the held-out part cannot be cross-validated in
-    ``n_folds`` folds that each have rows to train and validate on, or the rest cannot be
-    halved into two parts with rows, every unit does both."""
-    units = np.arange(objective.n_units)
-    parts = objective.folds(round(1 / SELECTION_SHARE), seed)
-    if len(parts) >= 2:
-        held = parts[0]
-        searched = np.setdiff1d(units, held)
-        folds = objective.folds(n_folds, seed, held)
-        validated = sum(_scorable_fold(objective, fold) for fold in folds)
-        halves = objective.folds(2, seed, searched)
-        if validated >= n_folds and len(halves) == 2 and all(
-                objective.scorable(half) for half in halves):
-            return held, searched
-    return units, units
-
-
-def _scorable_fold(objective: Objective, fold: np.ndarray) -> bool:
-    """Whether a fold's loss and the fit on every other unit are both defined."""
-    rest = np.setdiff1d(np.arange(objective.n_units), fold)
-    return objective.scorable(fold) and objective.scorable(rest)
-
-
-def _too_few_to_cross_validate(objective: Objective, n_folds: int, usable: int,
-                               asked: int) -> str:
-    """One line: what is short for cross-validation, and what to do."""
-    rule = {"pairs": "a fold validates the pairs whose segments it holds and trains on the "
-                     "pairs that touch none of them",
-            "ranked pairs": "a fold validates the pairs among the ranked segments it holds",
-            "transitions": f"a fold holds whole {objective.unit_name}"}[objective.row_name]
-    if objective.name == "demonstrations":
-        rule += ", with expert and unlabeled transitions on both of its sides"
-    fewer = "use fewer folds (--folds 2), " if asked > 2 else ""
-    return (f"{objective.dataset.source}: too little data to cross-validate: "
-            f"{_count(objective.n_rows(), objective.row_name)} over "
-            f"{_count(objective.n_units, objective.unit_name)} give {usable} of "
-            f"{_count(n_folds, 'folds')} with {objective.row_name} to both train and validate "
-            f"on ({rule}), and at least 2 are needed; add data, {fewer}or choose the simplest "
-            "model by its training loss (--selection simplest)")
-
-
-_SINGULAR = {"pairs": "pair", "ranked pairs": "ranked pair", "segments": "segment",
-             "episodes": "episode", "blocks of episodes": "block of episodes",
-             "transitions": "transition", "folds": "fold"}
-
-
-def _count(number: int, plural: str) -> str:
-    return f"{number} {_SINGULAR.get(plural, plural) if number == 1 else plural}"
 
 
 def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,

@@ -5,6 +5,7 @@ import pytest
 
 from symreward.artifact import RewardArtifact, Term
 from symreward.audit import epic_distance
+from symreward.crossval import SELECTION_SHARE, folds_floor, selection_split
 from symreward.data import (
     Dataset,
     Preferences,
@@ -13,14 +14,7 @@ from symreward.data import (
 )
 from symreward.errors import DataError
 from symreward.features import FeatureSet
-from symreward.learner import (
-    SELECTION_SHARE,
-    SymbolicRewardLearner,
-    _folds_floor,
-    _user_columns,
-    learn,
-    selection_split,
-)
+from symreward.learner import SymbolicRewardLearner, _user_columns, learn
 from symreward.search.library import TermLibrary, round_significant
 from symreward.search.sparse import fit_loss
 from symreward.search.weights import fit_support
@@ -268,8 +262,8 @@ def test_soft_labels_from_a_library_reward_give_back_its_small_terms():
     folds = objective.folds(5, 0, np.arange(0, objective.n_units, 4))
     problems = [objective.problem(np.zeros((data.n, 0)), None, fold) for fold in folds]
     expected = np.average([p.loss_floor() for p in problems], weights=[p.n_rows for p in problems])
-    assert _folds_floor(objective, None, folds) == pytest.approx(expected, rel=1e-12)
-    assert _folds_floor(objective, None, folds) != pytest.approx(
+    assert folds_floor(objective, None, folds) == pytest.approx(expected, rel=1e-12)
+    assert folds_floor(objective, None, folds) != pytest.approx(
         objective.problem(np.zeros((data.n, 0))).loss_floor(), rel=1e-6)
 
 
