@@ -119,6 +119,7 @@ sys.path.insert(0, str(HERE))
 from symreward import formula  # noqa: E402
 from symreward.artifact import RewardArtifact, Term  # noqa: E402
 from symreward.audit import canonicalize, epic_distance, pearson_distance  # noqa: E402
+from symreward.crossval import validation_folds  # noqa: E402
 from symreward.data import Dataset, Preferences, bradley_terry_preferences, collect  # noqa: E402
 from symreward.data.oracle import (  # noqa: E402
     episode_segments,
@@ -127,12 +128,11 @@ from symreward.data.oracle import (  # noqa: E402
 )
 from symreward.errors import SymrewardError  # noqa: E402
 from symreward.features import FeatureSet  # noqa: E402
-from symreward.learner import Model, SymbolicRewardLearner, feature_matrix  # noqa: E402
+from symreward.learner import SymbolicRewardLearner, feature_matrix  # noqa: E402
 from symreward.search.front import FrontEntry, ParetoFront  # noqa: E402
 from symreward.search.library import Candidate, TermLibrary  # noqa: E402
 from symreward.search.sparse import LinearFit, fit_loss, l1_supports  # noqa: E402
 from symreward.search.stepwise import stepwise_supports  # noqa: E402
-from symreward.search.weights import fit_support  # noqa: E402
 
 # ---------------------------------------------------------------------------- settings
 
@@ -857,30 +857,17 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset, tempera
         columns = np.hstack([columns, term_columns[:, missing] / coefs])
         texts = [c.text for c in candidates]
         full = objective.problem(columns, None)
-    folds = objective.folds(learner.n_folds, learner.seed)
+    folds = validation_folds(objective, learner.n_folds, learner.seed)
     units = np.arange(objective.n_units)
     splits = [(objective.problem(columns, None, np.setdiff1d(units, held)),
                objective.problem(columns, None, held)) for held in folds]
 
     def cv(support: tuple[int, ...]) -> tuple[dict[str, Any], FrontEntry]:
-        fit = fit_support(full, support)
-        losses, weights = [], []
-        for tr, te in splits:
-            if tr.n_rows == 0 or te.n_rows == 0:
-                continue
-            losses.append(fit_loss(te, fit_support(tr, support)))
-            weights.append(te.n_rows)
-        arr = np.asarray(losses)
-        loss = float(np.average(arr, weights=weights))
-        se = float(arr.std(ddof=1) / math.sqrt(len(arr)))
-        model = Model(fit, candidates)
-        expr = model.expression()
-        entry = FrontEntry(complexity=formula.complexity(expr), loss=loss, loss_se=se,
-                           accuracy=math.nan, formula=formula.to_text(expr), payload=model)
+        entry = learner._cross_validate(support, full, splits, candidates, folds.partitions)
         return {"terms": [texts[k] for k in support], "proposed": support in proposals,
-                "complexity": entry.complexity, "cv_loss": loss, "cv_se": se,
-                "fold_losses": [round(x, 5) for x in losses],
-                "train_loss": float(fit_loss(full, fit)), "formula": entry.formula}, entry
+                "complexity": entry.complexity, "cv_loss": entry.loss, "cv_se": entry.loss_se,
+                "fold_losses": [round(x, 5) for x in entry.fold_losses],
+                "train_loss": entry.train_loss, "formula": entry.formula}, entry
 
     shares = term_shares(task, train)
     present = [t for t in true_texts if t in texts]

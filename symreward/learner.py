@@ -272,13 +272,17 @@ class SymbolicRewardLearner:
         return matrix, base.evaluate(dataset).rewards
 
     def _validation_folds(self, objective: Objective, units: np.ndarray | None = None
-                          ) -> tuple[list[np.ndarray], dict[str, Any]]:
+                          ) -> tuple[crossval.Folds, dict[str, Any]]:
         """``crossval.validation_folds`` with the learner's options, and its report."""
         folds = crossval.validation_folds(objective, self.n_folds, self.seed, units,
                                           allow_none=self.selection == "simplest")
         report = crossval.fold_report(objective, folds)
         if folds:
-            self._say(f"cross-validation: {len(folds)} folds of {objective.unit_name}; "
+            partitions = (f" ({folds.partitions} partitions: {report['never_validated']} "
+                          f"{objective.row_name} validated by none)"
+                          if folds.partitions > 1 else "")
+            self._say(f"cross-validation: {len(folds)} folds of {objective.unit_name}"
+                      f"{partitions}; "
                       f"{objective.row_name} trained / validated on per fold: "
                       + ", ".join(f"{train}/{held}" for train, held in report["folds"]))
         else:
@@ -296,7 +300,7 @@ class SymbolicRewardLearner:
 
     def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
                 offset: np.ndarray | None, candidates: list[Candidate],
-                proposals: list[tuple[int, ...]], folds: list[np.ndarray],
+                proposals: list[tuple[int, ...]], folds: crossval.Folds,
                 floor: float | None) -> dict[tuple[int, ...], FrontEntry]:
         """Cross-validate the proposed supports, each fold's model fitted on all the other
         units and scored on the fold, then simpler variants of the front's members until the
@@ -315,7 +319,8 @@ class SymbolicRewardLearner:
         scored: dict[tuple[int, ...], FrontEntry] = {}
         while proposals:
             for support in proposals:
-                scored[support] = self._cross_validate(support, full, splits, candidates)
+                scored[support] = self._cross_validate(support, full, splits, candidates,
+                                                       folds.partitions)
             front = ParetoFront.from_models(list(scored.values()), rule=self.selection,
                                             floor=floor)
             proposals = list(dict.fromkeys(
@@ -352,7 +357,7 @@ class SymbolicRewardLearner:
 
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
                         splits: list[tuple[LinearProblem, LinearProblem]],
-                        candidates: list[Candidate]) -> FrontEntry:
+                        candidates: list[Candidate], partitions: int) -> FrontEntry:
         fit = fit_support(full, support)
         fold_losses, fold_accuracies, weights = [], [], []
         for train, held in splits:
@@ -367,7 +372,8 @@ class SymbolicRewardLearner:
             fold_accuracies = [fit_accuracy(full, fit)]
         losses = np.asarray(fold_losses)
         loss = float(np.average(losses, weights=weights))
-        se = float(losses.std(ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
+        se = (float(losses.std(ddof=1) * math.sqrt(max(partitions, 1) / len(losses)))
+              if len(losses) > 1 else 0.0)
         accuracies = np.asarray(fold_accuracies)
         finite = np.isfinite(accuracies)
         accuracy = (float(np.average(accuracies[finite], weights=np.asarray(weights)[finite]))
@@ -376,6 +382,7 @@ class SymbolicRewardLearner:
         shown = model.expression([round_significant(c, 4) for c in fit.coef])
         return FrontEntry(complexity=formula.complexity(model.expression()) if support else 0,
                           loss=loss, loss_se=se, fold_losses=tuple(fold_losses),
+                          partitions=max(partitions, 1),
                           accuracy=accuracy,
                           formula=formula.to_text(shown) if support else "0",
                           train_loss=fit_loss(full, fit), payload=model)

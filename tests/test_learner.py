@@ -5,7 +5,14 @@ import pytest
 
 from symreward.artifact import RewardArtifact, Term
 from symreward.audit import epic_distance
-from symreward.crossval import SELECTION_SHARE, folds_floor, selection_split
+from symreward.crossval import (
+    MAX_PARTITIONS,
+    SELECTION_SHARE,
+    Folds,
+    folds_floor,
+    selection_split,
+    validation_folds,
+)
 from symreward.data import (
     Dataset,
     Preferences,
@@ -15,6 +22,7 @@ from symreward.data import (
 from symreward.errors import DataError
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner, _user_columns, learn
+from symreward.objectives import PreferenceObjective
 from symreward.search.library import TermLibrary, round_significant
 from symreward.search.sparse import fit_loss
 from symreward.search.weights import fit_support
@@ -259,7 +267,7 @@ def test_soft_labels_from_a_library_reward_give_back_its_small_terms():
     assert set(terms) == {"x**2", "y", "z"}, terms
     assert terms["z"] / terms["x**2"] == pytest.approx(0.02 / -1.5, rel=0.05)
     objective = learner.objective_
-    folds = objective.folds(5, 0, np.arange(0, objective.n_units, 4))
+    folds = Folds(tuple(objective.folds(5, 0, np.arange(0, objective.n_units, 4))), 1)
     problems = [objective.problem(np.zeros((data.n, 0)), None, fold) for fold in folds]
     expected = np.average([p.loss_floor() for p in problems], weights=[p.n_rows for p in problems])
     assert folds_floor(objective, None, folds) == pytest.approx(expected, rel=1e-12)
@@ -297,19 +305,33 @@ def test_the_simplest_rule_learns_without_cross_validation_and_says_so():
 
 
 def test_folds_report_what_each_trains_and_validates_on():
-    """A pool where each segment is in about five pairs: the folds say how many pairs each
-    trains and validates on, every validated pair is counted once, and the pairs across two
-    folds are reported as never validated."""
+    """A pool where each segment is in about five pairs: one partition of the segments
+    validates about half the pairs, so further partitions are cut until nine in ten are
+    validated by some fold (three at most). The report gives each fold's training and
+    validation pairs, and the pairs no fold of any partition validates."""
     data = walk()
     prefs = bradley_terry_preferences(data, planted(data), 300, 10, seed=2, pairs_per_segment=5)
-    learner = SymbolicRewardLearner(seed=0).fit(data.replace(preferences=prefs), FEATURES)
+    objective = PreferenceObjective(data.replace(preferences=prefs))
+    learner = SymbolicRewardLearner(seed=0).fit(objective.dataset, FEATURES)
     report = learner.artifact_.provenance["cross_validation"]
     assert report["scored_by"] == "cross-validation" and report["units"] == "segments"
-    assert len(report["folds"]) == 5
-    validated = sum(held for _, held in report["folds"])
-    assert validated + report["never_validated"] == 300
+    assert report["partitions"] == MAX_PARTITIONS and len(report["folds"]) == 5 * MAX_PARTITIONS
     assert all(train + held <= 300 and held > 0 for train, held in report["folds"])
-    assert 0.4 < validated / 300 < 0.9, report
+    first = report["folds"][:5]
+    assert 0.4 < sum(held for _, held in first) / 300 < 0.9, report
+    seen = np.zeros(300, dtype=bool)
+    for fold in validation_folds(objective, 5, 0):
+        seen[objective.members(fold)] = True
+    assert report["never_validated"] == 300 - seen.sum() < 0.3 * 300
+
+
+def test_one_partition_where_it_validates_every_pair():
+    """Fresh segments: every pair sits inside one fold, and a second partition would only
+    repeat the same pairs."""
+    data = walk()
+    prefs = bradley_terry_preferences(data, planted(data), 200, 10, seed=2)
+    folds = validation_folds(PreferenceObjective(data.replace(preferences=prefs)), 5, 0)
+    assert folds.partitions == 1 and folds.per_partition == len(folds) == 5
 
 
 def test_a_reward_for_every_step_is_learned_from_episodes_of_different_lengths():

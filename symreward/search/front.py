@@ -57,6 +57,9 @@ class FrontEntry:
     formula: str
     loss_se: float = 0.0
     fold_losses: tuple[float, ...] = ()
+    # How many partitions of the units ``fold_losses`` come from (``crossval.Folds``): a
+    # standard error counts the folds of one.
+    partitions: int = 1
     train_loss: float = math.nan
     score: float = 0.0
     payload: object = field(default=None, repr=False, compare=False)
@@ -134,8 +137,9 @@ def _select(front: list[FrontEntry], rule: str, tolerance: float, floor: float |
 
 
 def _paired_se(entry: FrontEntry, best: FrontEntry) -> float:
-    """Standard error of ``entry``'s fold-by-fold loss difference to ``best``; the standard
-    error of ``best``'s own loss where the fold losses are not known."""
+    """Standard error of ``entry``'s fold-by-fold loss difference to ``best``, counting the
+    folds of one partition; the standard error of ``best``'s own loss where the fold losses
+    are not known."""
     if entry is best:
         return 0.0
     if len(entry.fold_losses) != len(best.fold_losses) or len(entry.fold_losses) < 2:
@@ -143,4 +147,4 @@ def _paired_se(entry: FrontEntry, best: FrontEntry) -> float:
     differences = [a - b for a, b in zip(entry.fold_losses, best.fold_losses, strict=True)]
     mean = sum(differences) / len(differences)
     variance = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
-    return math.sqrt(variance / len(differences))
+    return math.sqrt(variance * max(best.partitions, 1) / len(differences))
