@@ -87,7 +87,9 @@ The plan and its estimated time are printed before it starts. The full default r
 of each draw: 36 fits; timing) takes about 2 hours on the shared 2-core machine at a load of
 4-9, 45 minutes of it the peer; without the peer and the timing about 65 minutes; one label
 seed without the peer (``--label-seeds 0 --no-peer``) took 29 minutes. Subsets: ``--tasks``,
-``--pairs``, ``--reuse``, ``--segments``, ``--label-seeds``, ``--no-peer``, ``--no-timing``.
+``--pairs``, ``--reuse``, ``--segments``, ``--label-seeds``, ``--no-peer``, ``--no-timing``;
+``--engine evolve`` (with ``--time-limit``) learns with the evolutionary engine instead of the
+sparse one (no diagnosis: its library is its own).
 """
 
 from __future__ import annotations
@@ -929,12 +931,16 @@ def fmt(x: float, digits: int = 3) -> str:
 class Plan:
     """What each task runs: pair counts x segment draws x label seeds; the peer on the first
     label seed of each draw (it is slow, and its segments must all have one length);
-    ``diagnose`` (the learner's CV rebuilt for the true support) on the first label seed."""
+    ``diagnose`` (the learner's CV rebuilt for the true support) on the first label seed, with
+    the sparse engine (the evolutionary engine's library is its own); ``engine`` and
+    ``time_limit`` are the learner's options of those names."""
 
     pair_counts: list[int]
     variants: list[Variant]
     label_seeds: list[int]
     use_peer: bool
+    engine: str = "sparse"
+    time_limit: float | None = None
 
 
 @dataclass
@@ -1025,12 +1031,13 @@ def run_label(task: Task, pairs: int, variant: Variant, label_seed: int) -> str:
 
 
 def symreward_run(task: Task, ctx: Prepared, pairs: int, variant: Variant, label_seed: int,
-                  seed: int, with_diagnosis: bool, say: Callable[[str], None]
+                  seed: int, plan: Plan, say: Callable[[str], None]
                   ) -> tuple[dict[str, Any], Preferences | None]:
     """One fit and its metrics; an exception is recorded in the run (``error``), not raised."""
     run: dict[str, Any] = {"pairs": pairs, "segments": variant.segments,
                            "reuse": variant.reuse, "label_seed": label_seed,
-                           "method": "symreward"}
+                           "method": "symreward", "engine": plan.engine}
+    with_diagnosis = label_seed == plan.label_seeds[0] and plan.engine == "sparse"
     label = run_label(task, pairs, variant, label_seed)
     try:
         prefs, drawn = draw_pairs(task, ctx.train, pairs, variant, ctx.temperature,
@@ -1041,7 +1048,8 @@ def symreward_run(task: Task, ctx: Prepared, pairs: int, variant: Variant, label
         labelled = ctx.train.replace(preferences=prefs, rewards=None)
         features = task.feature_set()
         learner = SymbolicRewardLearner(objective="preferences", seed=seed,
-                                        name=f"{task.key}-{pairs}")
+                                        name=f"{task.key}-{pairs}", engine=plan.engine,
+                                        time_limit=plan.time_limit)
         started, cpu = time.perf_counter(), time.process_time()
         learner.fit(labelled, features)
         fit_seconds, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -1167,8 +1175,8 @@ def run_task(task: Task, plan: Plan, seed: int, say: Callable[[str], None]) -> d
             drawn[key] = variant
             for label_seed in plan.label_seeds:
                 first = label_seed == plan.label_seeds[0]
-                run, prefs = symreward_run(task, ctx, pairs, variant, label_seed, seed,
-                                           first, say)
+                run, prefs = symreward_run(task, ctx, pairs, variant, label_seed, seed, plan,
+                                           say)
                 result["runs"].append(run)
                 if plan.use_peer and first and prefs is not None:
                     result["runs"].append(peer_run(task, ctx, prefs, run, seed, say))
@@ -1602,6 +1610,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="label draws per configuration, e.g. 0-4 or 0,3 (the medians are "
                          "over them)")
     ap.add_argument("--seed", type=int, default=0, help="data and learner seed")
+    ap.add_argument("--engine", choices=("sparse", "evolve"), default="sparse",
+                    help="the learner's structure search (timing rows always use sparse)")
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="the evolutionary engine's time limit per fit, seconds")
     ap.add_argument("--out", default=str(OUT_DIR / "recovery.json"))
     args = ap.parse_args(argv)
 
@@ -1624,7 +1636,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(pair_counts=[1000] if args.quick else [int(p) for p in args.pairs.split(",")
                                                        if p],
                 variants=[Variant(s, r) for s in SEGMENTS if s in segments for r in reuse],
-                label_seeds=label_seeds, use_peer=not (args.quick or args.no_peer))
+                label_seeds=label_seeds, use_peer=not (args.quick or args.no_peer),
+                engine=args.engine, time_limit=args.time_limit)
     do_timing = not (args.quick or args.no_timing)
 
     def say(message: str) -> None:
