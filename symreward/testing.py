@@ -7,7 +7,8 @@ Strategies::
     @given(feature_states(artifact))            # {feature: float} inside the domain box
     @given(transitions(artifact, dataset))      # {"obs", "act", "next_obs", "info"} rows
 
-The pytest plugin (entry point ``pytest11``: ``symreward = "symreward.testing"``) collects files
+The pytest plugin (entry point ``pytest11``: ``symreward = "symreward._pytest_plugin"``, whose
+hooks import this module only when there is a reward file to collect) collects files
 named ``*.reward.toml`` — no other TOML file — and runs each ``[[invariants]]`` table as its own
 test item: a violated invariant fails with the counterexample in the report; proved and held
 pass; vacuous and unknown are skipped with the reason. Options (ini or command line):
@@ -100,23 +101,7 @@ def transitions(artifact: RewardArtifact, dataset: Any = None, *, scale: float =
     return st.builds(build, st.integers(0, max(0, dataset.n - 1)), moves)
 
 
-# -- pytest plugin ------------------------------------------------------------------------
-
-
-def pytest_addoption(parser: Any) -> None:
-    group = parser.getgroup("symreward", "reward artifact invariants (*.reward.toml)")
-    group.addoption("--symreward-examples", type=int, default=None,
-                    help="hypothesis examples per invariant (default 200)")
-    group.addoption("--symreward-time-budget", type=float, default=None,
-                    help="seconds each invariant's proof may take (default 2)")
-    parser.addini("symreward_examples", "hypothesis examples per invariant", default="200")
-    parser.addini("symreward_time_budget", "seconds each proof may take", default="2")
-
-
-def pytest_collect_file(file_path: Any, parent: Any) -> Any:
-    if file_path.name.endswith(".reward.toml"):
-        return _plugin_classes()[0].from_parent(parent, path=file_path)
-    return None
+# -- pytest items (collected by ``symreward._pytest_plugin``) ------------------------------
 
 
 def _setting(config: Any, option: str, ini: str, kind: type) -> Any:
@@ -130,6 +115,12 @@ class InvariantViolation(AssertionError):
     def __init__(self, result: InvariantResult):
         self.result = result
         super().__init__(format_result(result))
+
+
+def reward_file_class() -> type:
+    """The pytest collector of a ``*.reward.toml`` file (built on first use: pytest is only
+    imported where the plugin runs)."""
+    return _plugin_classes()[0]
 
 
 @functools.cache

@@ -48,7 +48,8 @@ def run(pytester, monkeypatch):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
 
     def go(*args: str):
-        return pytester.runpytest_subprocess("-p", "symreward.testing", "-p", "no:cacheprovider",
+        return pytester.runpytest_subprocess("-p", "symreward._pytest_plugin",
+                                             "-p", "no:cacheprovider",
                                              "--symreward-examples", "50", *args)
     return go
 
