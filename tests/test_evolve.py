@@ -418,3 +418,20 @@ def test_rows_are_mapped_as_the_objective_maps_them() -> None:
     values = np.random.default_rng(1).normal(size=(7, data.n))  # a group of four, then three
     np.testing.assert_allclose(evolve.map_rows(matrix.tocsc(), values), (matrix @ values.T).T,
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(trees.OPERATORS))
+def test_each_operator_weighs_what_the_formula_language_counts(name):
+    """The engine ranks trees by ``trees.complexity``; the front and the artifact by
+    ``formula.complexity`` of the printed formula. Every operator, alone and nested, must
+    weigh the same in both, or the engine would trade structure at a price the front does
+    not charge."""
+    op = trees.OPERATORS[name]
+    x, y = (trees.FEATURE, 0), (trees.FEATURE, 1)
+    inner = (trees.MUL, 0.0, x, (trees.CONST, 2.5))
+    nodes = ([(op, 0.0, x, y), (op, 0.0, inner, y)] if op in trees.BINARY
+             else [(op, 0.0, x), (op, 0.0, inner)])
+    symbols = sympy.symbols("x y")
+    for node in nodes:
+        expr = trees.to_sympy(node, symbols)
+        assert trees.complexity(node) == formula.complexity(expr), (name, expr)
