@@ -307,7 +307,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from symreward.artifact import RewardArtifact
-    from symreward.invariants import check, format_result
+    from symreward.invariants import STATUSES, check, format_result
 
     if args.examples < 1 or args.time_budget < 0:
         raise SymrewardError("--examples must be >= 1 and --time-budget >= 0")
@@ -326,8 +326,7 @@ def _check(args: argparse.Namespace) -> int:
         print("  no invariants to check")
     for result in results:
         print("  " + format_result(result).replace("\n", "\n  "))
-    counts = {s: sum(r.status == s for r in results) for s in
-              ("proved", "held", "violated", "vacuous", "unknown")}
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return EXIT_CHECK_FAILED if counts["violated"] else EXIT_OK
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import sympy
+from sklearn.base import BaseEstimator
 
 from symreward import crossval, formula, validation
 from symreward._version import __version__
@@ -66,13 +67,100 @@ class Model:
         return sympy.Add(*parts)
 
 
-class SymbolicRewardLearner:
-    """Learn a sparse symbolic reward offline.
+class SymbolicRewardLearner(BaseEstimator):
+    """Learn a sparse symbolic reward offline, from a fixed dataset.
 
-    Options are set here and learned state appears after ``fit`` with a trailing underscore:
-    ``front_`` (the Pareto front), ``artifact_`` (the selected reward), ``objective_``,
-    ``candidates_`` (the pruned term library), ``feature_ranges_``, ``metrics_``, ``folds_``
-    (the rows each cross-validation fold trained and validated on).
+    Options are set here (scikit-learn's ``get_params``, ``set_params`` and ``clone`` work);
+    ``fit(dataset, features)`` learns, and the learned state appears with a trailing
+    underscore. Every option is checked when ``fit`` starts (``check_options``): a bad value
+    raises ``OptionError`` naming it.
+
+    Parameters
+    ----------
+    objective : {"preferences", "rankings", "demonstrations", "rewards"}, default="preferences"
+        What the data's labels are: preferences between segments (Bradley–Terry), ranked
+        segments (T-REX), expert transitions beside unlabeled ones (positive-unlabeled
+        classification), or a reward per transition (least squares).
+    engine : {"sparse", "evolve", "pysr"}, default="sparse"
+        How terms are found. ``"sparse"`` chooses among the term library's candidates (L1 path
+        and score-test stepwise selection); ``"evolve"`` also searches term structure with the
+        evolutionary engine, seeded by the sparse front; ``"pysr"`` uses PySR (needs Julia).
+    max_terms : int, default=8
+        The most terms a learned reward may have.
+    n_folds : int, default=5
+        Cross-validation folds of the objective's units (segments or episodes).
+    library : TermLibrary or None, default=None
+        The candidate-term library (``symreward.search.library.TermLibrary``): powers, abs,
+        products, hinges and indicators at quantile knots, user terms. ``None``: the defaults.
+    selection : {"1se", "best", "accuracy", "simplest"}, default="1se"
+        How one model is chosen from the Pareto front of complexity against held-out loss
+        (``symreward.search.front``). ``"simplest"`` also works where the data are too small
+        to cross-validate (models are then compared by their training loss).
+    noise : float in [0, 1), default=0.0
+        Label-noise probability of the preference model (preferences only).
+    discount : float in (0, 1], default=1.0
+        Discount of segment returns (preferences and rankings).
+    class_prior : float in (0, 1) or None, default=None
+        Share of expert-like transitions among the unlabeled ones (demonstrations only);
+        ``None``: estimated from the data.
+    rounding_tolerance : float, default=1e-3
+        How much (relative) rounding the weights to few significant digits may raise the
+        training loss.
+    population, generations : int or None, default=None
+        The evolutionary or PySR engine's population size and generation budget; ``None``:
+        the engine's defaults. Refused with the sparse engine.
+    time_limit : float or None, default=None
+        The structure search's time budget in seconds; ``None``: the engine's default.
+        Refused with the sparse engine.
+    seed : int, default=0
+        Seeds every random choice: the same data, options and seed give the same artifact.
+    name : str or None, default=None
+        The learned artifact's name.
+    progress : callable or None, default=None
+        Called with one line of text at each step (the CLI prints them).
+
+    Attributes
+    ----------
+    artifact_ : RewardArtifact
+        The chosen reward, with its provenance (options, data hash, cross-validation, front).
+    front_ : ParetoFront
+        The non-dominated models, simplest first; ``front_.best`` is the chosen one.
+    model_ : Model
+        The chosen model before rounding: its fit over the library's candidates.
+    coefficients_ : list of float
+        The chosen model's weights after rounding, in the order of its terms.
+    objective_ : Objective
+        The objective the data defined.
+    candidates_ : list of Candidate
+        The term library after pruning (and any terms a structure search added).
+    feature_ranges_ : dict of str to [float, float]
+        Each feature's range on the data.
+    metrics_ : dict
+        The chosen model's held-out loss, its standard error and accuracy, its training loss,
+        the learning time and the number of loss rows.
+    folds_ : dict
+        What cross-validation ran on: units, partitions, each fold's training and validation
+        rows, and the rows no fold validated.
+    search_ : dict
+        The engine and, for a structure search, its budget spent and the units it held out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from symreward.data import Dataset, bradley_terry_preferences
+    >>> rng = np.random.default_rng(0)
+    >>> obs = rng.normal(size=(2000, 2))
+    >>> data = Dataset(observations=obs, actions=np.zeros((2000, 1)), next_observations=obs,
+    ...                terminals=np.zeros(2000, bool), timeouts=np.arange(2000) % 50 == 49)
+    >>> truth = -obs[:, 0] ** 2 + 0.5 * obs[:, 1]
+    >>> data = data.replace(preferences=bradley_terry_preferences(data, truth, 300, 10, seed=1))
+    >>> learner = SymbolicRewardLearner(seed=0).fit(data, {"x": "obs[0]", "y": "obs[1]"})
+    >>> sorted(term.name for term in learner.artifact_.terms)
+    ['x_pow2', 'y']
+    >>> learner.metrics_["heldout_accuracy"] > 0.8
+    True
+    >>> learner.get_params()["n_folds"]
+    5
     """
 
     def __init__(self, objective: str = "preferences", engine: str = "sparse", *,
