@@ -31,6 +31,7 @@ from tomlkit.items import AoT, Table
 from symreward import formula
 from symreward.atomic import atomic_write_text
 from symreward.errors import ArtifactError, FeatureError, FormulaError
+from symreward.evaluate import compile_terms, evaluate_terms, info_matrix
 from symreward.features import FeatureSet
 
 if TYPE_CHECKING:
@@ -257,16 +258,7 @@ class RewardArtifact:
 
     def compile(self, *, cache_dir: str | os.PathLike | None = None) -> RewardKernels:
         """The numba kernels of this reward (cached in memory and on disk)."""
-        from symreward.kernels import compile_reward
-
-        used = sorted({s.name for e in self.term_exprs() for s in e.free_symbols})
-        needed = self.features.dependencies(used)
-        return compile_reward(
-            [(n, self.features.exprs[n]) for n in needed],
-            list(zip(self.term_names, self.term_exprs(), strict=True)),
-            self.features.info_names(),
-            cache_dir=cache_dir,
-        )
+        return compile_terms(self.features, self._named_terms(), cache_dir=cache_dir)
 
     def reward_fn(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]],
                                     np.ndarray]:
@@ -275,22 +267,19 @@ class RewardArtifact:
 
         def reward(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
                    infos: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-            info = (np.column_stack([infos[n] for n in kernels.info_names])
-                    if kernels.info_names else None)
+            info = info_matrix(infos or {}, kernels.info_names, len(obs))
             return kernels.rewards(obs, act, next_obs, info)
 
         return reward
 
     def evaluate(self, dataset: Dataset, *, kernels: RewardKernels | None = None) -> Evaluation:
         """Per-transition rewards and per-term columns on ``dataset``."""
-        self.features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
-                                       data_source=dataset.source)
-        kernels = kernels or self.compile()
-        info = _info_matrix(dataset, kernels.info_names)
-        args = (dataset.observations, dataset.actions, dataset.next_observations, info)
-        columns = kernels.term_columns(*args)
-        return Evaluation(rewards=kernels.rewards(*args), term_columns=columns,
-                          term_names=self.term_names)
+        rewards, columns = evaluate_terms(dataset, self.features, self._named_terms(),
+                                          kernels=kernels)
+        return Evaluation(rewards=rewards, term_columns=columns, term_names=self.term_names)
+
+    def _named_terms(self) -> list[tuple[str, sympy.Expr]]:
+        return list(zip(self.term_names, self.term_exprs(), strict=True))
 
     # -- keeping the document in step ----------------------------------------------------
 
@@ -342,12 +331,6 @@ class RewardArtifact:
             _set(provenance, key, value)
         self._document = document
         return document
-
-
-def _info_matrix(dataset: Dataset, names: Sequence[str]) -> np.ndarray:
-    if not names:
-        return np.zeros((dataset.n, 0))
-    return np.column_stack([np.asarray(dataset.infos[n], dtype=np.float64) for n in names])
 
 
 def _toml_value(value: Any) -> str:

@@ -73,6 +73,7 @@ from mpmath import iv
 
 from symreward import formula
 from symreward.errors import SymrewardError
+from symreward.evaluate import feature_columns
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
@@ -1201,24 +1202,9 @@ class _Checker:
 
 
 def data_features(artifact: RewardArtifact, dataset: Any) -> np.ndarray:
-    """Every feature's value on each transition of ``dataset``, computed with the artifact's
-    kernels, columns in ``artifact.features.names`` order."""
-    from symreward.kernels import compile_reward
-
-    features = artifact.features
-    features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
-                              data_source=dataset.source)
-    order = features.dependencies(features.names)
-    kernels = compile_reward([(n, features.exprs[n]) for n in order],
-                             list(zip(artifact.term_names, artifact.term_exprs(), strict=True)),
-                             features.info_names())
-    info = (np.column_stack([np.asarray(dataset.infos[n], dtype=np.float64)
-                             for n in kernels.info_names])
-            if kernels.info_names else np.zeros((dataset.n, 0)))
-    matrix = kernels.feature_matrix(dataset.observations, dataset.actions,
-                                    dataset.next_observations, info)
-    columns = {n: i for i, n in enumerate(kernels.feature_names)}
-    return np.column_stack([matrix[:, columns[n]] for n in features.names])
+    """Every feature's value on each transition of ``dataset``, columns in
+    ``artifact.features.names`` order."""
+    return feature_columns(dataset, artifact.features)
 
 
 def check(artifact: RewardArtifact, data: Any = None, *, time_budget: float = 2.0,

@@ -25,6 +25,8 @@ from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.data import Dataset
 from symreward.errors import DataError, FeatureError, FormulaError, OptionError
+from symreward.evaluate import evaluate_terms, term_columns
+from symreward.evaluate import feature_columns as feature_matrix
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
 from symreward.search import pysr, trees
@@ -356,8 +358,9 @@ class SymbolicRewardLearner(BaseEstimator):
                             "the data")
         if not locked:
             return matrix, None
-        base = RewardArtifact(name="locked", features=features, terms=locked)
-        return matrix, base.evaluate(dataset).rewards
+        rewards, _ = evaluate_terms(dataset, features,
+                                    [(t.name, t.sympy(features.names)) for t in locked])
+        return matrix, rewards
 
     def _validation_folds(self, objective: Objective, units: np.ndarray | None = None
                           ) -> tuple[crossval.Folds, dict[str, Any]]:
@@ -668,15 +671,6 @@ def dataset_digest(dataset: Dataset) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def feature_matrix(dataset: Dataset, features: FeatureSet) -> np.ndarray:
-    """Every feature on every transition, (N, F) in ``features.names`` order (compiled)."""
-    features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
-                              data_source=dataset.source)
-    artifact = RewardArtifact(name="features", features=features,
-                              terms=[Term(f"f_{n}", n) for n in features.names])
-    return artifact.evaluate(dataset).term_columns
-
-
 def _check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:
     for text in texts:
         try:
@@ -687,9 +681,8 @@ def _check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:
 
 def _user_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) -> np.ndarray:
     _check_user_terms(features, texts)
-    artifact = RewardArtifact(name="user-terms", features=features,
-                              terms=[Term(f"user_{k}", t) for k, t in enumerate(texts)])
-    return artifact.evaluate(dataset).term_columns
+    return term_columns(dataset, features, [(f"user_{k}", formula.parse(t, features.names))
+                                            for k, t in enumerate(texts)])
 
 
 def _coefficient(value: float) -> sympy.Expr:
