@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from symreward.errors import OptionError, SymrewardError
+from symreward.search import engines
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -137,10 +138,10 @@ def _parser() -> argparse.ArgumentParser:
                             "--from")
     learn.add_argument("--objective", default="preferences",
                        choices=["preferences", "rankings", "demonstrations", "rewards"])
-    learn.add_argument("--engine", default="sparse", choices=["sparse", "evolve", "pysr"],
-                       help="sparse: convex path over a term library (fast, default); evolve: "
-                            "evolutionary search of term structure, seeded by sparse; pysr: "
-                            "PySR (needs Julia)")
+    learn.add_argument("--engine", default=engines.SPARSE, choices=list(engines.ENGINES),
+                       help="; ".join(
+                           f"{name}: {engines.SPARSE_HELP if engine is None else engine.help}"
+                           for name, engine in engines.ENGINES.items()))
     learn.add_argument("--time-limit", type=float, default=None,
                        help="seconds the structure search may take (evolve default 90)")
     learn.add_argument("--generations", type=int, default=None,

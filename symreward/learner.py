@@ -29,8 +29,7 @@ from symreward.evaluate import evaluate_terms, term_columns
 from symreward.evaluate import feature_columns as feature_matrix
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
-from symreward.search import pysr, trees
-from symreward.search.evolve import EvolutionarySearch
+from symreward.search import engines, trees
 from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary, round_significant
 from symreward.search.sparse import (
@@ -44,7 +43,7 @@ from symreward.search.sparse import (
 from symreward.search.stepwise import stepwise_supports
 from symreward.search.weights import fit_support
 
-ENGINES = ("sparse", "evolve", "pysr")
+ENGINES = tuple(engines.ENGINES)
 # How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
 # what preferences, rankings and demonstrations identify, so they are what must read true.
 RATIO_TOLERANCE = 0.01
@@ -204,8 +203,8 @@ class SymbolicRewardLearner(BaseEstimator):
         }
         if self.class_prior is not None:
             options["class_prior"] = self.class_prior
-        if self.engine != "sparse":
-            search = self._engine_options()
+        if self.engine != engines.SPARSE:
+            search = self._budget()
             options["search"] = {k: v for k, v in search.items() if v is not None}
         return options
 
@@ -214,7 +213,7 @@ class SymbolicRewardLearner(BaseEstimator):
         An option that would have no effect (label noise for rankings, a search budget for the
         sparse engine) is refused rather than silently ignored."""
         validation.choice("objective", self.objective, OBJECTIVES)
-        validation.choice("engine", self.engine, ENGINES)
+        validation.choice("engine", self.engine, tuple(engines.ENGINES))
         validation.choice("selection", self.selection, SELECTION_RULES)
         validation.whole("max_terms", self.max_terms, 1)
         validation.whole("n_folds", self.n_folds, 2)
@@ -241,28 +240,21 @@ class SymbolicRewardLearner(BaseEstimator):
         if self.objective != "demonstrations":
             validation.unused("class_prior", self.class_prior, None,
                               "unless the objective is demonstrations")
-        if self.engine == "sparse":
+        if engines.ENGINES[self.engine] is None:
             for option in ("population", "generations", "time_limit"):
                 validation.unused(option, getattr(self, option), None,
                                   "with the sparse engine (it is a structure search's budget)")
-        if self.engine == "evolve":
-            replace(EvolutionarySearch(), **{k: v for k, v in self._engine_options().items()
-                                             if k in ("population", "generations",
-                                                      "time_limit")}).check()
+        else:
+            self._budget()
 
-    def _engine_options(self) -> dict[str, Any]:
-        """The structure search's budget: the engine's defaults where an option is not set."""
-        if self.engine == "evolve":
-            defaults = EvolutionarySearch()
-            return {"population": defaults.population if self.population is None
-                    else self.population,
-                    "generations": defaults.generations if self.generations is None
-                    else self.generations,
-                    "time_limit": self.time_limit if self.time_limit is not None
-                    else defaults.time_limit,
-                    "patience": defaults.patience, "operators": list(defaults.operators)}
-        return {"population": self.population, "generations": self.generations,
-                "time_limit": self.time_limit}
+    def _budget(self) -> dict[str, Any]:
+        """The structure search's budget: the engine's defaults where an option is not set,
+        checked by the engine."""
+        engine = engines.ENGINES[self.engine]
+        if engine is None:
+            return {"population": self.population, "generations": self.generations,
+                    "time_limit": self.time_limit}
+        return engine.budget(self.population, self.generations, self.time_limit)
 
     def _say(self, message: str) -> None:
         if self.progress is not None:
@@ -273,8 +265,15 @@ class SymbolicRewardLearner(BaseEstimator):
         """Learn from ``dataset``; ``base`` is an earlier artifact whose locked terms are kept
         exactly as written (their reward is a fixed offset) and whose hash becomes the parent."""
         self.check_options()
-        if self.engine == "pysr":
-            pysr.check_available()
+        engine = engines.ENGINES[self.engine]
+        if engine is not None:
+            engine.check_available()
+        locked = [t for t in base.terms if t.locked] if base is not None else []
+        if locked and engine is not None and not engine.keeps_locked_terms:
+            raise OptionError("engine", self.engine,
+                              f"cannot keep locked terms ({', '.join(t.name for t in locked)}"
+                              f" in {base.source}): its search takes no fixed reward; unlock "
+                              "them or use another engine (evolve keeps them)")
         features = features if isinstance(features, FeatureSet) else FeatureSet(features)
         library = self.library or TermLibrary()
         _check_user_terms(features, library.user_terms)
@@ -282,7 +281,6 @@ class SymbolicRewardLearner(BaseEstimator):
         objective = make_objective(self.objective, dataset, noise=self.noise,
                                    discount=self.discount, class_prior=self.class_prior,
                                    seed=self.seed)
-        locked = [t for t in base.terms if t.locked] if base is not None else []
         matrix, offset = self._featurise(dataset, features, locked)
         user_columns = (_user_columns(dataset, features, library.user_terms)
                         if library.user_terms else None)
@@ -299,7 +297,7 @@ class SymbolicRewardLearner(BaseEstimator):
         models = self._search(objective, full, columns, offset, candidates,
                               self._sparse_proposals(full), folds, floor)
         self.search_ = {"engine": self.engine}
-        if self.engine != "sparse":
+        if engine is not None:
             seeds = [[c.expr for c, _ in m.payload.terms()]
                      for m in ParetoFront.from_models(
                          list(models.values()), rule=self.selection,
@@ -423,28 +421,17 @@ class SymbolicRewardLearner(BaseEstimator):
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
                           offset: np.ndarray | None, seeds: list[list[sympy.Expr]],
                           units: np.ndarray) -> list[list[sympy.Expr]]:
-        """Term sets from the evolutionary or PySR engine, seeded by the sparse front, searched
-        on the objective's ``units`` only."""
-        options = self._engine_options()
-        if self.engine == "pysr":
-            self._say("search: PySR (in a subprocess)")
-            return pysr.propose(objective, matrix, features.names, seed=self.seed,
-                                time_limit=options["time_limit"],
-                                population=options["population"],
-                                generations=options["generations"], units=units)
-        search = EvolutionarySearch(
-            population=options["population"], generations=options["generations"],
-            time_limit=options["time_limit"], max_terms=self.max_terms,
-            rounding_tolerance=self.rounding_tolerance, seed=self.seed, progress=self.progress)
-        result = search.run(objective, matrix, features.names, offset=offset, seeds=seeds,
-                            units=units)
-        self.search_ = {"engine": "evolve", "generations": result.generations,
-                        "stopped": result.stopped, "terms_evaluated": result.evaluations,
-                        "candidates_scored": result.candidates,
-                        "seconds": round(result.seconds, 3)}
-        self._say(f"evolve: {result.generations} generations, {result.evaluations} terms "
-                  f"evaluated in {result.seconds:.1f} s; stopped: {result.stopped}")
-        return result.term_sets
+        """Term sets from the structure-search engine, seeded by the sparse front, searched on
+        the objective's ``units`` only."""
+        engine = engines.ENGINES[self.engine]
+        proposal = engine.propose(
+            objective, matrix, features.names, offset=offset, seeds=seeds, units=units,
+            budget=self._budget(),
+            settings=engines.Settings(seed=self.seed, max_terms=self.max_terms,
+                                      rounding_tolerance=self.rounding_tolerance,
+                                      progress=self.progress))
+        self.search_ = {"engine": self.engine, **proposal.report}
+        return proposal.term_sets
 
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
                         splits: list[tuple[LinearProblem, LinearProblem]],
@@ -539,7 +526,7 @@ class SymbolicRewardLearner(BaseEstimator):
             "feature_ranges": self.feature_ranges_,
             "cross_validation": self.folds_,
             **({"search": {k: v for k, v in self.search_.items() if k != "seconds"}}
-               if self.engine != "sparse" else {}),
+               if self.engine != engines.SPARSE else {}),
             "front": [e.as_dict() | ({"chosen": True} if i == self.front_.chosen else {})
                       for i, e in enumerate(self.front_.entries)],
         }

@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pytest
+import sympy
 
 from symreward.artifact import RewardArtifact, Term
 from symreward.audit import epic_distance
@@ -358,3 +359,63 @@ def test_a_reward_for_every_step_is_learned_from_episodes_of_different_lengths()
     learner = SymbolicRewardLearner(seed=0).fit(windows, FEATURES)
     assert not learner.objective_.identifies_per_step_constant()
     assert "1" not in {c.text for c in learner.candidates_}
+
+
+class FixedTerms:
+    """A structure-search engine that proposes given term sets: the registry's protocol is all
+    a new engine needs."""
+
+    name, help = "fixed", "proposes given term sets"
+
+    def __init__(self, term_sets, keeps_locked_terms=True):
+        self.term_sets = term_sets
+        self.keeps_locked_terms = keeps_locked_terms
+        self.offsets = []
+
+    def budget(self, population, generations, time_limit):
+        return {"time_limit": time_limit}
+
+    def check_available(self):
+        return None
+
+    def propose(self, objective, matrix, names, *, offset, seeds, units, budget, settings):
+        from symreward.search.engines import Proposal
+
+        self.offsets.append(offset)
+        symbols = {n: sympy.Symbol(n, real=True) for n in names}
+        return Proposal([[sympy.sympify(t, locals=symbols) for t in terms]
+                         for terms in self.term_sets], {"proposed": len(self.term_sets)})
+
+
+def test_an_engine_in_the_registry_is_used_by_the_learner(monkeypatch):
+    """A term the library lacks (``sin(3*x)``) reaches the front and the artifact through a
+    registered engine, its report reaches provenance, and locked terms reach it as a fixed
+    reward per transition."""
+    from symreward.search import engines
+
+    data = walk()
+    x, y, _ = data.observations.T
+    data = data.replace(preferences=bradley_terry_preferences(
+        data, np.sin(3 * x) + 0.8 * y, 600, 10, seed=3, temperature=0.3))
+    engine = FixedTerms([["sin(3*x)", "y"]])
+    monkeypatch.setitem(engines.ENGINES, "fixed", engine)
+    base = RewardArtifact(name="b", features=FEATURES,
+                          terms=[Term("y_term", "0.8*y", locked=True)])
+    learner = SymbolicRewardLearner(engine="fixed", seed=0).fit(data, FEATURES, base=base)
+    assert "sin(3*x)" in learner.artifact_.formula_text()
+    assert learner.artifact_.provenance["search"]["proposed"] == 1
+    assert len(engine.offsets) == 1
+    assert np.allclose(engine.offsets[0], 0.8 * y)
+
+
+def test_an_engine_that_cannot_keep_locked_terms_refuses_them_before_any_work(monkeypatch):
+    from symreward.errors import OptionError
+    from symreward.search import engines
+
+    engine = FixedTerms([["x"]], keeps_locked_terms=False)
+    monkeypatch.setitem(engines.ENGINES, "fixed", engine)
+    base = RewardArtifact(name="b", features=FEATURES,
+                          terms=[Term("y_term", "0.8*y", locked=True)])
+    with pytest.raises(OptionError, match=r"engine='fixed': cannot keep locked terms \(y_term"):
+        SymbolicRewardLearner(engine="fixed").fit(walk(n=400), FEATURES, base=base)
+    assert engine.offsets == []
