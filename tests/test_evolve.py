@@ -435,3 +435,21 @@ def test_each_operator_weighs_what_the_formula_language_counts(name):
     for node in nodes:
         expr = trees.to_sympy(node, symbols)
         assert trees.complexity(node) == formula.complexity(expr), (name, expr)
+
+
+def test_threshold_tuning_survives_a_cached_set_that_lists_its_terms_in_another_order() -> None:
+    """A set of terms is scored once and cached under its sorted key, with its terms in the
+    order first seen. Tuning one threshold can land on a set already cached in another order,
+    so the term at a position, and the paths of its constants, change under the tuner. Found
+    by the recovery benchmark's reacher-gate task (``IndexError`` in ``subtree``)."""
+    data = preference_data(lambda x, y, z: -2.0 * (x > 0.9) + y)
+    run = evolve._Run(EvolutionarySearch(seed=0), make_objective("preferences", data),
+                      matrix_of(data), NAMES, None)
+    gate = (GT, 0.0, (FEATURE, 0.0), (CONST, 0.1))
+    nested = (ABS, 0.0, (MUL, 0.0, (FEATURE, 2.0), (GT, 0.0, (FEATURE, 1.0), (CONST, 0.1))))
+    start = run.individual([gate, nested])
+    grid = np.unique(run.quantiles[0][::3])
+    run.individuals([[nested, (GT, 0.0, (FEATURE, 0.0), (CONST, float(q)))] for q in grid])
+    tuned = run.thresholds(start)
+    assert tuned.train_loss < start.train_loss
+    assert {t[0] for t in tuned.terms} == {GT, ABS}

@@ -186,6 +186,10 @@ class EvolutionarySearch:
         validation.whole("seed", self.seed, 0)
 
 
+def _has_constant(individual: Individual, k: int, path: tuple[int, ...]) -> bool:
+    return k < len(individual.terms) and path in constants(individual.terms[k])
+
+
 class _Run:
     """One search: the data, the cache of term columns, the population and the archive."""
 
@@ -493,11 +497,15 @@ class _Run:
     def thresholds(self, individual: Individual, rounds: int = 4) -> Individual:
         """A pattern search on the constants under a comparison, thresholds tried at the
         feature's quantiles first (the loss is a step function of them), each round's trials
-        in one kernel call."""
+        in one kernel call. A trial can land on a term set already scored with its terms in
+        another order (the cache is keyed by the set), so a place is tuned only where the
+        current best still has a constant there."""
         best = individual
         places = [(k, p) for k, t in enumerate(best.terms) for p in constants(t)
                   if p not in smooth_constants(t)]
         for k, path in places:
+            if not _has_constant(best, k, path):
+                continue
             parent = subtree(best.terms[k], path[:-1]) if path else None
             if parent is not None and parent[0] in (LT, GT) and parent[2][0] == FEATURE:
                 grid = self.quantiles[int(parent[2][1])][::3]
@@ -505,7 +513,7 @@ class _Run:
         step = 0.2
         for _ in range(rounds if places else 0):
             for k, path in places:
-                if k >= len(best.terms) or path not in constants(best.terms[k]):
+                if not _has_constant(best, k, path):
                     continue
                 value = subtree(best.terms[k], path)[1]
                 trials = value * (1 + step * np.array([-1.0, -0.5, 0.5, 1.0])) + \
