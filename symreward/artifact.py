@@ -29,6 +29,7 @@ import tomlkit
 from tomlkit.items import AoT, Table
 
 from symreward import formula
+from symreward import provenance as lineage
 from symreward.atomic import atomic_write_text
 from symreward.errors import ArtifactError, FeatureError, FormulaError
 from symreward.evaluate import compile_terms, evaluate_terms, info_matrix
@@ -203,9 +204,7 @@ class RewardArtifact:
     @property
     def history(self) -> list[dict[str, Any]]:
         """The recorded changes, oldest first (``provenance.history``)."""
-        history = self.provenance.get("history", [])
-        return [dict(e) for e in history if isinstance(e, Mapping)] if isinstance(
-            history, list) else []
+        return lineage.recorded_history(self.provenance)
 
     def record_change(self, change: str, parent: str) -> None:
         """Record a change made to this artifact: ``parent`` is the content hash before it.
@@ -215,7 +214,7 @@ class RewardArtifact:
         The parent an artifact was learned from (``learn --from``) is kept as the first entry.
         """
         self.record_hand_edit()
-        self._append_history(change, parent)
+        lineage.append_change(self.provenance, change, parent)
 
     def record_hand_edit(self) -> bool:
         """Record an edit made in a text editor since the last save, once; whether there was one.
@@ -225,20 +224,8 @@ class RewardArtifact:
         if parent is None:
             return False
         self._hand_edit_parent = None
-        self._append_history("edited by hand", parent)
+        lineage.append_change(self.provenance, lineage.HAND_EDIT, parent)
         return True
-
-    def _append_history(self, change: str, parent: str) -> None:
-        history = self.history
-        if not history and isinstance(self.provenance.get("parent"), str):
-            origin = self.provenance["parent"]
-            if origin != parent:
-                learned = "learned" + (f" ({self.provenance['objective']})"
-                                       if "objective" in self.provenance else "")
-                history.append({"change": learned, "parent": origin})
-        history.append({"change": change, "parent": parent})
-        self.provenance["parent"] = parent
-        self.provenance["history"] = history
 
     # -- the reward ----------------------------------------------------------------------
 

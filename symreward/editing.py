@@ -28,6 +28,7 @@ import sympy
 from symreward import formula
 from symreward.artifact import RewardArtifact, Term
 from symreward.errors import FormulaError, SymrewardError
+from symreward.provenance import implied_history
 
 if TYPE_CHECKING:
     from symreward.data import Dataset
@@ -368,11 +369,7 @@ def lineage(artifact: RewardArtifact) -> list[LineageEntry]:
     marked ``saved=False``. Without history, a parent recorded by ``learn --from`` shows as the
     step "learned"."""
     recorded = artifact.recorded_hash
-    history = artifact.history
-    if not history and isinstance(artifact.provenance.get("parent"), str):
-        objective = artifact.provenance.get("objective")
-        history = [{"change": "learned" + (f" ({objective})" if objective else ""),
-                    "parent": artifact.provenance["parent"]}]
+    history = implied_history(artifact.provenance)
     entries = []
     for index, entry in enumerate(history):
         after = history[index + 1].get("parent") if index + 1 < len(history) else recorded

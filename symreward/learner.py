@@ -29,6 +29,7 @@ from symreward.evaluate import evaluate_terms, term_columns
 from symreward.evaluate import feature_columns as feature_matrix
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
+from symreward.provenance import learned_history
 from symreward.search import engines, trees
 from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary, round_significant
@@ -532,12 +533,9 @@ class SymbolicRewardLearner(BaseEstimator):
         }
         if base is not None:
             provenance["parent"] = base.content_hash()
-            hand_edit = ([{"change": "edited by hand", "parent": base.recorded_hash}]
-                         if base.edited_by_hand else [])
-            provenance["history"] = [*base.history, *hand_edit, {
-                "change": f"learned ({self.objective}, {self.engine}, seed {self.seed}); "
-                          f"kept locked: {', '.join(t.name for t in locked) or 'none'}",
-                "parent": base.content_hash()}]
+            provenance["history"] = learned_history(
+                base, f"learned ({self.objective}, {self.engine}, seed {self.seed}); "
+                      f"kept locked: {', '.join(t.name for t in locked) or 'none'}")
         name = self.name or (base.name if base is not None else f"learned-{self.objective}")
         return RewardArtifact(name=name, features=features, terms=terms,
                               invariants=list(base.invariants) if base is not None else [],
