@@ -13,7 +13,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from symreward.evaluate import feature_columns as feature_matrix
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
 from symreward.provenance import learned_history
+from symreward.rounding import rounded_weights
 from symreward.search import engines, trees
 from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary, round_significant
@@ -38,16 +39,12 @@ from symreward.search.sparse import (
     fit_accuracy,
     fit_loss,
     l1_supports,
-    refit,
     simpler_variants,
 )
 from symreward.search.stepwise import stepwise_supports
 from symreward.search.weights import fit_support
 
 ENGINES = tuple(engines.ENGINES)
-# How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
-# what preferences, rankings and demonstrations identify, so they are what must read true.
-RATIO_TOLERANCE = 0.01
 Progress = Callable[[str], None]
 
 
@@ -318,7 +315,7 @@ class SymbolicRewardLearner(BaseEstimator):
         front = ParetoFront.from_models(list(models.values()), rule=self.selection,
                                         floor=floor)
         chosen = front.best.payload
-        coefficients, intercept = self._rounded(full, chosen)
+        coefficients, intercept = rounded_weights(full, chosen.fit, self.rounding_tolerance)
         seconds = time.perf_counter() - started
         self._say(f"learned in {seconds:.2f} s")
 
@@ -466,40 +463,6 @@ class SymbolicRewardLearner(BaseEstimator):
                           formula=formula.to_text(shown) if support else "0",
                           train_loss=fit_loss(full, fit), payload=model)
 
-    def _rounded(self, problem: LinearProblem, model: Model) -> tuple[list[float], float]:
-        """Each coefficient at the fewest significant digits (largest first) that keep the
-        training loss within ``rounding_tolerance`` (relative) of the unrounded fit and every
-        ratio between weights within ``RATIO_TOLERANCE`` of the fitted one: the ratios are all a
-        preference or a ranking identifies. After each rounding the coefficients not yet rounded
-        are refit around it, so they move with it: ``0.97*x - 4.85*low`` can become
-        ``x - 5*low``. Then the intercept: 0 where that keeps the loss within the tolerance
-        (a fitted ``-4.9e-09`` beside weights of 1 is no term), else its fewest digits that
-        do."""
-        fitted = np.asarray(model.fit.coef, dtype=float)
-        coefficients = [float(c) for c in fitted]
-        intercept = model.fit.intercept
-        if not coefficients:
-            return coefficients, intercept
-        sub = problem.with_columns(np.asarray(model.fit.support, dtype=int))
-        exact = sub.loss(fitted, intercept)
-        limit = exact + self.rounding_tolerance * abs(exact) + 1e-12
-        fixed: dict[int, float] = {}
-        for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
-            fixed[k] = coefficients[k]
-            for digits in range(1, 7):
-                trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k],
-                                                                         digits)},
-                                      coefficients, intercept)
-                if _same_ratios(trial, fitted) and sub.loss(trial, intercept) <= limit:
-                    coefficients = [float(c) for c in trial]
-                    fixed[k] = coefficients[k]
-                    break
-        if intercept != 0:
-            shorter = [0.0, *(round_significant(intercept, d) for d in range(1, 7))]
-            intercept = next((b for b in shorter if sub.loss(coefficients, b) <= limit),
-                             intercept)
-        return coefficients, intercept
-
     def _artifact(self, dataset: Dataset, features: FeatureSet, model: Model,
                   coefficients: list[float], intercept: float, locked: list[Term],
                   base: RewardArtifact | None) -> RewardArtifact:
@@ -584,34 +547,6 @@ def _with_terms(candidates: list[Candidate], columns: np.ndarray,
         if all(k is not None for k in support):
             proposals.append(tuple(sorted(dict.fromkeys(support))))
     return candidates, np.ascontiguousarray(columns), proposals
-
-
-def _same_ratios(trial: np.ndarray, fitted: np.ndarray) -> bool:
-    """Whether every weight of ``trial``, relative to its largest, is within
-    ``RATIO_TOLERANCE`` of the same ratio in ``fitted``."""
-    largest = int(np.argmax(np.abs(fitted)))
-    if trial[largest] == 0 or fitted[largest] == 0:
-        return bool(np.array_equal(trial, fitted))
-    return bool(np.all(np.abs(trial / trial[largest] - fitted / fitted[largest])
-                       <= RATIO_TOLERANCE * np.abs(fitted / fitted[largest])))
-
-
-def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients: list[float],
-                  intercept: float) -> np.ndarray:
-    """``coefficients`` with the ``fixed`` ones set and the others refit around them (the
-    intercept kept)."""
-    result = np.asarray(coefficients, dtype=float)
-    chosen = sorted(fixed)
-    result[chosen] = [fixed[j] for j in chosen]
-    free = [j for j in range(len(coefficients)) if j not in fixed]
-    if not free:
-        return result
-    offset = problem.offset + problem.X[:, chosen] @ result[chosen] + intercept
-    rest = replace(problem.with_columns(np.asarray(free)), offset=offset,
-                   fit_intercept=False)
-    support = tuple(range(len(free)))
-    result[free] = refit(rest, support, start=LinearFit(support, result[free])).coef
-    return result
 
 
 def _engine_term_columns(candidates: list[Candidate], matrix: np.ndarray, dataset: Dataset,

@@ -1,0 +1,79 @@
+"""Rounding a fitted reward's weights for people to read: the fewest significant digits that
+keep the fit, and the ratios between weights, as they were."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from symreward.objectives import LinearProblem
+from symreward.search.library import round_significant
+from symreward.search.sparse import LinearFit, refit
+
+# How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
+# what preferences, rankings and demonstrations identify, so they are what must read true.
+RATIO_TOLERANCE = 0.01
+
+
+def rounded_weights(problem: LinearProblem, fit: LinearFit, tolerance: float
+                    ) -> tuple[list[float], float]:
+    """``fit``'s coefficients, each at the fewest significant digits (largest first) that keep
+    the training loss on ``problem`` within ``tolerance`` (relative) of the unrounded fit and
+    every ratio between weights within ``RATIO_TOLERANCE`` of the fitted one: the ratios are
+    all a preference or a ranking identifies. After each rounding the coefficients not yet rounded
+    are refit around it, so they move with it: ``0.97*x - 4.85*low`` can become
+    ``x - 5*low``. Then the intercept: 0 where that keeps the loss within the tolerance
+    (a fitted ``-4.9e-09`` beside weights of 1 is no term), else its fewest digits that
+    do."""
+    fitted = np.asarray(fit.coef, dtype=float)
+    coefficients = [float(c) for c in fitted]
+    intercept = fit.intercept
+    if not coefficients:
+        return coefficients, intercept
+    sub = problem.with_columns(np.asarray(fit.support, dtype=int))
+    exact = sub.loss(fitted, intercept)
+    limit = exact + tolerance * abs(exact) + 1e-12
+    fixed: dict[int, float] = {}
+    for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
+        fixed[k] = coefficients[k]
+        for digits in range(1, 7):
+            trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k], digits)},
+                                  coefficients, intercept)
+            if _same_ratios(trial, fitted) and sub.loss(trial, intercept) <= limit:
+                coefficients = [float(c) for c in trial]
+                fixed[k] = coefficients[k]
+                break
+    if intercept != 0:
+        shorter = [0.0, *(round_significant(intercept, d) for d in range(1, 7))]
+        intercept = next((b for b in shorter if sub.loss(coefficients, b) <= limit),
+                         intercept)
+    return coefficients, intercept
+
+
+def _same_ratios(trial: np.ndarray, fitted: np.ndarray) -> bool:
+    """Whether every weight of ``trial``, relative to its largest, is within
+    ``RATIO_TOLERANCE`` of the same ratio in ``fitted``."""
+    largest = int(np.argmax(np.abs(fitted)))
+    if trial[largest] == 0 or fitted[largest] == 0:
+        return bool(np.array_equal(trial, fitted))
+    return bool(np.all(np.abs(trial / trial[largest] - fitted / fitted[largest])
+                       <= RATIO_TOLERANCE * np.abs(fitted / fitted[largest])))
+
+
+def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients: list[float],
+                  intercept: float) -> np.ndarray:
+    """``coefficients`` with the ``fixed`` ones set and the others refit around them (the
+    intercept kept)."""
+    result = np.asarray(coefficients, dtype=float)
+    chosen = sorted(fixed)
+    result[chosen] = [fixed[j] for j in chosen]
+    free = [j for j in range(len(coefficients)) if j not in fixed]
+    if not free:
+        return result
+    offset = problem.offset + problem.X[:, chosen] @ result[chosen] + intercept
+    rest = replace(problem.with_columns(np.asarray(free)), offset=offset,
+                   fit_intercept=False)
+    support = tuple(range(len(free)))
+    result[free] = refit(rest, support, start=LinearFit(support, result[free])).coef
+    return result
