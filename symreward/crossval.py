@@ -29,7 +29,7 @@ class Folds:
     folds, and a model is fitted on the rest of the units and scored on each fold of each.
     Partitions cut at other places validate pairs the first one cut, and average out where the
     cuts fall; they reuse the same labels, so a standard error counts the folds of one
-    partition (``per_partition``), not all of them."""
+    partition, not all of them."""
 
     folds: tuple[np.ndarray, ...] = ()
     partitions: int = 0
@@ -39,11 +39,6 @@ class Folds:
 
     def __len__(self) -> int:
         return len(self.folds)
-
-    @property
-    def per_partition(self) -> float:
-        """The folds of one partition, on average: what a standard error may count."""
-        return len(self.folds) / self.partitions if self.partitions else 0.0
 
 
 def validation_folds(objective: Objective, n_folds: int, seed: int,

@@ -332,7 +332,7 @@ def test_one_partition_where_it_validates_every_pair():
     data = walk()
     prefs = bradley_terry_preferences(data, planted(data), 200, 10, seed=2)
     folds = validation_folds(PreferenceObjective(data.replace(preferences=prefs)), 5, 0)
-    assert folds.partitions == 1 and folds.per_partition == len(folds) == 5
+    assert folds.partitions == 1 and len(folds) == 5
 
 
 def test_a_reward_for_every_step_is_learned_from_episodes_of_different_lengths():
