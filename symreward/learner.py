@@ -66,6 +66,24 @@ class Model:
         return sympy.Add(*parts)
 
 
+@dataclass
+class _Outcome:
+    """What one fit learned, handed to the artifact's construction and then to the fitted
+    attributes (``objective_``, ``candidates_``, ...), so no step reads state an earlier one
+    left on the learner."""
+
+    objective: Objective
+    candidates: list[Candidate]
+    front: ParetoFront
+    model: Model
+    coefficients: list[float]
+    intercept: float
+    feature_ranges: dict[str, list[float]]
+    metrics: dict[str, Any]
+    folds: dict[str, Any]
+    search: dict[str, Any]
+
+
 class SymbolicRewardLearner(BaseEstimator):
     """Learn a sparse symbolic reward offline, from a fixed dataset.
 
@@ -294,17 +312,17 @@ class SymbolicRewardLearner(BaseEstimator):
         floor = crossval.folds_floor(objective, offset, folds)
         models = self._search(objective, full, columns, offset, candidates,
                               self._sparse_proposals(full), folds, floor)
-        self.search_ = {"engine": self.engine}
+        search: dict[str, Any] = {"engine": self.engine}
         if engine is not None:
             seeds = [[c.expr for c, _ in m.payload.terms()]
                      for m in ParetoFront.from_models(
                          list(models.values()), rule=self.selection,
                          floor=floor).entries]
             held, searched = crossval.selection_split(objective, self.n_folds, self.seed)
-            term_sets = self._structure_search(objective, matrix, features, offset, seeds,
-                                               searched)
-            self.search_["held_out_units"] = (len(held) if len(held) < objective.n_units
-                                              else 0)
+            term_sets, spent = self._structure_search(objective, matrix, features, offset,
+                                                      seeds, searched)
+            search.update(spent, held_out_units=len(held) if len(held) < objective.n_units
+                          else 0)
             candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
                                                           matrix, dataset, features)
             full = objective.problem(columns, offset)
@@ -319,24 +337,27 @@ class SymbolicRewardLearner(BaseEstimator):
         seconds = time.perf_counter() - started
         self._say(f"learned in {seconds:.2f} s")
 
-        self.objective_ = objective
-        self.candidates_ = candidates
-        self.front_ = front
-        self.model_ = chosen
-        self.coefficients_ = coefficients
-        self.feature_ranges_ = {name: [float(matrix[:, i].min()), float(matrix[:, i].max())]
-                                for i, name in enumerate(features.names)}
-        self.metrics_ = {
-            "heldout_loss": front.best.loss,
-            "heldout_loss_se": front.best.loss_se,
-            "heldout_accuracy": front.best.accuracy,
-            "train_loss": front.best.train_loss,
-            "learning_seconds": round(seconds, 3),
-            "rows": full.n_rows,
-        }
-        self.folds_ = folds_report
-        self.artifact_ = self._artifact(dataset, features, chosen, coefficients, intercept,
-                                        locked, base)
+        outcome = _Outcome(
+            objective=objective, candidates=candidates, front=front, model=chosen,
+            coefficients=coefficients, intercept=intercept,
+            feature_ranges={name: [float(matrix[:, i].min()), float(matrix[:, i].max())]
+                            for i, name in enumerate(features.names)},
+            metrics={"heldout_loss": front.best.loss, "heldout_loss_se": front.best.loss_se,
+                     "heldout_accuracy": front.best.accuracy,
+                     "train_loss": front.best.train_loss,
+                     "learning_seconds": round(seconds, 3), "rows": full.n_rows},
+            folds=folds_report, search=search)
+        artifact = self._artifact(dataset, features, outcome, locked, base)
+        self.objective_ = outcome.objective
+        self.candidates_ = outcome.candidates
+        self.front_ = outcome.front
+        self.model_ = outcome.model
+        self.coefficients_ = outcome.coefficients
+        self.feature_ranges_ = outcome.feature_ranges
+        self.metrics_ = outcome.metrics
+        self.folds_ = outcome.folds
+        self.search_ = outcome.search
+        self.artifact_ = artifact
         return self
 
     # -- steps ---------------------------------------------------------------------------
@@ -418,9 +439,10 @@ class SymbolicRewardLearner(BaseEstimator):
 
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
                           offset: np.ndarray | None, seeds: list[list[sympy.Expr]],
-                          units: np.ndarray) -> list[list[sympy.Expr]]:
+                          units: np.ndarray
+                          ) -> tuple[list[list[sympy.Expr]], dict[str, Any]]:
         """Term sets from the structure-search engine, seeded by the sparse front, searched on
-        the objective's ``units`` only."""
+        the objective's ``units`` only, and what the search spent."""
         engine = engines.ENGINES[self.engine]
         proposal = engine.propose(
             objective, matrix, features.names, offset=offset, seeds=seeds, units=units,
@@ -428,8 +450,7 @@ class SymbolicRewardLearner(BaseEstimator):
             settings=engines.Settings(seed=self.seed, max_terms=self.max_terms,
                                       rounding_tolerance=self.rounding_tolerance,
                                       progress=self.progress))
-        self.search_ = {"engine": self.engine, **proposal.report}
-        return proposal.term_sets
+        return proposal.term_sets, proposal.report
 
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
                         splits: list[tuple[LinearProblem, LinearProblem]],
@@ -463,17 +484,20 @@ class SymbolicRewardLearner(BaseEstimator):
                           formula=formula.to_text(shown) if support else "0",
                           train_loss=fit_loss(full, fit), payload=model)
 
-    def _artifact(self, dataset: Dataset, features: FeatureSet, model: Model,
-                  coefficients: list[float], intercept: float, locked: list[Term],
-                  base: RewardArtifact | None) -> RewardArtifact:
+    def _artifact(self, dataset: Dataset, features: FeatureSet, outcome: _Outcome,
+                  locked: list[Term], base: RewardArtifact | None) -> RewardArtifact:
+        """The learned reward: the locked terms, the chosen model's terms at their rounded
+        weights, and the provenance of ``outcome``."""
         taken = {t.name for t in locked}
         terms = list(locked)
-        for (candidate, _), coefficient in zip(model.terms(), coefficients, strict=True):
+        intercept = outcome.intercept
+        for (candidate, _), coefficient in zip(outcome.model.terms(), outcome.coefficients,
+                                               strict=True):
             name = _unique(candidate.name, taken)
             taken.add(name)
             expr = formula.to_text(_coefficient(coefficient) * candidate.expr)
             terms.append(Term(name, expr))
-        if self.objective_.identifies_intercept and intercept != 0:
+        if outcome.objective.identifies_intercept and intercept != 0:
             terms.append(Term(_unique("bias", taken), formula.to_text(_coefficient(intercept))))
         if not terms:
             terms.append(Term("zero", "0", note="no term explained the data better than none"))
@@ -485,14 +509,14 @@ class SymbolicRewardLearner(BaseEstimator):
             "options": self.options(),
             "data": {"source": dataset.source, "sha256": dataset_digest(dataset),
                      "transitions": dataset.n},
-            "metrics": {k: _finite(v) for k, v in self.metrics_.items()
+            "metrics": {k: _finite(v) for k, v in outcome.metrics.items()
                         if k != "learning_seconds"},
-            "feature_ranges": self.feature_ranges_,
-            "cross_validation": self.folds_,
-            **({"search": {k: v for k, v in self.search_.items() if k != "seconds"}}
+            "feature_ranges": outcome.feature_ranges,
+            "cross_validation": outcome.folds,
+            **({"search": {k: v for k, v in outcome.search.items() if k != "seconds"}}
                if self.engine != engines.SPARSE else {}),
-            "front": [e.as_dict() | ({"chosen": True} if i == self.front_.chosen else {})
-                      for i, e in enumerate(self.front_.entries)],
+            "front": [e.as_dict() | ({"chosen": True} if i == outcome.front.chosen else {})
+                      for i, e in enumerate(outcome.front.entries)],
         }
         if base is not None:
             provenance["parent"] = base.content_hash()
