@@ -31,9 +31,10 @@ from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
 from symreward.provenance import learned_history
 from symreward.rounding import rounded_weights
-from symreward.search import engines, trees
+from symreward.search import engines
 from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary, round_significant
+from symreward.search.proposals import unique_name, with_engine_terms
 from symreward.search.sparse import (
     LinearFit,
     fit_accuracy,
@@ -323,8 +324,8 @@ class SymbolicRewardLearner(BaseEstimator):
                                                       seeds, searched)
             search.update(spent, held_out_units=len(held) if len(held) < objective.n_units
                           else 0)
-            candidates, columns, proposals = _with_terms(candidates, columns, term_sets,
-                                                          matrix, dataset, features)
+            candidates, columns, proposals = with_engine_terms(
+                candidates, columns, term_sets, matrix, dataset, features)
             full = objective.problem(columns, offset)
             folds, folds_report = self._validation_folds(objective, held)
             floor = crossval.folds_floor(objective, offset, folds)
@@ -493,12 +494,13 @@ class SymbolicRewardLearner(BaseEstimator):
         intercept = outcome.intercept
         for (candidate, _), coefficient in zip(outcome.model.terms(), outcome.coefficients,
                                                strict=True):
-            name = _unique(candidate.name, taken)
+            name = unique_name(candidate.name, taken)
             taken.add(name)
             expr = formula.to_text(_coefficient(coefficient) * candidate.expr)
             terms.append(Term(name, expr))
         if outcome.objective.identifies_intercept and intercept != 0:
-            terms.append(Term(_unique("bias", taken), formula.to_text(_coefficient(intercept))))
+            terms.append(Term(unique_name("bias", taken),
+                              formula.to_text(_coefficient(intercept))))
         if not terms:
             terms.append(Term("zero", "0", note="no term explained the data better than none"))
         provenance: dict[str, Any] = {
@@ -537,74 +539,6 @@ def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,
     return learner.fit(dataset, features, base=base).artifact_
 
 
-def _with_terms(candidates: list[Candidate], columns: np.ndarray,
-                term_sets: Sequence[Sequence[sympy.Expr]], matrix: np.ndarray, dataset: Dataset,
-                features: FeatureSet) -> tuple[list[Candidate], np.ndarray,
-                                                list[tuple[int, ...]]]:
-    """The library extended by an engine's terms, and each term set as a support over it.
-    Terms that are not finite on the data are left out."""
-    index = {c.text: k for k, c in enumerate(candidates)}
-    taken = {c.name for c in candidates}
-    new: list[Candidate] = []
-    for terms in term_sets:
-        for expr in terms:
-            text = formula.to_text(expr)
-            if text in index or any(c.text == text for c in new):
-                continue
-            try:
-                formula.parse(text, features.names)
-            except FormulaError:
-                continue  # outside the language (an engine's form sympy could not print back)
-            name = _unique(_term_name(text), taken)
-            taken.add(name)
-            new.append(Candidate(name, text, expr, formula.complexity(expr), "evolved"))
-    if new:
-        values = _engine_term_columns(new, matrix, dataset, features)
-        finite = np.isfinite(values).all(axis=0)
-        new = [c for c, ok in zip(new, finite, strict=True) if ok]
-        columns = np.column_stack([columns, values[:, finite]])
-        candidates = [*candidates, *new]
-        index.update({c.text: len(index) + k for k, c in enumerate(new)})
-    proposals = []
-    for terms in term_sets:
-        support = [index.get(formula.to_text(e)) for e in terms]
-        if all(k is not None for k in support):
-            proposals.append(tuple(sorted(dict.fromkeys(support))))
-    return candidates, np.ascontiguousarray(columns), proposals
-
-
-def _engine_term_columns(candidates: list[Candidate], matrix: np.ndarray, dataset: Dataset,
-                         features: FeatureSet) -> np.ndarray:
-    """Columns of engine terms over the feature matrix: by the evolutionary engine's
-    interpreter where its operators cover a term (no compile; the same floating-point
-    operations as the artifact's kernel up to rounding), compiled otherwise."""
-    values = np.empty((matrix.shape[0], len(candidates)))
-    nodes, where, compiled = [], [], []
-    for k, candidate in enumerate(candidates):
-        try:
-            nodes.append(trees.from_sympy(candidate.expr, features.names))
-            where.append(k)
-        except trees.Unsupported:
-            compiled.append(k)
-    with np.errstate(all="ignore"):
-        values[:, where] = trees.evaluate_terms(nodes, matrix.T).T
-    if compiled:
-        values[:, compiled] = _user_columns(dataset, features,
-                                            [candidates[k].text for k in compiled])
-    return values
-
-
-def _term_name(text: str) -> str:
-    """A readable identifier for a term: ``sqrt(dx**2 + dy**2)`` → ``sqrt_dx_pow2_dy_pow2``."""
-    for symbol, word in (("**", "_pow"), ("<", "_lt_"), (">", "_gt_"), ("/", "_over_"),
-                         ("*", "_"), ("-", "_m_"), (".", "_")):
-        text = text.replace(symbol, word)
-    name = "_".join(part for part in "".join(ch if ch.isalnum() else "_" for ch in text)
-                    .split("_") if part)
-    name = name[:40].rstrip("_") or "term"
-    return name if formula.is_identifier(name) and not name[0].isdigit() else f"t_{name}"
-
-
 def dataset_digest(dataset: Dataset) -> str:
     """sha256 over the dataset's arrays (names, dtypes, shapes, bytes), not its file format."""
     digest = hashlib.sha256()
@@ -637,12 +571,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan"
     return round(value, 6) if isinstance(value, float) else value
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    k = 2
-    while f"{name}_{k}" in taken:
-        k += 1
-    return f"{name}_{k}"
