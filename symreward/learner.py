@@ -45,7 +45,6 @@ from symreward.search.sparse import (
 from symreward.search.stepwise import stepwise_supports
 from symreward.search.weights import fit_support
 
-ENGINES = tuple(engines.ENGINES)
 Progress = Callable[[str], None]
 
 

@@ -42,9 +42,8 @@ def append_change(provenance: MutableMapping[str, Any], change: str, parent: str
     """Record ``change``, made to the version whose content hash is ``parent``: the entry is
     appended (after the implied "learned" step, unless that step's parent is this one) and
     ``parent`` becomes the artifact's parent."""
-    history = implied_history(provenance)
-    if not recorded_history(provenance) and history and history[0]["parent"] == parent:
-        history = []
+    history = recorded_history(provenance) or [
+        entry for entry in implied_history(provenance) if entry["parent"] != parent]
     history.append({"change": change, "parent": parent})
     provenance["parent"] = parent
     provenance["history"] = history

@@ -365,7 +365,7 @@ class FixedTerms:
     """A structure-search engine that proposes given term sets: the registry's protocol is all
     a new engine needs."""
 
-    name, help = "fixed", "proposes given term sets"
+    help = "proposes given term sets"
 
     def __init__(self, term_sets, keeps_locked_terms=True):
         self.term_sets = term_sets

@@ -5,7 +5,7 @@
 structure beyond the library, seeded by the sparse front, on the units the learner gives it,
 and proposes term sets that the learner cross-validates beside the library's. An engine has:
 
-* ``name``, and ``help``: one line for the CLI;
+* ``help``: one line for the CLI (its name is its key in ``ENGINES``);
 * ``budget(population, generations, time_limit)``: the search's budget with the engine's
   defaults where a value is ``None``, checked (an ``OptionError`` names the first bad value);
 * ``check_available()``: an ``EngineUnavailable`` error when it cannot run on this machine;
@@ -53,7 +53,6 @@ class Proposal:
 
 
 class StructureSearch(Protocol):
-    name: str
     help: str
     keeps_locked_terms: bool
 
@@ -70,7 +69,6 @@ class StructureSearch(Protocol):
 class Evolve:
     """The evolutionary engine (``symreward.search.evolve``)."""
 
-    name = "evolve"
     help = "evolutionary search of term structure, seeded by sparse"
     keeps_locked_terms = True
 
@@ -117,7 +115,6 @@ class PySR:
     """PySR in a subprocess (``symreward.search.pysr``; needs Julia). Its Julia loss takes no
     fixed reward yet, so it cannot keep locked terms."""
 
-    name = "pysr"
     help = "PySR (needs Julia)"
     keeps_locked_terms = False
 
