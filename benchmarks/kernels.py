@@ -112,8 +112,7 @@ def child(cache_dir: str) -> None:
     start = time.perf_counter()
     kernels = compile_reward(features, terms, cache_dir=cache_dir)
     seconds = time.perf_counter() - start
-    dispatchers = [kernels._rewards, kernels._term_columns, kernels._feature_matrix,
-                   kernels.single_raw]
+    dispatchers = kernels.dispatchers().values()
     print(json.dumps({
         "compile_reward_s": seconds,
         "cache_hits": sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
@@ -148,7 +147,8 @@ def column(symbol: sympy.Symbol, arrays: dict[str, np.ndarray]) -> np.ndarray:
 def single_latency(kernels: RewardKernels, rows: tuple[np.ndarray, ...], calls: int,
                    repeat: int) -> tuple[list[float], list[float]]:
     obs, act, next_obs = (np.ascontiguousarray(row) for row in rows)
-    single, raw, info = kernels.single, kernels.single_raw, np.empty(0)
+    single, raw, info, constants = kernels.single, kernels.single_raw, np.empty(0), \
+        kernels.constants
 
     def wrapped() -> None:
         for _ in range(calls):
@@ -156,7 +156,7 @@ def single_latency(kernels: RewardKernels, rows: tuple[np.ndarray, ...], calls: 
 
     def direct() -> None:
         for _ in range(calls):
-            raw(obs, act, next_obs, info)
+            raw(obs, act, next_obs, info, constants)
 
     wrapped_s = [t / calls * 1e6 for t in timings(wrapped, repeat)]
     direct_s = [t / calls * 1e6 for t in timings(direct, repeat)]

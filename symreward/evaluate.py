@@ -53,8 +53,24 @@ def evaluate_terms(dataset: Dataset, features: FeatureSet, terms: Terms, *,
     (N,) and (N, len(terms)); ``kernels`` are the terms' own where the caller has them."""
     _check_fits(dataset, features)
     kernels = kernels or compile_terms(features, terms)
-    args = _arguments(dataset, kernels)
-    return kernels.rewards(*args), kernels.term_columns(*args)
+    columns = kernels.term_columns(*_arguments(dataset, kernels))
+    return summed(columns), columns
+
+
+def rewards(dataset: Dataset, features: FeatureSet, terms: Terms) -> np.ndarray:
+    """The reward ``sum(terms)`` on every transition of ``dataset``, (N,)."""
+    _check_fits(dataset, features)
+    kernels = compile_terms(features, terms)
+    return kernels.rewards(*_arguments(dataset, kernels))
+
+
+def summed(columns: np.ndarray) -> np.ndarray:
+    """The rows of ``columns`` added left to right, as the ``rewards`` kernel adds its terms
+    (``t_0 + t_1 + ...``), so the same bits without compiling that kernel too."""
+    total = columns[:, 0].copy() if columns.shape[1] else np.zeros(len(columns))
+    for k in range(1, columns.shape[1]):
+        total += columns[:, k]
+    return total
 
 
 def term_columns(dataset: Dataset, features: FeatureSet, terms: Terms) -> np.ndarray:

@@ -20,13 +20,13 @@ import numpy as np
 import sympy
 from sklearn.base import BaseEstimator
 
-from symreward import crossval, formula, validation
+from symreward import crossval, evaluate, formula, validation
 from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.data import Dataset
 from symreward.errors import DataError, FeatureError, FormulaError, OptionError
-from symreward.evaluate import evaluate_terms, term_columns
 from symreward.evaluate import feature_columns as feature_matrix
+from symreward.evaluate import term_columns
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
 from symreward.provenance import learned_history
@@ -375,9 +375,8 @@ class SymbolicRewardLearner(BaseEstimator):
                             "the data")
         if not locked:
             return matrix, None
-        rewards, _ = evaluate_terms(dataset, features,
-                                    [(t.name, t.sympy(features.names)) for t in locked])
-        return matrix, rewards
+        return matrix, evaluate.rewards(dataset, features,
+                                        [(t.name, t.sympy(features.names)) for t in locked])
 
     def _validation_folds(self, objective: Objective, units: np.ndarray | None = None
                           ) -> tuple[crossval.Folds, dict[str, Any]]:

@@ -38,7 +38,7 @@ from symreward.formula import (
     parse,
     symbol,
 )
-from symreward.kernels import compile_reward
+from symreward.kernels import compile_reward, vecmath
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -263,7 +263,7 @@ def vector_math(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
                 ) -> kernels.VectorMath:
     """Each way of computing the kernels' math that this machine supports, made the current one
     (the fallbacks are tested here even where a faster way exists)."""
-    monkeypatch.setattr(kernels, "VECTOR_MATH", request.param)
+    monkeypatch.setattr(vecmath, "VECTOR_MATH", request.param)
     return request.param
 
 
@@ -414,7 +414,7 @@ def test_rows_get_the_same_bits_wherever_they_are(cache_dir: Path,
 
 
 def kernel_source(source: str, name: str) -> str:
-    match = re.search(rf"^def {name}\(.*?(?=^@|\Z)", source, flags=re.DOTALL | re.MULTILINE)
+    match = re.search(rf"^def {name}\(.*?(?=^def |\Z)", source, flags=re.DOTALL | re.MULTILINE)
     assert match, f"no kernel {name} in the generated source"
     return match.group(0)
 
@@ -515,7 +515,7 @@ def test_single_matches_rewards_and_is_a_float(demo: kernels.RewardKernels) -> N
         value = demo.single(obs[i], act[i], next_obs[i], info[i])
         assert isinstance(value, float)
         assert value == batch[i]
-    assert demo.single_raw(obs[0], act[0], next_obs[0], info[0]) == demo.single(
+    assert demo.single_raw(obs[0], act[0], next_obs[0], info[0], demo.constants) == demo.single(
         obs[0], act[0], next_obs[0], info[0])
 
 
@@ -547,8 +547,7 @@ SUBPROCESS = textwrap.dedent("""
         names.append(name)
     term_exprs = [(name, parse(text, names)) for name, text in terms.items()]
     compiled = compile_reward(feature_exprs, term_exprs, info, cache_dir=cache_dir)
-    kernels = [compiled._rewards, compiled._term_columns, compiled._feature_matrix,
-               compiled.single_raw]
+    kernels = compiled.dispatchers().values()
     print(json.dumps({
         "math": kernels_module.VECTOR_MATH.name,
         "key": compiled.key,
@@ -573,6 +572,7 @@ def test_new_process_loads_from_disk_without_compiling(tmp_path: Path) -> None:
     features = {**FEATURES, "bonus": "obs[0] * 3.5"}  # not compiled by any other test
     terms = {**TERMS, "bonus": "bonus"}
     compiled = compile_reward(*parsed(features, terms), INFO, cache_dir=tmp_path)
+    compiled.dispatchers()
     # numba keeps its index and machine code beside the module, or under $NUMBA_CACHE_DIR
     saved = Path(numba.core.config.CACHE_DIR) if numba.core.config.CACHE_DIR else \
         tmp_path / "__pycache__"
@@ -581,6 +581,48 @@ def test_new_process_loads_from_disk_without_compiling(tmp_path: Path) -> None:
     report = in_new_process(features, terms, INFO, tmp_path)
     assert report == {"math": kernels.VECTOR_MATH.name, "key": compiled.key, "hits": 4,
                       "misses": 0}
+    # An edited number (as `symreward patch --set` makes) is the same compiled code.
+    edited = in_new_process({**features, "bonus": "obs[0] * 4.75"}, terms, INFO, tmp_path)
+    assert edited == report
+
+
+def test_numbers_are_passed_at_run_time(cache_dir: Path) -> None:
+    """Rewards that differ only in their numbers share one module and its compiled kernels,
+    and each computes with its own numbers."""
+    features = {"x": "obs[0]", "y": "act[0] - 0.25"}
+    first = compile_reward(*parsed(features, {"a": "-1.5 * x**2", "b": "2 * (y > 0.3)"}),
+                           cache_dir=cache_dir)
+    second = compile_reward(*parsed({**features, "y": "act[0] - 0.75"},
+                                    {"a": "-0.125 * x**2", "b": "2 * (y > -0.5)"}),
+                            cache_dir=cache_dir)
+    assert second.key == first.key and second.path == first.path
+    assert second.single_raw is first.single_raw  # the same numba function
+    assert "0.125" not in second.source and "0.75" not in second.source
+    obs, act, next_obs, _ = transitions(50)
+    x, y = obs[:, 0], act[:, 0] - 0.75
+    np.testing.assert_array_equal(second.rewards(obs, act, next_obs),
+                                  -0.125 * (x * x) + 2 * (y > -0.5))
+    np.testing.assert_array_equal(first.rewards(obs, act, next_obs),
+                                  -1.5 * (x * x) + 2 * (act[:, 0] - 0.25 > 0.3))
+    with pytest.raises(ValueError, match="constants must hold 3 values"):
+        second.single_raw(obs[0], act[0], next_obs[0], np.empty(0), np.zeros(2))
+
+
+def test_each_kernel_is_compiled_on_first_use(tmp_path: Path) -> None:
+    compiled = compile_reward(*parsed({"x": "obs[0]"}, {"a": "x * 1.125 + 7"}), cache_dir=tmp_path)
+    saved = Path(numba.core.config.CACHE_DIR) if numba.core.config.CACHE_DIR else \
+        tmp_path / "__pycache__"
+
+    def saved_kernels() -> set[str]:
+        return {path.name.split(".")[1].split("-")[0]
+                for path in saved.rglob(f"{compiled.path.stem}.*.nbi")}
+
+    assert saved_kernels() == set()
+    obs, act, next_obs, _ = transitions(5)
+    compiled.rewards(obs, act, next_obs)
+    assert saved_kernels() == {"rewards"}
+    assert compiled.single(obs[0], act[0], next_obs[0]) == obs[0, 0] * 1.125 + 7
+    assert saved_kernels() == {"rewards", "single"}
 
 
 def test_code_for_another_cpu_gets_scalar_math_and_its_own_cache(tmp_path: Path) -> None:

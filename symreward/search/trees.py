@@ -27,7 +27,8 @@ import numba
 import numpy as np
 import sympy
 
-from symreward import formula, kernels
+from symreward import formula
+from symreward.kernels import vecmath
 
 Node = tuple  # (opcode, value, *children); value is a feature index or a constant
 
@@ -53,11 +54,11 @@ MAX_DEPTH_LIMIT = 12
 
 # exp, log, sin, cos and tanh run on a block's rows a vector at a time where the kernels use
 # glibc's vector functions (each width divides ``_BLOCK``), as libm otherwise.
-_exp_block, _EXP_WIDTH = kernels.block_math("exp")
-_log_block, _LOG_WIDTH = kernels.block_math("log")
-_sin_block, _SIN_WIDTH = kernels.block_math("sin")
-_cos_block, _COS_WIDTH = kernels.block_math("cos")
-_tanh_block, _TANH_WIDTH = kernels.block_math("tanh")
+_exp_block, _EXP_WIDTH = vecmath.block_math("exp")
+_log_block, _LOG_WIDTH = vecmath.block_math("log")
+_sin_block, _SIN_WIDTH = vecmath.block_math("sin")
+_cos_block, _COS_WIDTH = vecmath.block_math("cos")
+_tanh_block, _TANH_WIDTH = vecmath.block_math("tanh")
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")

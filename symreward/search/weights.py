@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from symreward import kernels
+from symreward.kernels import vecmath
 from symreward.objectives import LinearProblem
 from symreward.search.sparse import REFIT_RIDGE, LinearFit, column_scale, refit, squared_solve
 
@@ -27,8 +27,8 @@ _BERNOULLI, _SQUARED = 0, 1
 
 # The Bradley–Terry loss is an exp and a log per row: glibc's vector functions where the kernels
 # use them, several doubles a call (buffers are padded to ``_PAD``, a multiple of both widths).
-_exp_block, _EXP_WIDTH = kernels.block_math("exp")
-_log_block, _LOG_WIDTH = kernels.block_math("log")
+_exp_block, _EXP_WIDTH = vecmath.block_math("exp")
+_log_block, _LOG_WIDTH = vecmath.block_math("log")
 _PAD = max(_EXP_WIDTH, _LOG_WIDTH)
 
 
