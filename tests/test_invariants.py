@@ -18,13 +18,8 @@ from symreward.artifact import RewardArtifact
 from symreward.cli import main
 from symreward.data import Dataset
 from symreward.data.io import save_dataset
-from symreward.invariants import (
-    InvariantError,
-    _Undefined,
-    check,
-    interval_function,
-    parse_invariants,
-)
+from symreward.invariants import InvariantError, check, interval_function, parse_invariants
+from symreward.invariants.intervals import Undefined
 from symreward.testing import feature_states, transitions
 
 
@@ -127,7 +122,7 @@ def test_interval_bounds_enclose_exact_values(text, x0, wx, y0, wy, fractions):
     box = {"x": iv.mpf([x0, x0 + wx]), "y": iv.mpf([y0, y0 + wy])}
     try:
         enclosure = function(box)
-    except _Undefined:
+    except Undefined:
         return
     lo, hi = mpmath.mpf(enclosure._mpi_[0]), mpmath.mpf(enclosure._mpi_[1])
     corners = [(0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0), *fractions]
@@ -213,9 +208,9 @@ def test_interval_handles_unbounded_boxes():
     x = formula.parse("-x**2 + x*0", ["x"])
     enclosure = interval_function(x)({"x": iv.mpf([-math.inf, math.inf])})
     assert mpmath.mpf(enclosure._mpi_[1]) <= 0
-    with pytest.raises(_Undefined):
+    with pytest.raises(Undefined):
         interval_function(formula.parse("1/x", ["x"]))({"x": iv.mpf([-1, 1])})
-    with pytest.raises(_Undefined):
+    with pytest.raises(Undefined):
         interval_function(formula.parse("log(x)", ["x"]))({"x": iv.mpf([0, 1])})
 
 

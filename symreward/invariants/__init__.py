@@ -57,16 +57,12 @@ hypothesis.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import mpmath
 import numpy as np
 import sympy
 from mpmath import iv
@@ -74,15 +70,27 @@ from mpmath import iv
 from symreward import formula
 from symreward.errors import SymrewardError
 from symreward.evaluate import feature_columns
+from symreward.invariants.branch_and_bound import maximise, symbolic_nonpositive
+from symreward.invariants.intervals import (
+    IV,
+    Undefined,
+    Unsupported,
+    interval_function,
+    lower,
+    upper,
+)
+from symreward.invariants.points import TOLERANCE, Reward, point_function
+from symreward.invariants.report import STATUSES, InvariantResult, format_result
+from symreward.invariants.sampling import WIDE, float_range, search, state_strategy
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
 
-__all__ = ["InvariantError", "InvariantResult", "check", "format_result", "parse_invariants"]
+__all__ = ["SIGNS", "STATUSES", "WIDE", "Invariant", "InvariantError", "InvariantResult", "check",
+           "data_features", "format_result", "interval_function", "parse_invariants",
+           "point_function", "state_strategy"]
 
-STATUSES = ("proved", "held", "violated", "vacuous", "unknown")
 SIGNS = ("negative", "positive", "nonpositive", "nonnegative")
-WIDE = 1e6  # property tests sample an unbounded side of a feature up to this magnitude
 _COMMON = ("rule", "domain", "note")
 _KEYS = {
     "bounded": ((), ("lo", "hi")),
@@ -92,7 +100,6 @@ _KEYS = {
     "independent": (("of",), ()),
     "sign": (("is",), ("when",)),
 }
-_TOLERANCE = 1e-9
 
 
 class InvariantError(SymrewardError):
@@ -116,8 +123,8 @@ class Invariant:
     of: sympy.Expr | None = None
     feature: str | None = None  # the one feature `of` uses (monotone, independent)
     # interval functions of the condition and of d of/d feature, for the segment tests
-    condition_iv: _IV | None = field(default=None, repr=False)
-    slope_iv: _IV | None = field(default=None, repr=False)
+    condition_iv: IV | None = field(default=None, repr=False)
+    slope_iv: IV | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
@@ -249,503 +256,13 @@ def _discontinuous_in(expr: sympy.Expr, name: str) -> bool:
     return False
 
 
-# -- interval arithmetic ------------------------------------------------------------------
-
-
-class _Undefined(Exception):
-    """The expression may be undefined (NaN or infinite) somewhere in the box."""
-
-
-_IV = Callable[[Mapping[str, Any]], Any]
-
-
-def _lo(x: Any) -> mpmath.mpf:
-    return mpmath.mpf(x._mpi_[0])
-
-
-def _hi(x: Any) -> mpmath.mpf:
-    return mpmath.mpf(x._mpi_[1])
-
-
-def _hull(*xs: Any) -> Any:
-    return iv.mpf([min(_lo(x) for x in xs), max(_hi(x) for x in xs)])
-
-
-def _monotone(point: Callable[[Any], Any], x: Any) -> Any:
-    """An increasing function over an interval: the hull of its (interval) values at the ends."""
-    return _hull(point(iv.mpf(_lo(x))), point(iv.mpf(_hi(x))))
-
-
-def _tanh_point(x: Any) -> Any:
-    if _hi(x) > 0:
-        return 1 - 2 / (iv.exp(2 * x) + 1)
-    return 2 / (1 + iv.exp(-2 * x)) - 1
-
-
-def _sign(x: Any) -> Any:
-    lo, hi = _lo(x), _hi(x)
-    if lo > 0:
-        return iv.mpf(1)
-    if hi < 0:
-        return iv.mpf(-1)
-    return iv.mpf([-1 if lo < 0 else 0, 1 if hi > 0 else 0])
-
-
-def _compare(kind: str, a: Any, b: Any) -> Any:
-    d = a - b  # the comparison is a ? b, i.e. d ? 0
-    lo, hi = _lo(d), _hi(d)
-    true, false = {
-        "Less": (hi < 0, lo >= 0), "LessEqual": (hi <= 0, lo > 0),
-        "Greater": (lo > 0, hi <= 0), "GreaterEqual": (lo >= 0, hi < 0),
-    }[kind]
-    return iv.mpf(1) if true else iv.mpf(0) if false else iv.mpf([0, 1])
-
-
-def _constant(expr: sympy.Expr) -> Any:
-    if expr is sympy.pi:
-        return iv.pi
-    if expr is sympy.E:
-        return iv.e
-    if expr.is_Integer:
-        return iv.mpf(int(expr))
-    if expr.is_Rational:
-        return iv.mpf(int(expr.p)) / iv.mpf(int(expr.q))
-    if expr.is_Float:
-        return iv.mpf(float(expr))
-    raise _Unsupported(f"constant {expr}")
-
-
-class _Unsupported(Exception):
-    """The interval evaluator has no rule for this node."""
-
-
-def interval_function(expr: sympy.Expr) -> _IV:
-    """Compile ``expr`` into ``f(box) -> mpmath interval`` that encloses its value over the box
-    (``box`` maps symbol names to ``iv.mpf``). Raises ``_Undefined`` where the expression may be
-    undefined in the box and ``_Unsupported`` (at compile time) for nodes it has no rule for."""
-    if expr.is_Symbol:
-        name = expr.name
-        return lambda box: box[name]
-    if expr.is_Number or expr in (sympy.pi, sympy.E):
-        value = _constant(expr)
-        return lambda box: value
-    args = [interval_function(a) for a in expr.args]
-    if isinstance(expr, sympy.Add):
-        def add(box: Mapping[str, Any]) -> Any:
-            total = args[0](box)
-            for f in args[1:]:
-                total = total + f(box)
-            return total
-        return add
-    if isinstance(expr, sympy.Mul):
-        def mul(box: Mapping[str, Any]) -> Any:
-            total = args[0](box)
-            for f in args[1:]:
-                total = _mul(total, f(box))
-            return total
-        return mul
-    if isinstance(expr, sympy.Pow):
-        return _power(expr, *args)
-    if isinstance(expr, formula.Comparison):
-        kind = type(expr).__name__
-        return lambda box: _compare(kind, args[0](box), args[1](box))
-    if isinstance(expr, formula.Where):
-        def where(box: Mapping[str, Any]) -> Any:
-            try:
-                c = args[0](box)
-            except _Undefined:
-                return _hull(args[1](box), args[2](box))
-            if _lo(c) > 0 or _hi(c) < 0:
-                return args[1](box)
-            if _lo(c) == 0 and _hi(c) == 0:
-                return args[2](box)
-            return _hull(args[1](box), args[2](box))
-        return where
-    if isinstance(expr, sympy.Min | sympy.Max):
-        pick = min if isinstance(expr, sympy.Min) else max
-
-        def extreme(box: Mapping[str, Any]) -> Any:
-            values = [f(box) for f in args]
-            return iv.mpf([pick(_lo(v) for v in values), pick(_hi(v) for v in values)])
-        return extreme
-    unary = {sympy.Abs: _abs, sympy.exp: iv.exp, sympy.sin: iv.sin, sympy.cos: iv.cos,
-             sympy.sign: _sign, sympy.log: _log, sympy.tanh: lambda x: _monotone(_tanh_point, x),
-             sympy.Heaviside: _heaviside}
-    for kind, function in unary.items():
-        if isinstance(expr, kind) and len(args) >= 1:
-            f = args[0]
-            return lambda box: function(f(box))
-    if isinstance(expr, sympy.atan2):
-        return lambda box: _atan2(args[0](box), args[1](box))
-    if isinstance(expr, sympy.atan):  # sympy folds atan2(y, c > 0) to atan(y / c)
-        return lambda box: _widen(iv.atan2(args[0](box), iv.mpf(1)))
-    raise _Unsupported(type(expr).__name__)
-
-
-def _mul(a: Any, b: Any) -> Any:
-    """a * b, enclosing products of finite reals: an infinite end times a zero end is 0 (the
-    infinite end is a limit no value reaches), where mpmath would widen to [-inf, inf]."""
-    ends_a, ends_b = (_lo(a), _hi(a)), (_lo(b), _hi(b))
-    if all(mpmath.isfinite(v) for v in (*ends_a, *ends_b)):
-        return a * b
-    lows, highs = [], []
-    for u in ends_a:
-        for v in ends_b:
-            if u == 0 or v == 0:
-                lows.append(mpmath.mpf(0))
-                highs.append(mpmath.mpf(0))
-                continue
-            p = iv.mpf(u) * iv.mpf(v)
-            lows.append(_lo(p))
-            highs.append(_hi(p))
-    return iv.mpf([min(lows), max(highs)])
-
-
-def _abs(x: Any) -> Any:
-    lo, hi = _lo(x), _hi(x)
-    if lo >= 0:
-        return x
-    if hi <= 0:
-        return -x
-    return iv.mpf([0, max(-lo, hi)])
-
-
-def _heaviside(x: Any) -> Any:
-    lo, hi = _lo(x), _hi(x)
-    if lo > 0:
-        return iv.mpf(1)
-    if hi < 0:
-        return iv.mpf(0)
-    return iv.mpf([0, 1])
-
-
-def _log(x: Any) -> Any:
-    if _lo(x) <= 0:
-        raise _Undefined
-    return iv.log(x)
-
-
-def _widen(x: Any) -> Any:
-    """``x`` widened by a few units in the last place each side: mpmath's interval atan2 is
-    not outward-rounded at every endpoint (found by the soundness test)."""
-    lo, hi = _lo(x), _hi(x)
-    eps = mpmath.mpf(2) ** -48
-    return iv.mpf([lo - abs(lo) * eps - mpmath.mpf(2) ** -1000,
-                   hi + abs(hi) * eps + mpmath.mpf(2) ** -1000])
-
-
-def _atan2(y: Any, x: Any) -> Any:
-    if _lo(x) == 0 and _hi(x) == 0 and _lo(y) == 0 and _hi(y) == 0:
-        return iv.mpf(0)
-    if _lo(x) <= 0 <= _hi(x) and _lo(y) <= 0 <= _hi(y):
-        return _widen(_hull(iv.atan2(y, x), iv.mpf(0)))
-    return _widen(iv.atan2(y, x))
-
-
-def _power(expr: sympy.Pow, base: _IV, exponent: _IV) -> _IV:
-    e = expr.exp
-    if e.is_Integer:
-        n = int(e)
-
-        def integer_power(box: Mapping[str, Any]) -> Any:
-            b = base(box)
-            if n < 0 and _lo(b) <= 0 <= _hi(b):
-                raise _Undefined
-            if n % 2 == 0 and n > 0:
-                return _abs(b) ** n
-            return b ** n
-        return integer_power
-    if e.is_Number:
-        value = _constant(e)
-        negative = bool(e < 0)
-
-        def real_power(box: Mapping[str, Any]) -> Any:
-            b = base(box)
-            if _lo(b) < 0 or (negative and _lo(b) <= 0):
-                raise _Undefined
-            if _hi(b) == 0:
-                return iv.mpf(0)
-            return b ** value
-        return real_power
-
-    def general_power(box: Mapping[str, Any]) -> Any:
-        b = base(box)
-        if _lo(b) <= 0:
-            raise _Undefined
-        return iv.exp(exponent(box) * iv.log(b))
-    return general_power
-
-
-# -- point evaluation ---------------------------------------------------------------------
-
-
-def point_function(expr: sympy.Expr, names: Sequence[str]) -> Callable[..., float]:
-    """``f(*feature_values) -> float`` with the kernels' semantics (NaN compares false, ...)."""
-    symbols = [formula.symbol(n) for n in names]
-    function = sympy.lambdify(symbols, expr, modules=[formula.NUMPY_FUNCTIONS, "numpy"])
-
-    def call(*values: float) -> float:
-        # numpy scalars, so 0.0 ** -1 is inf as in the kernels (Python floats would raise)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(function(*(np.float64(v) for v in values)))
-    return call
-
-
-class _Reward:
-    """The reward of an artifact as point and interval functions over its features."""
-
-    def __init__(self, artifact: RewardArtifact):
-        self.names = list(artifact.features.names)
-        self.term_names = artifact.term_names
-        self.terms = artifact.term_exprs()
-        self.expr = sympy.Add(*self.terms)
-        self.total = point_function(self.expr, self.names)
-        self.parts = [point_function(t, self.names) for t in self.terms]
-
-    def at(self, state: Mapping[str, float]) -> float:
-        return self.total(*(state[n] for n in self.names))
-
-    def contributions(self, state: Mapping[str, float]) -> dict[str, float]:
-        values = [state[n] for n in self.names]
-        return {name: part(*values) for name, part in zip(self.term_names, self.parts,
-                                                          strict=True)}
-
-
-# -- branch and bound ---------------------------------------------------------------------
-
-
-@dataclass
-class _Outcome:
-    status: str  # proved | vacuous | violated | unknown
-    point: dict[str, float] | None = None
-    boxes: int = 0
-
-
-def _split_point(lo: float, hi: float) -> float:
-    if math.isinf(lo) and math.isinf(hi):
-        return 0.0
-    if math.isinf(hi):
-        return lo + max(1.0, abs(lo))
-    if math.isinf(lo):
-        return hi - max(1.0, abs(hi))
-    return lo + (hi - lo) / 2
-
-
-def _width(lo: float, hi: float) -> float:
-    return math.inf if math.isinf(lo) or math.isinf(hi) else hi - lo
-
-
-def _splittable(lo: float, hi: float) -> bool:
-    if math.isinf(lo) or math.isinf(hi):
-        return True
-    return hi - lo > 1e-9 * (1 + abs(lo) + abs(hi))
-
-
-def _maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[float, float]],
-              threshold: float, strict: bool, deadline: float,
-              names: Sequence[str]) -> _Outcome:
-    """Decide ``g <= threshold`` (``<`` when strict) wherever ``cond`` may hold in ``domain``.
-
-    Branch-and-bound over boxes: a box is discarded when the interval of ``cond`` is exactly 0,
-    accepted when the interval of ``g`` meets the threshold; otherwise its midpoint is tried as a
-    counterexample (``cond`` true there and ``g`` beyond the threshold or NaN) and it is split
-    along its widest relevant side. ``proved`` only when every box was discarded or accepted,
-    and ``vacuous`` when every box was discarded.
-    """
-    try:
-        g_iv = interval_function(g)
-        c_iv = interval_function(cond) if cond is not None else None
-    except _Unsupported:
-        return _Outcome("unknown")
-    g_pt = point_function(g, names)
-    c_pt = point_function(cond, names) if cond is not None else None
-    relevant = sorted({s.name for s in g.free_symbols}
-                      | ({s.name for s in cond.free_symbols} if cond is not None else set()))
-    fixed = {n: _split_point(*domain[n]) for n in names}
-    threshold_mp = mpmath.mpf(threshold)
-    counter = itertools.count()
-    heap: list[tuple[float, int, dict[str, tuple[float, float]]]] = [
-        (0.0, next(counter), {n: domain[n] for n in relevant})]
-    boxes, accepted, unresolved = 0, 0, False
-    while heap:
-        if time.monotonic() > deadline:
-            return _Outcome("unknown", boxes=boxes)
-        _, _, box = heapq.heappop(heap)
-        boxes += 1
-        ivbox = {n: iv.mpf([lo, hi]) for n, (lo, hi) in box.items()}
-        if c_iv is not None:
-            try:
-                c = c_iv(ivbox)
-                if _lo(c) == 0 and _hi(c) == 0:
-                    continue
-            except _Undefined:
-                pass
-        try:
-            upper = _hi(g_iv(ivbox))
-            if upper < threshold_mp or (not strict and upper == threshold_mp):
-                accepted += 1
-                continue
-        except _Undefined:
-            upper = mpmath.inf
-        point = dict(fixed) | {n: _split_point(lo, hi) for n, (lo, hi) in box.items()}
-        values = [point[n] for n in names]
-        if c_pt is None or c_pt(*values) != 0:
-            value = g_pt(*values)
-            slack = 0.0 if strict else _TOLERANCE * (1 + abs(threshold))
-            if value != value or value > threshold + slack or (strict and value == threshold):
-                return _Outcome("violated", point=point, boxes=boxes)
-        splittable = [n for n in relevant if _splittable(*box[n])]
-        if not splittable:
-            unresolved = True
-            continue
-        side = max(splittable, key=lambda n: _width(*box[n]))
-        lo, hi = box[side]
-        middle = _split_point(lo, hi)
-        priority = -float(upper) if mpmath.isfinite(upper) else -math.inf
-        for part in ((lo, middle), (middle, hi)):
-            heapq.heappush(heap, (priority, next(counter), box | {side: part}))
-    if unresolved:
-        return _Outcome("unknown", boxes=boxes)
-    return _Outcome("proved" if accepted else "vacuous", boxes=boxes)
-
-
-def _symbolic_nonpositive(expr: sympy.Expr) -> bool:
-    """sympy's assumptions say ``expr <= 0`` for every real value of its symbols. Used only for
-    formulas that are defined everywhere (no division, roots, logarithms or odd functions)."""
-    for node in sympy.preorder_traversal(expr):
-        if isinstance(node, sympy.Pow) and not (node.exp.is_Integer and node.exp >= 0):
-            return False
-        if isinstance(node, sympy.log | sympy.atan2):
-            return False
-    return expr.is_nonpositive is True
-
-
-# -- property tests -----------------------------------------------------------------------
-
-
-def _float_range(lo: float, hi: float) -> tuple[float, float]:
-    lo = -WIDE if math.isinf(lo) else lo
-    hi = WIDE if math.isinf(hi) else hi
-    return (lo, max(lo, hi))
-
-
-def state_strategy(names: Sequence[str], domain: Mapping[str, tuple[float, float]],
-                   near: np.ndarray | None = None) -> Any:
-    """Hypothesis strategy of ``{feature: float}`` inside the domain box; with ``near`` (rows of
-    feature values), also those rows and small perturbations of them, clipped into the box."""
-    from hypothesis import strategies as st
-
-    ranges = {n: _float_range(*domain[n]) for n in names}
-    uniform = st.fixed_dictionaries({
-        n: st.floats(lo, hi, allow_nan=False, allow_infinity=False)
-        for n, (lo, hi) in ranges.items()})
-    if near is None or len(near) == 0:
-        return uniform
-    rows = [tuple(float(v) for v in row) for row in near[:10_000]]
-    scale = np.nanstd(near, axis=0) if len(near) > 1 else np.ones(len(names))
-
-    def perturb(row: tuple[float, ...], noise: list[float]) -> dict[str, float]:
-        state = {}
-        for i, n in enumerate(names):
-            lo, hi = ranges[n]
-            value = row[i] + noise[i] * float(scale[i] if np.isfinite(scale[i]) else 0.0)
-            state[n] = float(min(max(value, lo), hi)) if np.isfinite(value) else lo
-        return state
-
-    noise = st.lists(st.sampled_from([0.0, 0.0, 0.01, -0.01, 0.1, -0.1]), min_size=len(names),
-                     max_size=len(names))
-    return st.one_of(uniform, st.builds(perturb, st.sampled_from(rows), noise))
-
-
-class _Found(Exception):
-    pass
-
-
-def _search(strategy: Any, problem: Callable[[Any], Any], examples: int
-            ) -> tuple[Any, Any, int]:
-    """Run hypothesis: ``problem(value)`` returns None or a description of a violation.
-    Returns (minimal failing value, its description, examples run before the first failure)."""
-    from hypothesis import HealthCheck, Phase, given, settings
-
-    found: list[tuple[Any, Any]] = []
-    count = [0]
-
-    @settings(max_examples=max(1, examples), database=None, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-              phases=[Phase.generate, Phase.shrink], print_blob=False)
-    @given(strategy)
-    def run(value: Any) -> None:
-        if not found:
-            count[0] += 1
-        outcome = problem(value)
-        if outcome is not None:
-            found.append((value, outcome))
-            raise _Found
-
-    try:
-        run()
-    except _Found:
-        return found[-1][0], found[-1][1], count[0]
-    return None, None, count[0]
-
-
-# -- results ------------------------------------------------------------------------------
-
-
-@dataclass
-class InvariantResult:
-    """The decision on one invariant."""
-
-    index: int
-    rule: str
-    description: str
-    status: str
-    method: str
-    examples: int = 0
-    counterexample: dict[str, float] | None = None
-    reward: float | None = None
-    contributions: dict[str, float] | None = None
-    other: dict[str, Any] | None = None  # the compared state of a pairwise rule
-    detail: str = ""
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def format_result(result: InvariantResult) -> str:
-    """One line per invariant, plus the counterexample block of a violation."""
-    shown = f"N={result.examples}" if result.examples else ""
-    line = (f"[{result.index}] {result.status:<8}  {result.description}  — {result.method}"
-            f"{'  ' + shown if shown else ''}  ({result.seconds:.2f} s)")
-    lines = [line]
-    if result.detail:
-        lines.append(f"    {result.detail}")
-    if result.counterexample is not None:
-        lines += _state_block("counterexample", result.counterexample, result.reward,
-                              result.contributions)
-    if result.other is not None:
-        lines += _state_block("compared with", result.other["state"], result.other["reward"],
-                              result.other["contributions"])
-    return "\n".join(lines)
-
-
-def _state_block(title: str, state: Mapping[str, float], reward: float | None,
-                 contributions: Mapping[str, float] | None) -> list[str]:
-    lines = [f"    {title}: " + ", ".join(f"{k} = {v:.6g}" for k, v in state.items())]
-    if reward is not None:
-        lines.append(f"      reward = {reward:.6g}")
-    for name, value in (contributions or {}).items():
-        lines.append(f"        {name:<16} {value:+.6g}")
-    return lines
-
-
 # -- deciding each rule -------------------------------------------------------------------
 
 
 class _Checker:
     def __init__(self, artifact: RewardArtifact, near: np.ndarray | None, time_budget: float,
                  examples: int):
-        self.reward = _Reward(artifact)
+        self.reward = Reward(artifact)
         self.names = self.reward.names
         self.near = near
         self.time_budget = time_budget
@@ -823,7 +340,7 @@ class _Checker:
         if cond is None:
             return None
         budget = time.monotonic() + (deadline - time.monotonic()) / 4
-        outcome = _maximise(sympy.Integer(0), cond, invariant.domain, -1.0, False, budget,
+        outcome = maximise(sympy.Integer(0), cond, invariant.domain, -1.0, False, budget,
                             self.names)
         if outcome.status == "vacuous":
             return self._result(invariant, "vacuous", f"interval proof ({outcome.boxes} boxes)",
@@ -837,9 +354,9 @@ class _Checker:
         total = 0
         proved_all, method = True, "symbolic"
         for g, threshold, strict in goals:
-            if cond is None and not strict and _symbolic_nonpositive(g - threshold):
+            if cond is None and not strict and symbolic_nonpositive(g - threshold):
                 continue
-            outcome = _maximise(g, cond, invariant.domain, threshold, strict, deadline,
+            outcome = maximise(g, cond, invariant.domain, threshold, strict, deadline,
                                 self.names)
             total += outcome.boxes
             if outcome.status == "violated":
@@ -876,7 +393,7 @@ class _Checker:
             if problem(row) is not None:
                 return self._violation(invariant, "data point", row, checked)
         met[0] = 0
-        state, _, tried = _search(self._states(invariant), problem, self.examples)
+        state, _, tried = search(self._states(invariant), problem, self.examples)
         if state is not None:
             return self._violation(invariant, "property test (hypothesis)", state, tried)
         if met[0] == 0:
@@ -894,8 +411,8 @@ class _Checker:
             goals.append((-self.reward.expr, -float(lo), False))
 
         def holds(r: float) -> bool:
-            return (r == r and (lo is None or r >= lo - _TOLERANCE * (1 + abs(lo)))
-                    and (hi is None or r <= hi + _TOLERANCE * (1 + abs(hi))))
+            return (r == r and (lo is None or r >= lo - TOLERANCE * (1 + abs(lo)))
+                    and (hi is None or r <= hi + TOLERANCE * (1 + abs(hi))))
         return self._bound_rule(invariant, deadline, goals, None, holds)
 
     def sign(self, invariant: Invariant, deadline: float) -> InvariantResult:
@@ -906,8 +423,8 @@ class _Checker:
         r = self.reward.expr
         goal = {"negative": (r, 0.0, True), "nonpositive": (r, 0.0, False),
                 "positive": (-r, 0.0, True), "nonnegative": (-r, 0.0, False)}[kind]
-        holds = {"negative": lambda v: v < 0, "nonpositive": lambda v: v <= _TOLERANCE,
-                 "positive": lambda v: v > 0, "nonnegative": lambda v: v >= -_TOLERANCE}[kind]
+        holds = {"negative": lambda v: v < 0, "nonpositive": lambda v: v <= TOLERANCE,
+                 "positive": lambda v: v > 0, "nonnegative": lambda v: v >= -TOLERANCE}[kind]
         return self._bound_rule(invariant, deadline, [goal], invariant.condition, holds)
 
     def prefers(self, invariant: Invariant, deadline: float) -> InvariantResult:
@@ -931,7 +448,7 @@ class _Checker:
                 return self._violation(invariant, "branch-and-bound search, shrunk", bad,
                                        other=good, detail=detail)
             t = best[0] / 2 + worst[0] / 2
-            upper = _maximise(r, invariant.worse, invariant.domain, t, True, deadline,
+            upper = maximise(r, invariant.worse, invariant.domain, t, True, deadline,
                               self.names)
             boxes += upper.boxes
             if upper.status == "violated":
@@ -939,7 +456,7 @@ class _Checker:
                 if worst[0] != worst[0]:
                     break
                 continue
-            lower = _maximise(-r, invariant.better, invariant.domain, -t, False, deadline,
+            lower = maximise(-r, invariant.better, invariant.domain, -t, False, deadline,
                               self.names)
             boxes += lower.boxes
             if lower.status == "violated":
@@ -967,7 +484,7 @@ class _Checker:
         from hypothesis import strategies as st
 
         states = self._states(invariant)
-        pair, _, tried = _search(st.tuples(states, states), problem, self.examples)
+        pair, _, tried = search(st.tuples(states, states), problem, self.examples)
         if pair is not None:
             return self._violation(invariant, "property test (hypothesis)", pair[1], tried,
                                    other=pair[0],
@@ -1000,7 +517,7 @@ class _Checker:
         """The lowest (highest) reward among a deterministic sample of states meeting cond."""
         rng = np.random.default_rng(0)
         c_pt = point_function(cond, self.names)
-        ranges = [_float_range(*invariant.domain[n]) for n in self.names]
+        ranges = [float_range(*invariant.domain[n]) for n in self.names]
         candidates = [rng.uniform([lo for lo, _ in ranges], [hi for _, hi in ranges])
                       for _ in range(max(200, self.examples))]
         if self.near is not None and len(self.near):
@@ -1038,7 +555,7 @@ class _Checker:
             detail = f"no proof: the reward may jump as {f} changes"
         else:
             product = sympy.diff(r, sym) * d_of * (-sense)
-            outcome = _maximise(product, invariant.condition, invariant.domain, 0.0, False,
+            outcome = maximise(product, invariant.condition, invariant.domain, 0.0, False,
                                 deadline, self.names)
             if outcome.status == "vacuous":
                 return self._result(invariant, "vacuous", f"interval proof ({outcome.boxes} "
@@ -1070,15 +587,15 @@ class _Checker:
         try:
             if invariant.condition is not None:
                 c = invariant.condition_iv(box)
-                if _lo(c) <= 0 <= _hi(c):
+                if lower(c) <= 0 <= upper(c):
                     return 0
             slope = invariant.slope_iv(box)
-        except (_Undefined, _Unsupported):
+        except (Undefined, Unsupported):
             return 0
         direction = 1 if b > a else -1
-        if _lo(slope) > 0:
+        if lower(slope) > 0:
             return direction
-        if _hi(slope) < 0:
+        if upper(slope) < 0:
             return -direction
         return 0
 
@@ -1103,7 +620,7 @@ class _Checker:
             if r0 != r0 or r1 != r1:
                 return None
             change = (r1 - r0) * up  # reward change per unit rise of `of`
-            tolerance = _TOLERANCE * (1 + abs(r0) + abs(r1))
+            tolerance = TOLERANCE * (1 + abs(r0) + abs(r1))
             if change * sense < -tolerance:
                 return (start, end) if up > 0 else (end, start)
             return None
@@ -1113,7 +630,7 @@ class _Checker:
                     d_of: sympy.Expr) -> tuple[dict, dict] | None:
         try:
             problem = self._pair_problem(invariant, sense, d_of)
-        except _Unsupported:
+        except Unsupported:
             return None
         f = invariant.feature
         lo, hi = invariant.domain[f]
@@ -1144,11 +661,11 @@ class _Checker:
         met = [0]
         try:
             problem = self._pair_problem(invariant, sense, d_of, met)
-        except _Unsupported as exc:
+        except Unsupported as exc:
             return self._result(invariant, "unknown", "none",
                                 detail=f"cannot test: no interval rule for {exc}")
         f = invariant.feature
-        lo, hi = _float_range(*invariant.domain[f])
+        lo, hi = float_range(*invariant.domain[f])
         values = st.floats(lo, hi, allow_nan=False)
         # the second end: anywhere, or a step of up to 5% of the range from the first
         steps = st.floats(-0.05, 0.05, allow_nan=False).map(lambda s: s * max(1.0, hi - lo))
@@ -1160,7 +677,7 @@ class _Checker:
 
         strategy = st.tuples(self._states(invariant), values,
                              st.one_of(values, st.tuples(steps)))
-        case, pair, tried = _search(strategy, wrapped, self.examples)
+        case, pair, tried = search(strategy, wrapped, self.examples)
         if case is not None:
             earlier, later = pair
             return self._violation(invariant, "property test (hypothesis)", later, tried,
@@ -1179,7 +696,7 @@ class _Checker:
         if not self.reward.expr.has(formula.symbol(f)):
             return self._result(invariant, "proved", "symbolic",
                                 detail=f"the formula does not mention {f}")
-        lo, hi = _float_range(*invariant.domain[f])
+        lo, hi = float_range(*invariant.domain[f])
 
         def problem(case: tuple[dict[str, float], float]) -> Any:
             state, b = case
@@ -1187,11 +704,11 @@ class _Checker:
             r0, r1 = self.reward.at(state), self.reward.at(other)
             if r0 != r0 and r1 != r1:
                 return None
-            if not abs(r1 - r0) <= _TOLERANCE * (1 + abs(r0) + abs(r1)):
+            if not abs(r1 - r0) <= TOLERANCE * (1 + abs(r0) + abs(r1)):
                 return (state, other)
             return None
 
-        case, pair, tried = _search(st.tuples(self._states(invariant),
+        case, pair, tried = search(st.tuples(self._states(invariant),
                                               st.floats(lo, hi, allow_nan=False)),
                                     problem, self.examples)
         if case is not None:
