@@ -18,8 +18,15 @@ from symreward.artifact import RewardArtifact
 from symreward.cli import main
 from symreward.data import Dataset
 from symreward.data.io import save_dataset
-from symreward.invariants import InvariantError, check, interval_function, parse_invariants
+from symreward.invariants import (
+    RULES,
+    InvariantError,
+    check,
+    interval_function,
+    parse_invariants,
+)
 from symreward.invariants.intervals import Undefined
+from symreward.invariants.spec import Rule
 from symreward.testing import feature_states, transitions
 
 
@@ -382,6 +389,29 @@ def test_invalid_invariants_are_named(invariant, message):
     with pytest.raises(InvariantError, match="invariants\\[0\\]") as info:
         parse_invariants(artifact)
     assert message in str(info.value)
+
+
+def test_a_new_rule_is_a_class_in_the_registry(monkeypatch):
+    class Always(Rule):
+        optional = ("why",)
+
+        @classmethod
+        def fields(cls, table, names, where):
+            return {}
+
+        @classmethod
+        def decide(cls, checker, invariant, deadline):
+            return checker.result(invariant, "proved", "by decree")
+
+    monkeypatch.setitem(RULES, "always", Always)
+    artifact = make("x", [])
+    artifact.invariants.append({"rule": "always", "why": "a test"})
+    [result] = check(artifact)
+    assert (result.status, result.description, result.method) == (
+        "proved", "always (why = 'a test')", "by decree")
+    artifact.invariants[0]["how"] = 1
+    with pytest.raises(InvariantError, match="unknown key 'how' for rule 'always'"):
+        parse_invariants(artifact)
 
 
 # -- strategies ---------------------------------------------------------------------------

@@ -48,8 +48,7 @@ def _splittable(lo: float, hi: float) -> bool:
 
 
 def maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[float, float]],
-              threshold: float, strict: bool, deadline: float,
-              names: Sequence[str]) -> Outcome:
+             threshold: float, strict: bool, deadline: float, names: Sequence[str]) -> Outcome:
     """Decide ``g <= threshold`` (``<`` when strict) wherever ``cond`` may hold in ``domain``.
 
     Branch-and-bound over boxes: a box is discarded when the interval of ``cond`` is exactly 0,

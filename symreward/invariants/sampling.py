@@ -48,11 +48,11 @@ def state_strategy(names: Sequence[str], domain: Mapping[str, tuple[float, float
 
 
 class _Found(Exception):
-    pass
+    """Stops hypothesis at the first counterexample, which ``search`` keeps."""
 
 
 def search(strategy: Any, problem: Callable[[Any], Any], examples: int
-            ) -> tuple[Any, Any, int]:
+           ) -> tuple[Any, Any, int]:
     """Run hypothesis: ``problem(value)`` returns None or a description of a violation.
     Returns (minimal failing value, its description, examples run before the first failure)."""
     from hypothesis import HealthCheck, Phase, given, settings
