@@ -34,13 +34,14 @@ from symreward.atomic import atomic_write_text
 from symreward.errors import ArtifactError, FeatureError, FormulaError
 from symreward.evaluate import compile_terms, evaluate_terms, info_matrix
 from symreward.features import FeatureSet
+from symreward.invariants.rules import RULES
 
 if TYPE_CHECKING:
     from symreward.data import Dataset
     from symreward.kernels import RewardKernels
 
 SCHEMA = "symreward/1"
-INVARIANT_RULES = ("bounded", "decreasing", "increasing", "prefers", "independent", "sign")
+INVARIANT_RULES = tuple(RULES)
 _TOP_LEVEL_KEYS = ("schema", "name", "features", "terms", "invariants", "provenance")
 _TERM_KEYS = ("name", "expr", "locked", "note")
 

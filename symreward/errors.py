@@ -41,6 +41,10 @@ class ArtifactError(SymrewardError):
                          f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems))
 
 
+class InvariantError(SymrewardError):
+    """An invariant that cannot be checked: names the artifact, the invariant and the field."""
+
+
 class EngineUnavailable(SymrewardError):
     """A search engine whose outside requirements (a package, a runtime) are missing; the
     message says what to install and which engine to use instead."""

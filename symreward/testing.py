@@ -27,12 +27,12 @@ import numpy as np
 from symreward.errors import SymrewardError
 from symreward.invariants import (
     InvariantResult,
-    _recorded_ranges,
     check,
     format_result,
     parse_invariants,
     state_strategy,
 )
+from symreward.invariants.spec import recorded_ranges
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
@@ -44,7 +44,7 @@ def feature_states(artifact: RewardArtifact,
                    domain: Mapping[str, tuple[float, float]] | None = None) -> Any:
     """Strategy of ``{feature: float}`` inside the domain box: the ranges recorded in provenance,
     updated with ``domain``; an unbounded side reaches ±1e6 (finite floats only)."""
-    box = _recorded_ranges(artifact)
+    box = recorded_ranges(artifact)
     for name, (lo, hi) in (domain or {}).items():
         if name not in box:
             raise KeyError(f"unknown feature {name!r}")

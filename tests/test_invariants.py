@@ -19,12 +19,14 @@ from symreward.cli import main
 from symreward.data import Dataset
 from symreward.data.io import save_dataset
 from symreward.invariants import (
+    RULES,
     InvariantError,
-    _Undefined,
     check,
     interval_function,
     parse_invariants,
 )
+from symreward.invariants.intervals import Undefined
+from symreward.invariants.spec import Rule
 from symreward.testing import feature_states, transitions
 
 
@@ -127,7 +129,7 @@ def test_interval_bounds_enclose_exact_values(text, x0, wx, y0, wy, fractions):
     box = {"x": iv.mpf([x0, x0 + wx]), "y": iv.mpf([y0, y0 + wy])}
     try:
         enclosure = function(box)
-    except _Undefined:
+    except Undefined:
         return
     lo, hi = mpmath.mpf(enclosure._mpi_[0]), mpmath.mpf(enclosure._mpi_[1])
     corners = [(0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0), *fractions]
@@ -213,9 +215,9 @@ def test_interval_handles_unbounded_boxes():
     x = formula.parse("-x**2 + x*0", ["x"])
     enclosure = interval_function(x)({"x": iv.mpf([-math.inf, math.inf])})
     assert mpmath.mpf(enclosure._mpi_[1]) <= 0
-    with pytest.raises(_Undefined):
+    with pytest.raises(Undefined):
         interval_function(formula.parse("1/x", ["x"]))({"x": iv.mpf([-1, 1])})
-    with pytest.raises(_Undefined):
+    with pytest.raises(Undefined):
         interval_function(formula.parse("log(x)", ["x"]))({"x": iv.mpf([0, 1])})
 
 
@@ -387,6 +389,29 @@ def test_invalid_invariants_are_named(invariant, message):
     with pytest.raises(InvariantError, match="invariants\\[0\\]") as info:
         parse_invariants(artifact)
     assert message in str(info.value)
+
+
+def test_a_new_rule_is_a_class_in_the_registry(monkeypatch):
+    class Always(Rule):
+        optional = ("why",)
+
+        @classmethod
+        def fields(cls, table, names, where):
+            return {}
+
+        @classmethod
+        def decide(cls, checker, invariant, deadline):
+            return checker.result(invariant, "proved", "by decree")
+
+    monkeypatch.setitem(RULES, "always", Always)
+    artifact = make("x", [])
+    artifact.invariants.append({"rule": "always", "why": "a test"})
+    [result] = check(artifact)
+    assert (result.status, result.description, result.method) == (
+        "proved", "always (why = 'a test')", "by decree")
+    artifact.invariants[0]["how"] = 1
+    with pytest.raises(InvariantError, match="unknown key 'how' for rule 'always'"):
+        parse_invariants(artifact)
 
 
 # -- strategies ---------------------------------------------------------------------------

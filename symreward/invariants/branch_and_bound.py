@@ -1,0 +1,125 @@
+"""Proofs over the domain box: branch-and-bound with interval bounds (``maximise``), and sympy's
+sign assumptions for formulas defined everywhere (``symbolic_nonpositive``)."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import mpmath
+import sympy
+from mpmath import iv
+
+from symreward.invariants.intervals import Undefined, Unsupported, interval_function, lower, upper
+from symreward.invariants.points import TOLERANCE, point_function
+
+
+@dataclass
+class Outcome:
+    """What branch-and-bound reached, with a counterexample when violated."""
+
+    status: str  # proved | vacuous | violated | unknown
+    point: dict[str, float] | None = None
+    boxes: int = 0
+
+
+def _split_point(lo: float, hi: float) -> float:
+    if math.isinf(lo) and math.isinf(hi):
+        return 0.0
+    if math.isinf(hi):
+        return lo + max(1.0, abs(lo))
+    if math.isinf(lo):
+        return hi - max(1.0, abs(hi))
+    return lo + (hi - lo) / 2
+
+
+def _width(lo: float, hi: float) -> float:
+    return math.inf if math.isinf(lo) or math.isinf(hi) else hi - lo
+
+
+def _splittable(lo: float, hi: float) -> bool:
+    if math.isinf(lo) or math.isinf(hi):
+        return True
+    return hi - lo > 1e-9 * (1 + abs(lo) + abs(hi))
+
+
+def maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[float, float]],
+             threshold: float, strict: bool, deadline: float, names: Sequence[str]) -> Outcome:
+    """Decide ``g <= threshold`` (``<`` when strict) wherever ``cond`` may hold in ``domain``.
+
+    Branch-and-bound over boxes: a box is discarded when the interval of ``cond`` is exactly 0,
+    accepted when the interval of ``g`` meets the threshold; otherwise its midpoint is tried as a
+    counterexample (``cond`` true there and ``g`` beyond the threshold or NaN) and it is split
+    along its widest relevant side. ``proved`` only when every box was discarded or accepted,
+    and ``vacuous`` when every box was discarded.
+    """
+    try:
+        g_iv = interval_function(g)
+        c_iv = interval_function(cond) if cond is not None else None
+    except Unsupported:
+        return Outcome("unknown")
+    g_pt = point_function(g, names)
+    c_pt = point_function(cond, names) if cond is not None else None
+    relevant = sorted({s.name for s in g.free_symbols}
+                      | ({s.name for s in cond.free_symbols} if cond is not None else set()))
+    fixed = {n: _split_point(*domain[n]) for n in names}
+    threshold_mp = mpmath.mpf(threshold)
+    counter = itertools.count()
+    heap: list[tuple[float, int, dict[str, tuple[float, float]]]] = [
+        (0.0, next(counter), {n: domain[n] for n in relevant})]
+    boxes, accepted, unresolved = 0, 0, False
+    while heap:
+        if time.monotonic() > deadline:
+            return Outcome("unknown", boxes=boxes)
+        _, _, box = heapq.heappop(heap)
+        boxes += 1
+        ivbox = {n: iv.mpf([lo, hi]) for n, (lo, hi) in box.items()}
+        if c_iv is not None:
+            try:
+                c = c_iv(ivbox)
+                if lower(c) == 0 and upper(c) == 0:
+                    continue
+            except Undefined:
+                pass
+        try:
+            top = upper(g_iv(ivbox))
+            if top < threshold_mp or (not strict and top == threshold_mp):
+                accepted += 1
+                continue
+        except Undefined:
+            top = mpmath.inf
+        point = dict(fixed) | {n: _split_point(lo, hi) for n, (lo, hi) in box.items()}
+        values = [point[n] for n in names]
+        if c_pt is None or c_pt(*values) != 0:
+            value = g_pt(*values)
+            slack = 0.0 if strict else TOLERANCE * (1 + abs(threshold))
+            if value != value or value > threshold + slack or (strict and value == threshold):
+                return Outcome("violated", point=point, boxes=boxes)
+        splittable = [n for n in relevant if _splittable(*box[n])]
+        if not splittable:
+            unresolved = True
+            continue
+        side = max(splittable, key=lambda n: _width(*box[n]))
+        lo, hi = box[side]
+        middle = _split_point(lo, hi)
+        priority = -float(top) if mpmath.isfinite(top) else -math.inf
+        for part in ((lo, middle), (middle, hi)):
+            heapq.heappush(heap, (priority, next(counter), box | {side: part}))
+    if unresolved:
+        return Outcome("unknown", boxes=boxes)
+    return Outcome("proved" if accepted else "vacuous", boxes=boxes)
+
+
+def symbolic_nonpositive(expr: sympy.Expr) -> bool:
+    """sympy's assumptions say ``expr <= 0`` for every real value of its symbols. Used only for
+    formulas that are defined everywhere (no division, roots, logarithms or odd functions)."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and not (node.exp.is_Integer and node.exp >= 0):
+            return False
+        if isinstance(node, sympy.log | sympy.atan2):
+            return False
+    return expr.is_nonpositive is True

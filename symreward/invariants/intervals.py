@@ -1,0 +1,238 @@
+"""Interval arithmetic over sympy formulas: enclosures of a formula's values over a box of
+features, outward-rounded (``mpmath.iv``), for the proofs of ``branch_and_bound``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import mpmath
+import sympy
+from mpmath import iv
+
+from symreward import formula
+
+IV = Callable[[Mapping[str, Any]], Any]  # box (feature name -> iv.mpf) -> iv.mpf
+
+
+class Undefined(Exception):
+    """The expression may be undefined (NaN or infinite) somewhere in the box."""
+
+
+class Unsupported(Exception):
+    """The interval evaluator has no rule for this node."""
+
+
+def lower(x: Any) -> mpmath.mpf:
+    """The lower end of an interval."""
+    return mpmath.mpf(x._mpi_[0])
+
+
+def upper(x: Any) -> mpmath.mpf:
+    """The upper end of an interval."""
+    return mpmath.mpf(x._mpi_[1])
+
+
+def _hull(*xs: Any) -> Any:
+    return iv.mpf([min(lower(x) for x in xs), max(upper(x) for x in xs)])
+
+
+def _monotone(point: Callable[[Any], Any], x: Any) -> Any:
+    """An increasing function over an interval: the hull of its (interval) values at the ends."""
+    return _hull(point(iv.mpf(lower(x))), point(iv.mpf(upper(x))))
+
+
+def _tanh_point(x: Any) -> Any:
+    if upper(x) > 0:
+        return 1 - 2 / (iv.exp(2 * x) + 1)
+    return 2 / (1 + iv.exp(-2 * x)) - 1
+
+
+def _sign(x: Any) -> Any:
+    lo, hi = lower(x), upper(x)
+    if lo > 0:
+        return iv.mpf(1)
+    if hi < 0:
+        return iv.mpf(-1)
+    return iv.mpf([-1 if lo < 0 else 0, 1 if hi > 0 else 0])
+
+
+def _compare(kind: str, a: Any, b: Any) -> Any:
+    d = a - b  # the comparison is a ? b, i.e. d ? 0
+    lo, hi = lower(d), upper(d)
+    true, false = {
+        "Less": (hi < 0, lo >= 0), "LessEqual": (hi <= 0, lo > 0),
+        "Greater": (lo > 0, hi <= 0), "GreaterEqual": (lo >= 0, hi < 0),
+    }[kind]
+    return iv.mpf(1) if true else iv.mpf(0) if false else iv.mpf([0, 1])
+
+
+def _constant(expr: sympy.Expr) -> Any:
+    if expr is sympy.pi:
+        return iv.pi
+    if expr is sympy.E:
+        return iv.e
+    if expr.is_Integer:
+        return iv.mpf(int(expr))
+    if expr.is_Rational:
+        return iv.mpf(int(expr.p)) / iv.mpf(int(expr.q))
+    if expr.is_Float:
+        return iv.mpf(float(expr))
+    raise Unsupported(f"constant {expr}")
+
+
+def interval_function(expr: sympy.Expr) -> IV:
+    """Compile ``expr`` into ``f(box) -> mpmath interval`` that encloses its value over the box
+    (``box`` maps symbol names to ``iv.mpf``). Raises ``Undefined`` where the expression may be
+    undefined in the box and ``Unsupported`` (at compile time) for nodes it has no rule for."""
+    if expr.is_Symbol:
+        name = expr.name
+        return lambda box: box[name]
+    if expr.is_Number or expr in (sympy.pi, sympy.E):
+        value = _constant(expr)
+        return lambda box: value
+    args = [interval_function(a) for a in expr.args]
+    if isinstance(expr, sympy.Add):
+        def add(box: Mapping[str, Any]) -> Any:
+            total = args[0](box)
+            for f in args[1:]:
+                total = total + f(box)
+            return total
+        return add
+    if isinstance(expr, sympy.Mul):
+        def mul(box: Mapping[str, Any]) -> Any:
+            total = args[0](box)
+            for f in args[1:]:
+                total = _mul(total, f(box))
+            return total
+        return mul
+    if isinstance(expr, sympy.Pow):
+        return _power(expr, *args)
+    if isinstance(expr, formula.Comparison):
+        kind = type(expr).__name__
+        return lambda box: _compare(kind, args[0](box), args[1](box))
+    if isinstance(expr, formula.Where):
+        def where(box: Mapping[str, Any]) -> Any:
+            try:
+                c = args[0](box)
+            except Undefined:
+                return _hull(args[1](box), args[2](box))
+            if lower(c) > 0 or upper(c) < 0:
+                return args[1](box)
+            if lower(c) == 0 and upper(c) == 0:
+                return args[2](box)
+            return _hull(args[1](box), args[2](box))
+        return where
+    if isinstance(expr, sympy.Min | sympy.Max):
+        pick = min if isinstance(expr, sympy.Min) else max
+
+        def extreme(box: Mapping[str, Any]) -> Any:
+            values = [f(box) for f in args]
+            return iv.mpf([pick(lower(v) for v in values), pick(upper(v) for v in values)])
+        return extreme
+    unary = {sympy.Abs: _abs, sympy.exp: iv.exp, sympy.sin: iv.sin, sympy.cos: iv.cos,
+             sympy.sign: _sign, sympy.log: _log, sympy.tanh: lambda x: _monotone(_tanh_point, x),
+             sympy.Heaviside: _heaviside}
+    for kind, function in unary.items():
+        if isinstance(expr, kind) and len(args) >= 1:
+            f = args[0]
+            return lambda box: function(f(box))
+    if isinstance(expr, sympy.atan2):
+        return lambda box: _atan2(args[0](box), args[1](box))
+    if isinstance(expr, sympy.atan):  # sympy folds atan2(y, c > 0) to atan(y / c)
+        return lambda box: _widen(iv.atan2(args[0](box), iv.mpf(1)))
+    raise Unsupported(type(expr).__name__)
+
+
+def _mul(a: Any, b: Any) -> Any:
+    """a * b, enclosing products of finite reals: an infinite end times a zero end is 0 (the
+    infinite end is a limit no value reaches), where mpmath would widen to [-inf, inf]."""
+    ends_a, ends_b = (lower(a), upper(a)), (lower(b), upper(b))
+    if all(mpmath.isfinite(v) for v in (*ends_a, *ends_b)):
+        return a * b
+    lows, highs = [], []
+    for u in ends_a:
+        for v in ends_b:
+            if u == 0 or v == 0:
+                lows.append(mpmath.mpf(0))
+                highs.append(mpmath.mpf(0))
+                continue
+            p = iv.mpf(u) * iv.mpf(v)
+            lows.append(lower(p))
+            highs.append(upper(p))
+    return iv.mpf([min(lows), max(highs)])
+
+
+def _abs(x: Any) -> Any:
+    lo, hi = lower(x), upper(x)
+    if lo >= 0:
+        return x
+    if hi <= 0:
+        return -x
+    return iv.mpf([0, max(-lo, hi)])
+
+
+def _heaviside(x: Any) -> Any:
+    lo, hi = lower(x), upper(x)
+    if lo > 0:
+        return iv.mpf(1)
+    if hi < 0:
+        return iv.mpf(0)
+    return iv.mpf([0, 1])
+
+
+def _log(x: Any) -> Any:
+    if lower(x) <= 0:
+        raise Undefined
+    return iv.log(x)
+
+
+def _widen(x: Any) -> Any:
+    """``x`` widened by a few units in the last place each side: mpmath's interval atan2 is
+    not outward-rounded at every endpoint (found by the soundness test)."""
+    lo, hi = lower(x), upper(x)
+    eps = mpmath.mpf(2) ** -48
+    return iv.mpf([lo - abs(lo) * eps - mpmath.mpf(2) ** -1000,
+                   hi + abs(hi) * eps + mpmath.mpf(2) ** -1000])
+
+
+def _atan2(y: Any, x: Any) -> Any:
+    if lower(x) == 0 and upper(x) == 0 and lower(y) == 0 and upper(y) == 0:
+        return iv.mpf(0)
+    if lower(x) <= 0 <= upper(x) and lower(y) <= 0 <= upper(y):
+        return _widen(_hull(iv.atan2(y, x), iv.mpf(0)))
+    return _widen(iv.atan2(y, x))
+
+
+def _power(expr: sympy.Pow, base: IV, exponent: IV) -> IV:
+    e = expr.exp
+    if e.is_Integer:
+        n = int(e)
+
+        def integer_power(box: Mapping[str, Any]) -> Any:
+            b = base(box)
+            if n < 0 and lower(b) <= 0 <= upper(b):
+                raise Undefined
+            if n % 2 == 0 and n > 0:
+                return _abs(b) ** n
+            return b ** n
+        return integer_power
+    if e.is_Number:
+        value = _constant(e)
+        negative = bool(e < 0)
+
+        def real_power(box: Mapping[str, Any]) -> Any:
+            b = base(box)
+            if lower(b) < 0 or (negative and lower(b) <= 0):
+                raise Undefined
+            if upper(b) == 0:
+                return iv.mpf(0)
+            return b ** value
+        return real_power
+
+    def general_power(box: Mapping[str, Any]) -> Any:
+        b = base(box)
+        if lower(b) <= 0:
+            raise Undefined
+        return iv.exp(exponent(box) * iv.log(b))
+    return general_power
