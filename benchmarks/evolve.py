@@ -238,13 +238,14 @@ def exact_structure(learned: sympy.Expr, true: sympy.Expr) -> bool:
 
 # -- runs -----------------------------------------------------------------------------------
 
-def recovery_run(task: Task, seed: int, soft: bool = False, n_pairs: int = N_PAIRS
-                 ) -> dict[str, Any]:
+def recovery_run(task: Task, seed: int, soft: bool = False, n_pairs: int = N_PAIRS,
+                 time_limit: float | None = None) -> dict[str, Any]:
     data = task.make_data(seed)
     data, temperature = labelled(task, data, seed, soft, n_pairs)
     heldout = task.make_data(seed + 1000)
     started = time.perf_counter()
-    learner = SymbolicRewardLearner(engine="evolve", seed=seed).fit(data, task.features)
+    learner = SymbolicRewardLearner(engine="evolve", seed=seed, time_limit=time_limit).fit(
+        data, task.features)
     seconds = time.perf_counter() - started
     artifact = learner.artifact_
     true = task.true_artifact()
@@ -269,11 +270,11 @@ def recovery_run(task: Task, seed: int, soft: bool = False, n_pairs: int = N_PAI
 
 
 def recovery(tasks: list[str], seeds: list[int], out: Path | None, soft: bool = False,
-             n_pairs: int = N_PAIRS) -> list[dict[str, Any]]:
+             n_pairs: int = N_PAIRS, time_limit: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for name in tasks:
         for seed in seeds:
-            row = recovery_run(TASKS[name], seed, soft, n_pairs)
+            row = recovery_run(TASKS[name], seed, soft, n_pairs, time_limit)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if out is not None:
@@ -536,6 +537,9 @@ def main() -> None:
     run.add_argument("--out", type=Path, help="append one JSON line per run here")
     run.add_argument("--soft", action="store_true",
                      help="labels are the Bradley–Terry probabilities, not 0/1 draws")
+    run.add_argument("--time-limit", type=float, default=None,
+                     help="the search's time limit per fit, seconds (default: the engine's); "
+                     "a large one keeps the runs independent of the machine's load")
     run.add_argument("--pairs", type=int, default=N_PAIRS,
                      help="label this many pairs (the target is stated for 1000)")
     sub.add_parser("peers")
@@ -555,7 +559,8 @@ def main() -> None:
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}", flush=True)
     if args.command == "recovery":
-        recovery(args.tasks.split(","), _seeds(args.seeds), args.out, args.soft, args.pairs)
+        recovery(args.tasks.split(","), _seeds(args.seeds), args.out, args.soft, args.pairs,
+                 args.time_limit)
     elif args.command == "rescore":
         rescore(args.runs)
     elif args.command == "identifiability":
