@@ -38,7 +38,7 @@ from symreward.formula import (
     parse,
     symbol,
 )
-from symreward.kernels import compile_reward, vecmath
+from symreward.kernels import compile_reward, runtime, vecmath
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -387,9 +387,11 @@ def test_every_vector_math_agrees_with_numpy(cache_dir: Path,
 
 
 def test_rows_get_the_same_bits_wherever_they_are(cache_dir: Path,
-                                                 vector_math: kernels.VectorMath) -> None:
+                                                 vector_math: kernels.VectorMath,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A row's reward does not depend on its place in a vector or chunk, on the number of
-    threads, or on the kernel: single() gives the bits of rewards()."""
+    threads, or on the kernel: the serial and parallel kernels and single() give the same
+    bits."""
     compiled = compile_reward(*parsed(MATH_FEATURES, MATH_TERMS), cache_dir=cache_dir)
     n = 1003
     obs, act, next_obs = math_inputs(n)
@@ -403,6 +405,8 @@ def test_rows_get_the_same_bits_wherever_they_are(cache_dir: Path,
     order = np.random.default_rng(4).permutation(n)
     assert_bits(compiled.rewards(obs[order], act[order], next_obs[order]), total[order])
     assert_bits(compiled.rewards(obs[5:12], act[5:12], next_obs[5:12]), total[5:12])
+    monkeypatch.setattr(runtime, "PARALLEL_ROWS", 0)  # the parallel kernels from here on
+    assert_bits(compiled.rewards(obs, act, next_obs), total)
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -579,7 +583,7 @@ def test_new_process_loads_from_disk_without_compiling(tmp_path: Path) -> None:
     stem = compiled.path.stem
     assert list(saved.rglob(f"{stem}.*.nbi")) and list(saved.rglob(f"{stem}.*.nbc"))
     report = in_new_process(features, terms, INFO, tmp_path)
-    assert report == {"math": kernels.VECTOR_MATH.name, "key": compiled.key, "hits": 4,
+    assert report == {"math": kernels.VECTOR_MATH.name, "key": compiled.key, "hits": 7,
                       "misses": 0}
     # An edited number (as `symreward patch --set` makes) is the same compiled code.
     edited = in_new_process({**features, "bonus": "obs[0] * 4.75"}, terms, INFO, tmp_path)
@@ -620,9 +624,9 @@ def test_each_kernel_is_compiled_on_first_use(tmp_path: Path) -> None:
     assert saved_kernels() == set()
     obs, act, next_obs, _ = transitions(5)
     compiled.rewards(obs, act, next_obs)
-    assert saved_kernels() == {"rewards"}
+    assert saved_kernels() == {"rewards_serial"}  # a small table: the serial copy
     assert compiled.single(obs[0], act[0], next_obs[0]) == obs[0, 0] * 1.125 + 7
-    assert saved_kernels() == {"rewards", "single"}
+    assert saved_kernels() == {"rewards_serial", "single"}
 
 
 def test_code_for_another_cpu_gets_scalar_math_and_its_own_cache(tmp_path: Path) -> None:
@@ -632,7 +636,7 @@ def test_code_for_another_cpu_gets_scalar_math_and_its_own_cache(tmp_path: Path)
     compiled = compile_reward(*parsed(MATH_FEATURES, MATH_TERMS), cache_dir=tmp_path)
     report = in_new_process(MATH_FEATURES, MATH_TERMS, (), tmp_path, NUMBA_CPU_NAME="generic")
     assert report["math"] == "scalar"
-    assert report["misses"] == 4 and report["hits"] == 0
+    assert report["misses"] == 7 and report["hits"] == 0
     assert (report["key"] == compiled.key) == (kernels.VECTOR_MATH.name == "scalar")
 
 

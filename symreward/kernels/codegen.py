@@ -32,7 +32,11 @@ from symreward.kernels.printer import KernelPrinter, Statement
 # Part of every key: bump it whenever the generated code changes for the same input, so stale
 # modules (and numba caches beside them) are never picked up.
 CODEGEN_VERSION = 5
-KERNELS = ("rewards", "term_columns", "feature_matrix", "single")
+BATCH_KERNELS = ("rewards", "term_columns", "feature_matrix")
+# Each batch kernel also as a copy under this suffix, compiled without parallel=True (numba keys
+# its disk cache by function, not by compiler flags, hence a function of its own).
+SERIAL = "_serial"
+KERNELS = (*BATCH_KERNELS, *(name + SERIAL for name in BATCH_KERNELS), "single")
 
 _INPUT_ARRAYS = ("obs", "act", "next_obs")
 _RAW_INPUT = re.compile(r"(obs|act|next_obs)\[([0-9]+)\]")
@@ -236,7 +240,8 @@ class Plan:
     def _batch_kernel(self, name: str, body: tuple[list[Statement], list[tuple[str, int]]],
                       allocate: str, stores: list[str], stored: list[str], constants: int
                       ) -> str:
-        """A parallel kernel writing ``stores`` (which read the locals ``stored``) for each row."""
+        """A kernel writing ``stores`` (which read the locals ``stored``) for each row, and its
+        serial copy."""
         statements, inputs = body
         if any(statement.function for statement in statements):
             loop = _chunked_loop(statements, inputs, stores, stored, self.math.width)
@@ -245,14 +250,14 @@ class Plan:
             row = [*loads, *(statement.line() for statement in statements), *stores]
             loop = ["for i in numba.prange(n):", *(f"    {line}" for line in row or ["pass"])]
         lines = [
-            f"def {name}(obs, act, next_obs, info, constants):",
             *(f"    {line}" for line in self._checks(inputs, constants, batch=True)),
             *(f"    k_{k} = constants[{k}]" for k in range(constants)),
             f"    out = {allocate}",
             *(f"    {line}" for line in loop),
             "    return out",
         ]
-        return "\n".join(lines) + "\n"
+        return "\n\n".join("\n".join([f"def {kernel}(obs, act, next_obs, info, constants):",
+                                      *lines]) + "\n" for kernel in (name, name + SERIAL))
 
     def _single_kernel(self, body: tuple[list[Statement], list[tuple[str, int]]],
                        reward: str, constants: int) -> str:
