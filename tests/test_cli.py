@@ -1,10 +1,9 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import run_cli
 
 from symreward.cli import main
 from symreward.data import Dataset, save_dataset
@@ -40,12 +39,6 @@ def write_data(tmp_path, obs_dim=2, n=20):
     path = tmp_path / "data.npz"
     save_dataset(dataset, path)
     return path, dataset
-
-
-def run_cli(*args):
-    """The real command, in a new process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "symreward", *map(str, args)],
-                          capture_output=True, text=True)
 
 
 def test_show_prints_formula_terms_features(capsys):
@@ -109,8 +102,7 @@ def test_eval_counts_non_finite_rewards(tmp_path, capsys):
 def test_code_in_a_term_gets_exit_2_and_runs_nothing(tmp_path, expr):
     artifact = write_artifact(tmp_path, expr=expr.replace('"', "'"))
     data, _ = write_data(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "symreward", "eval", str(artifact), str(data),
-                             "-o", "r.npy"], capture_output=True, text=True, cwd=tmp_path)
+    result = run_cli("eval", artifact, data, "-o", "r.npy", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2

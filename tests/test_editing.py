@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -314,13 +312,11 @@ data = { source = "d.npz", sha256 = "abc123", transitions = 100 }
     assert "data sha256: abc123" in out
 
 
-def test_end_to_end_in_a_new_process(tmp_path):
+def test_end_to_end_in_a_new_process(tmp_path, cli):
     path = write(tmp_path)
-    run = subprocess.run([sys.executable, "-m", "symreward", "patch", str(path), "--set",
-                          "effort=-0.01*torque**2"], capture_output=True, text=True)
+    run = cli("patch", path, "--set", "effort=-0.01*torque**2")
     assert run.returncode == 0, run.stderr
     assert "coefficient -0.001 -> -0.01" in run.stdout
-    run = subprocess.run([sys.executable, "-m", "symreward", "patch", str(path), "--set",
-                          "effort=import os"], capture_output=True, text=True)
+    run = cli("patch", path, "--set", "effort=import os")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "--set effort=import os" in run.stderr

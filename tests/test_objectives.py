@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 from scipy.special import expit
+from support import random_walk, true_reward
 
 from symreward.data import (
-    Dataset,
     Preferences,
     Rankings,
     bradley_terry_preferences,
@@ -19,19 +19,6 @@ from symreward.objectives import (
     RewardLabelObjective,
     make_objective,
 )
-
-
-def random_walk(n=600, episode=50, seed=0):
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(n, 3))
-    done = (np.arange(n) % episode) == episode - 1
-    return Dataset(observations=obs, actions=rng.normal(size=(n, 1)),
-                   next_observations=obs + 0.1, terminals=np.zeros(n, bool), timeouts=done)
-
-
-def true_reward(dataset):
-    x, y = dataset.observations[:, 0], dataset.observations[:, 1]
-    return -1.5 * x**2 + 0.8 * y
 
 
 def with_everything(seed=0):
@@ -90,8 +77,8 @@ def test_linear_problem_is_the_same_loss(name, options):
         objective.loss_and_grad(columns @ coef + offset + intercept, units)[0], rel=1e-12)
 
 
-def test_preference_units_are_distinct_segments_and_a_pair_needs_both():
-    dataset = random_walk()
+def test_preference_units_are_distinct_segments_and_a_pair_needs_both(walk):
+    dataset = walk
     a = np.array([[0, 10], [0, 10], [100, 110], [200, 210], [300, 310]])
     b = np.array([[50, 60], [150, 160], [150, 160], [250, 260], [350, 360]])
     prefs = Preferences(a, b, np.array([1.0, 0.0, 1.0, 0.5, 1.0]))
@@ -106,8 +93,8 @@ def test_preference_units_are_distinct_segments_and_a_pair_needs_both():
     assert objective.members(np.array([0])).tolist() == []
 
 
-def test_ranked_segments_ranked_twice_are_one_unit_and_never_compared_with_themselves():
-    dataset = random_walk()
+def test_ranked_segments_ranked_twice_are_one_unit_and_never_compared_with_themselves(walk):
+    dataset = walk
     segments = np.array([[0, 10], [50, 60], [0, 10], [100, 110]])
     ranked = dataset.replace(rankings=Rankings(segments, np.array([1.0, 2.0, 3.0, 0.0])))
     objective = RankingObjective(ranked)
@@ -147,8 +134,8 @@ def test_what_each_objective_identifies():
     assert RewardLabelObjective(dataset).identifies_intercept
 
 
-def test_missing_supervision_is_a_clear_error():
-    dataset = random_walk()
+def test_missing_supervision_is_a_clear_error(walk):
+    dataset = walk
     dataset = dataset.replace(source="d.npz")
     with pytest.raises(DataError, match="d.npz: no preferences .*--objective preferences"):
         make_objective("preferences", dataset)

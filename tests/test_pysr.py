@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 import pytest
+import support
 import sympy
+from support import true_reward
 
 from symreward.data import (
     Dataset,
@@ -33,17 +35,8 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="uses POSIX shell scr
 SLEEP = shutil.which("sleep")
 
 
-def random_walk(n=400, episode=50, seed=0):
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(n, 2))
-    done = (np.arange(n) % episode) == episode - 1
-    return Dataset(observations=obs, actions=rng.normal(size=(n, 1)),
-                   next_observations=obs + 0.1, terminals=np.zeros(n, bool), timeouts=done)
-
-
-def true_reward(dataset):
-    x, y = dataset.observations[:, 0], dataset.observations[:, 1]
-    return -1.5 * x**2 + 0.8 * y
+def random_walk(seed: int = 0) -> Dataset:
+    return support.random_walk(n=400, seed=seed, obs_dim=2)
 
 
 def preference_objective(noise=0.0, discount=1.0, seed=0, n_pairs=60):
