@@ -148,8 +148,7 @@ def column(symbol: sympy.Symbol, arrays: dict[str, np.ndarray]) -> np.ndarray:
 def single_latency(kernels: RewardKernels, rows: tuple[np.ndarray, ...], calls: int,
                    repeat: int) -> tuple[list[float], list[float]]:
     obs, act, next_obs = (np.ascontiguousarray(row) for row in rows)
-    single, raw, info, constants = kernels.single, kernels.single_raw, np.empty(0), \
-        kernels.constants
+    single, raw, info = kernels.single, kernels.single_raw, np.empty(0)
 
     def wrapped() -> None:
         for _ in range(calls):
@@ -157,7 +156,7 @@ def single_latency(kernels: RewardKernels, rows: tuple[np.ndarray, ...], calls: 
 
     def direct() -> None:
         for _ in range(calls):
-            raw(obs, act, next_obs, info, constants)
+            raw(obs, act, next_obs, info)
 
     wrapped_s = [t / calls * 1e6 for t in timings(wrapped, repeat)]
     direct_s = [t / calls * 1e6 for t in timings(direct, repeat)]

@@ -81,10 +81,10 @@ def _write_if_changed(path: Path, source: str) -> Path:
     return path
 
 
-def import_module(path: Path, key: str) -> ModuleType:
+def import_module(path: Path, key: str, prefix: str = "reward") -> ModuleType:
     """The generated module at ``path``, imported once per process."""
     # The name must be the same in every process: numba's cached code refers to the module by it.
-    name = f"_symreward_reward_{key[:16]}"
+    name = f"_symreward_{prefix}_{key[:16]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 
 from symreward.errors import DataError
+from symreward.kernels import vecmath
 from symreward.kernels.cache import cache_directory, import_module, module_key, write_module
 from symreward.kernels.codegen import BATCH_KERNELS, KERNELS, SERIAL, Plan
 
@@ -35,7 +36,7 @@ _SIGNATURES = {
     "rewards": numba.float64[::1](_TABLE, _TABLE, _TABLE, _TABLE, _ROW),
     "term_columns": numba.float64[:, ::1](_TABLE, _TABLE, _TABLE, _TABLE, _ROW),
     "feature_matrix": numba.float64[:, ::1](_TABLE, _TABLE, _TABLE, _TABLE, _ROW),
-    "single": numba.float64(_ROW, _ROW, _ROW, _ROW, _ROW),
+    "single": numba.float64(_ROW, _ROW, _ROW, _ROW),
 }
 _OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False}
 
@@ -60,14 +61,18 @@ class _Module:
             with self._lock:
                 compiled = self._compiled.get(name)
                 if compiled is None:
-                    compiled = numba.njit(_SIGNATURES[name.removesuffix(SERIAL)],
-                                          parallel=name in BATCH_KERNELS,
-                                          **_OPTIONS)(getattr(self._module, name))
-                    # Only the float64 signature exists: other argument types must fail fast
-                    # with TypeError (the wrappers convert and retry) instead of compiling.
-                    compiled.disable_compile()
+                    compiled = _compile(getattr(self._module, name),
+                                        name.removesuffix(SERIAL), name in BATCH_KERNELS)
                     self._compiled[name] = compiled
         return compiled
+
+
+def _compile(function: Callable[..., Any], kernel: str, parallel: bool) -> Any:
+    compiled = numba.njit(_SIGNATURES[kernel], parallel=parallel, **_OPTIONS)(function)
+    # Only the float64 signature exists: other argument types must fail fast with TypeError
+    # (the wrappers convert and retry) instead of compiling.
+    compiled.disable_compile()
+    return compiled
 
 
 class RewardKernels:
@@ -80,7 +85,8 @@ class RewardKernels:
     """
 
     def __init__(self, *, key: str, source: str, path: Path, module: _Module,
-                 constants: tuple[float, ...], feature_names: tuple[str, ...],
+                 constants: tuple[float, ...], single_source: str, math: vecmath.VectorMath,
+                 feature_names: tuple[str, ...],
                  term_names: tuple[str, ...], info_names: tuple[str, ...],
                  info_read_by_terms: bool, info_read_by_features: bool):
         self.key = key
@@ -93,6 +99,9 @@ class RewardKernels:
         self.term_names = term_names
         self.info_names = info_names
         self._module = module
+        #: The source of ``single``'s own module (the numbers written in).
+        self.single_source = single_source
+        self._math = math
         self._info_read_by_terms = info_read_by_terms
         self._info_read_by_features = info_read_by_features
         self._single: Callable[..., float] | None = None
@@ -103,11 +112,13 @@ class RewardKernels:
 
     @property
     def single_raw(self) -> Any:
-        """The njit kernel behind ``single``: ``single_raw(obs, act, next_obs, info,
-        constants)`` with C-contiguous float64 1-D arrays and ``constants`` this object's
-        ``constants``, no conversion; pass any 1-D float64 array as ``info`` when no info is
-        read. Callable from other njit code."""
-        return self._module.kernel("single")
+        """The njit kernel behind ``single``: ``single_raw(obs, act, next_obs, info)`` with
+        C-contiguous float64 1-D arrays, no conversion; pass any 1-D float64 array as ``info``
+        when no info is read. Callable from other njit code. Its numbers are written into its
+        code, so each reward compiles its own (once, on first use, then from the disk cache)."""
+        if self._single is None:
+            self._single = _single_kernel(self.single_source, self.path.parent, self._math)
+        return self._single
 
     def rewards(self, obs: Any, act: Any, next_obs: Any, info: Any = None) -> np.ndarray:
         """The reward of every transition, (N,) float64, in one fused pass (parallel from
@@ -127,24 +138,23 @@ class RewardKernels:
 
     def single(self, obs: Any, act: Any, next_obs: Any, info: Any = None) -> float:
         """The reward of one transition from 1-D rows (for environment wrappers)."""
-        kernel = self._single
-        if kernel is None:
-            kernel = self._single = self.single_raw
+        kernel = self._single or self.single_raw
         if info is None:
             info = _NO_INFO_ROW
         try:
             # Rows that already are float64 1-D arrays go straight to the kernel; the dispatcher
             # refuses anything else with TypeError (compilation of new types is disabled).
-            return kernel(obs, act, next_obs, info, self.constants)
+            return kernel(obs, act, next_obs, info)
         except TypeError:
             pass
         return kernel(_row(obs, "obs"), _row(act, "act"), _row(next_obs, "next_obs"),
-                      _row(info, "info"), self.constants)
+                      _row(info, "info"))
 
     def dispatchers(self) -> dict[str, Any]:
         """Every kernel's numba dispatcher, compiled (or loaded from the disk cache) now rather
         than on first use; their ``stats`` count numba's cache hits and misses."""
-        return {name: self._module.kernel(name) for name in KERNELS}
+        return {**{name: self._module.kernel(name) for name in KERNELS},
+                "single": self.single_raw}
 
     def _run(self, kernel: str, tables: tuple[np.ndarray, ...]) -> np.ndarray:
         if len(tables[0]) < PARALLEL_ROWS:
@@ -182,6 +192,7 @@ def _row(values: Any, name: str) -> np.ndarray:
 
 
 _MODULES: dict[str, _Module] = {}
+_SINGLES: dict[str, Any] = {}
 _REWARDS: dict[tuple[Any, ...], RewardKernels] = {}
 _LOCK = threading.Lock()
 
@@ -217,9 +228,22 @@ def compile_reward(features: Sequence[tuple[str, sympy.Expr]],
                 module = _MODULES[key] = _Module(import_module(path, key))
             kernels = RewardKernels(key=key, source=generated.source, path=path, module=module,
                                     constants=generated.constants,
+                                    single_source=generated.single_source, math=plan.math,
                                     feature_names=plan.feature_names,
                                     term_names=plan.term_names, info_names=plan.info_names,
                                     info_read_by_terms=plan.info_read_by_terms,
                                     info_read_by_features=plan.info_read_by_features)
             _REWARDS[memory_key] = kernels
     return kernels
+
+
+def _single_kernel(source: str, directory: Path, math: vecmath.VectorMath) -> Any:
+    """The compiled ``single`` of a module source, written beside the batch kernels' module."""
+    key = module_key(source, math)
+    with _LOCK:
+        kernel = _SINGLES.get(key)
+        if kernel is None:
+            path = write_module(directory, f"single_{key[:16]}.py", source)
+            module = import_module(path, key, prefix="single")
+            kernel = _SINGLES[key] = _compile(module.single, "single", parallel=False)
+    return kernel
