@@ -1,5 +1,5 @@
-"""The evolutionary engine: its interpreter against numpy, tree conversions, the weight solver
-against ``refit``, budgets, determinism, rejection of wild terms, and the learner and command
+"""The evolutionary engine: its interpreter against numpy, tree conversions, the weight solvers
+against each other, budgets, determinism, rejection of wild terms, and the learner and command
 line running it."""
 
 import json
@@ -17,9 +17,9 @@ from symreward.data import Dataset, bradley_terry_preferences, save_dataset
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner
 from symreward.objectives import make_objective
-from symreward.search import evolve, trees, weights
+from symreward.objectives.fitting import fit, fit_loss
+from symreward.search import evolve, trees
 from symreward.search.evolve import EvolutionarySearch
-from symreward.search.sparse import fit_loss, refit
 from symreward.search.trees import (
     ABS,
     ADD,
@@ -150,7 +150,7 @@ FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
 
 
 @pytest.mark.parametrize("objective", ["preferences", "rewards", "demonstrations"])
-def test_weight_solver_matches_refit(objective: str) -> None:
+def test_weight_solvers_agree(objective: str) -> None:
     data = walk()
     x, y, z = data.observations.T
     reward = np.sin(2 * x) - y**2 + 0.3 * z
@@ -158,7 +158,7 @@ def test_weight_solver_matches_refit(objective: str) -> None:
         data, reward, 300, 10, seed=1), expert=reward > np.quantile(reward, 0.7))
     problem = make_objective(objective, data).problem(
         np.column_stack([np.sin(2 * x), y**2, z, x * y]))
-    fast, slow = weights.fit_weights(problem), refit(problem, (0, 1, 2, 3))
+    fast, slow = fit(problem), fit(problem, (0, 1, 2, 3), solver="lbfgs")
     assert fit_loss(problem, fast) == pytest.approx(fit_loss(problem, slow), rel=1e-7, abs=1e-10)
     assert np.allclose(fast.coef, slow.coef, rtol=1e-3, atol=1e-4)
 
@@ -270,11 +270,11 @@ def test_learner_with_evolve_engine_records_its_search() -> None:
     holds the recovery rate. The same seed gives the same artifact, byte for byte."""
     data = preference_data(lambda x, y, z: np.exp(x) - y**2)
 
-    def fit() -> SymbolicRewardLearner:
+    def learned() -> SymbolicRewardLearner:
         return SymbolicRewardLearner(engine="evolve", population=60, generations=8,
                                      time_limit=None, seed=0).fit(data, FEATURES)
 
-    learner = fit()
+    learner = learned()
     artifact = learner.artifact_
     assert artifact.provenance["engine"] == "evolve"
     search = artifact.provenance["search"]
@@ -282,7 +282,7 @@ def test_learner_with_evolve_engine_records_its_search() -> None:
     assert artifact.provenance["options"]["search"]["population"] == 60
     front = [entry.formula for entry in learner.front_.entries]
     assert any("exp(" in text for text in front), front
-    assert fit().artifact_.dumps() == artifact.dumps()
+    assert learned().artifact_.dumps() == artifact.dumps()
 
 
 def test_cli_learn_with_evolve_and_missing_pysr(tmp_path, capsys) -> None:

@@ -25,7 +25,7 @@ as it does for the sparse engine's proposals.
 
 Terms are trees (``symreward.search.trees``); every new term of a generation is evaluated in one
 parallel call of its interpreter, every term set fitted and scored in one call of the compiled
-solver (``symreward.search.weights``). With the same seed and a budget of generations (not of
+solvers (``symreward.objectives.fitting``). With the same seed and a budget of generations (not of
 seconds) a run is reproducible bit for bit on one machine.
 
 Operators are protected by rejection, not by substitution: gplearn's ``x/0 = 1`` makes a reported
@@ -48,7 +48,8 @@ import sympy
 from symreward import formula, validation
 from symreward.errors import DataError, OptionError
 from symreward.objectives import LinearProblem, Objective
-from symreward.search.library import round_significant
+from symreward.objectives.fitting import fitted_losses, two_fold_scores
+from symreward.objectives.rounding import round_significant
 from symreward.search.trees import (
     ABS,
     ADD,
@@ -86,7 +87,6 @@ from symreward.search.trees import (
     to_sympy,
     with_subtree,
 )
-from symreward.search.weights import fitted_losses, two_fold_scores
 
 Progress = Callable[[str], None]
 
@@ -215,12 +215,7 @@ class _Run:
                 f"per half: {', '.join(str(b.n_rows) for b in self.bases)}); add data or use "
                 "--engine sparse")
         self.row_maps = [objective.row_map(half).tocsc() for half in self.halves]
-        self.whole = LinearProblem(
-            self.bases[0].kind, np.zeros((sum(b.n_rows for b in self.bases), 0)),
-            np.concatenate([b.target for b in self.bases]),
-            np.concatenate([b.offset for b in self.bases]),
-            np.concatenate([b.weight for b in self.bases]), self.bases[0].fit_intercept,
-            self.bases[0].noise, self.bases[0].class_prior)
+        self.whole = LinearProblem.stacked(self.bases)
         rows = sum(base.n_rows for base in self.bases)
         self.floor = sum(base.n_rows / rows * base.loss_floor() for base in self.bases)
         self.quantiles = np.quantile(matrix, np.linspace(0.02, 0.98, 49), axis=0).T
