@@ -25,12 +25,12 @@ _PAD = max(_EXP_WIDTH, _LOG_WIDTH)
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def score_sets(kind: int, fit_intercept: bool, ridge: float, share: np.ndarray,
-                columns_0: np.ndarray, columns_1: np.ndarray, target_0: np.ndarray,
-                target_1: np.ndarray, offset_0: np.ndarray, offset_1: np.ndarray,
-                weight_0: np.ndarray, weight_1: np.ndarray, scale_0: np.ndarray,
-                scale_1: np.ndarray, members: np.ndarray, bounds: np.ndarray,
-                initial: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
+               columns_0: np.ndarray, columns_1: np.ndarray, target_0: np.ndarray,
+               target_1: np.ndarray, offset_0: np.ndarray, offset_1: np.ndarray,
+               weight_0: np.ndarray, weight_1: np.ndarray, scale_0: np.ndarray,
+               scale_1: np.ndarray, members: np.ndarray, bounds: np.ndarray,
+               initial: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """For each set ``members[bounds[s]:bounds[s + 1]]`` of columns: weights fitted on each
     half (from ``initial``) and scored on both; the training and validation losses and the
     weights, each weighed by the half's ``share``."""
@@ -68,9 +68,9 @@ def score_sets(kind: int, fit_intercept: bool, ridge: float, share: np.ndarray,
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def fit_sets(kind: int, fit_intercept: bool, ridge: float, columns: np.ndarray,
-              target: np.ndarray, offset: np.ndarray, weight: np.ndarray, scale: np.ndarray,
-              members: np.ndarray, bounds: np.ndarray, initial: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
+             target: np.ndarray, offset: np.ndarray, weight: np.ndarray, scale: np.ndarray,
+             members: np.ndarray, bounds: np.ndarray, initial: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - numba
     """For each set ``members[bounds[s]:bounds[s + 1]]`` of columns: the loss, weights and
     intercept of its fit (from ``initial``)."""
     n_sets = bounds.shape[0] - 1
@@ -173,8 +173,8 @@ def _squared_solve(X: np.ndarray, target: np.ndarray, offset: np.ndarray, weight
 
 @numba.njit(cache=True, error_model="numpy")
 def bradley_terry_newton(X: np.ndarray, target: np.ndarray, offset: np.ndarray,
-                          weight: np.ndarray, penalty: np.ndarray, theta0: np.ndarray
-                          ) -> np.ndarray:  # pragma: no cover - numba
+                         weight: np.ndarray, penalty: np.ndarray, theta0: np.ndarray
+                         ) -> np.ndarray:  # pragma: no cover - numba
     """Damped Newton on the Bradley–Terry cross-entropy plus ``penalty @ theta**2``, from
     ``theta0``. Each point costs one exp and one log per row, a vector at a time:
     ``exp(-|z|)`` gives the loss there and the sigmoid of the next gradient. It stops when the
