@@ -56,9 +56,8 @@ from symreward.data import Dataset, bradley_terry_preferences, collect
 from symreward.data.oracle import return_differences
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner, feature_matrix
-from symreward.objectives import make_objective
+from symreward.objectives import fitting, make_objective
 from symreward.search import trees
-from symreward.search.weights import fit_weights
 
 N_TRANSITIONS = 20_000
 N_PAIRS = 1000
@@ -320,9 +319,9 @@ def same_programs(programs: list[Any], X: np.ndarray, objective: Any, repeats: i
     import numba
     from evolve_peers import bradley_terry_loss, gplearn_tree
 
+    from symreward.objectives.fitting import fitted_losses
     from symreward.search.evolve import map_rows
     from symreward.search.trees import _shared, evaluate_terms
-    from symreward.search.weights import fitted_losses
 
     difference, labels = objective.difference, objective.labels
     by_transition = difference.tocsc()
@@ -479,7 +478,7 @@ def _cv_loss(objective: Any, columns: np.ndarray, folds: list[np.ndarray]) -> fl
     units = np.arange(objective.n_units)
     losses = []
     for fold in folds:
-        fit = fit_weights(objective.problem(columns, None, np.setdiff1d(units, fold)))
+        fit = fitting.fit(objective.problem(columns, None, np.setdiff1d(units, fold)))
         losses.append(objective.problem(columns, None, fold).loss(fit.coef, fit.intercept))
     return float(np.mean(losses))
 
@@ -505,7 +504,7 @@ def identifiability(runs: list[dict[str, Any]], n_pairs: int = N_PAIRS) -> None:
         objective = make_objective("preferences", data, seed=seed)
         true = task.true_artifact().formula()
         parts, truth, factors = _term_columns(true, names, X)
-        fit = fit_weights(objective.problem(truth))
+        fit = fitting.fit(objective.problem(truth))
         oracle = exact_structure(sum(float(c) * p for c, p in zip(fit.coef, parts,
                                                                    strict=True)), true)
         anchor = int(np.argmax(np.abs(factors)))

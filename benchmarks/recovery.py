@@ -131,9 +131,10 @@ from symreward.data.oracle import (  # noqa: E402
 from symreward.errors import SymrewardError  # noqa: E402
 from symreward.features import FeatureSet  # noqa: E402
 from symreward.learner import SymbolicRewardLearner, feature_matrix  # noqa: E402
+from symreward.objectives.fitting import LinearFit, fit_loss  # noqa: E402
 from symreward.search.front import FrontEntry, ParetoFront  # noqa: E402
 from symreward.search.library import Candidate, TermLibrary  # noqa: E402
-from symreward.search.sparse import LinearFit, fit_loss, l1_supports  # noqa: E402
+from symreward.search.sparse import l1_supports  # noqa: E402
 from symreward.search.stepwise import stepwise_supports  # noqa: E402
 
 # ---------------------------------------------------------------------------- settings

@@ -28,22 +28,15 @@ from symreward.errors import DataError, FeatureError, FormulaError, OptionError
 from symreward.evaluate import feature_columns as feature_matrix
 from symreward.evaluate import term_columns
 from symreward.features import FeatureSet
-from symreward.objectives import OBJECTIVES, LinearProblem, Objective, make_objective
+from symreward.objectives import OBJECTIVES, LinearProblem, Objective, fitting, make_objective
+from symreward.objectives.rounding import round_significant, rounded_weights
 from symreward.provenance import learned_history
-from symreward.rounding import rounded_weights
 from symreward.search import engines
 from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
-from symreward.search.library import Candidate, TermLibrary, round_significant
+from symreward.search.library import Candidate, TermLibrary
 from symreward.search.proposals import unique_name, with_engine_terms
-from symreward.search.sparse import (
-    LinearFit,
-    fit_accuracy,
-    fit_loss,
-    l1_supports,
-    simpler_variants,
-)
+from symreward.search.sparse import l1_supports, simpler_variants
 from symreward.search.stepwise import stepwise_supports
-from symreward.search.weights import fit_support
 
 Progress = Callable[[str], None]
 
@@ -52,7 +45,7 @@ Progress = Callable[[str], None]
 class Model:
     """A fitted linear model over library candidates."""
 
-    fit: LinearFit
+    fit: fitting.LinearFit
     candidates: list[Candidate]
 
     def terms(self) -> list[tuple[Candidate, float]]:
@@ -454,18 +447,18 @@ class SymbolicRewardLearner(BaseEstimator):
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
                         splits: list[tuple[LinearProblem, LinearProblem]],
                         candidates: list[Candidate], partitions: int) -> FrontEntry:
-        fit = fit_support(full, support)
+        fitted = fitting.fit(full, support)
         fold_losses, fold_accuracies, weights = [], [], []
         for train, held in splits:
             if held.n_rows == 0 or train.n_rows == 0:
                 continue
-            fold_fit = fit_support(train, support)
-            fold_losses.append(fit_loss(held, fold_fit))
-            fold_accuracies.append(fit_accuracy(held, fold_fit))
+            fold_fit = fitting.fit(train, support)
+            fold_losses.append(fitting.fit_loss(held, fold_fit))
+            fold_accuracies.append(fitting.fit_accuracy(held, fold_fit))
             weights.append(held.n_rows)
         if not splits:
-            fold_losses, weights = [fit_loss(full, fit)], [full.n_rows]
-            fold_accuracies = [fit_accuracy(full, fit)]
+            fold_losses, weights = [fitting.fit_loss(full, fitted)], [full.n_rows]
+            fold_accuracies = [fitting.fit_accuracy(full, fitted)]
         losses = np.asarray(fold_losses)
         loss = float(np.average(losses, weights=weights))
         se = (float(losses.std(ddof=1) * math.sqrt(max(partitions, 1) / len(losses)))
@@ -474,14 +467,14 @@ class SymbolicRewardLearner(BaseEstimator):
         finite = np.isfinite(accuracies)
         accuracy = (float(np.average(accuracies[finite], weights=np.asarray(weights)[finite]))
                     if finite.any() else math.nan)
-        model = Model(fit, candidates)
-        shown = model.expression([round_significant(c, 4) for c in fit.coef])
+        model = Model(fitted, candidates)
+        shown = model.expression([round_significant(c, 4) for c in fitted.coef])
         return FrontEntry(complexity=formula.complexity(model.expression()) if support else 0,
                           loss=loss, loss_se=se, fold_losses=tuple(fold_losses),
                           partitions=max(partitions, 1),
                           accuracy=accuracy,
                           formula=formula.to_text(shown) if support else "0",
-                          train_loss=fit_loss(full, fit), payload=model)
+                          train_loss=fitting.fit_loss(full, fitted), payload=model)
 
     def _artifact(self, dataset: Dataset, features: FeatureSet, outcome: _Outcome,
                   locked: list[Term], base: RewardArtifact | None) -> RewardArtifact:

@@ -1,5 +1,5 @@
-"""The evolutionary engine: its interpreter against numpy, tree conversions, the weight solver
-against ``refit``, budgets, determinism, rejection of wild terms, and the learner and command
+"""The evolutionary engine: its interpreter against numpy, tree conversions, the weight solvers
+against each other, budgets, determinism, rejection of wild terms, and the learner and command
 line running it."""
 
 import json
@@ -17,9 +17,9 @@ from symreward.data import Dataset, bradley_terry_preferences, save_dataset
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner
 from symreward.objectives import make_objective
-from symreward.search import evolve, trees, weights
-from symreward.search.evolve import EvolutionarySearch
-from symreward.search.sparse import fit_loss, refit
+from symreward.objectives.fitting import fit, fit_loss
+from symreward.search import evolve, trees
+from symreward.search.evolve import EvolutionarySearch, columns, dictionary
 from symreward.search.trees import (
     ABS,
     ADD,
@@ -150,7 +150,7 @@ FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
 
 
 @pytest.mark.parametrize("objective", ["preferences", "rewards", "demonstrations"])
-def test_weight_solver_matches_refit(objective: str) -> None:
+def test_weight_solvers_agree(objective: str) -> None:
     data = walk()
     x, y, z = data.observations.T
     reward = np.sin(2 * x) - y**2 + 0.3 * z
@@ -158,7 +158,7 @@ def test_weight_solver_matches_refit(objective: str) -> None:
         data, reward, 300, 10, seed=1), expert=reward > np.quantile(reward, 0.7))
     problem = make_objective(objective, data).problem(
         np.column_stack([np.sin(2 * x), y**2, z, x * y]))
-    fast, slow = weights.fit_weights(problem), refit(problem, (0, 1, 2, 3))
+    fast, slow = fit(problem), fit(problem, (0, 1, 2, 3), solver="lbfgs")
     assert fit_loss(problem, fast) == pytest.approx(fit_loss(problem, slow), rel=1e-7, abs=1e-10)
     assert np.allclose(fast.coef, slow.coef, rtol=1e-3, atol=1e-4)
 
@@ -241,16 +241,16 @@ def test_terms_driven_by_a_few_rows_are_rejected() -> None:
     x = data.observations[:, 0].copy()
     x[::97] = 1e-7
     data = data.replace(observations=np.column_stack([x, data.observations[:, 1:]]))
-    run = evolve._Run(EvolutionarySearch(), make_objective("preferences", data),
-                      matrix_of(data), NAMES, None)
+    run = EvolutionarySearch().prepare(make_objective("preferences", data), matrix_of(data),
+                                       NAMES)
     wild = (DIV, 0.0, (FEATURE, 1.0), (FEATURE, 0.0))
     plain = [(ABS, 0.0, (FEATURE, 0.0)), (GT, 0.0, (FEATURE, 0.0), (CONST, 0.5)),
              (SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, (FEATURE, 0.0)),
                           (SQUARE, 0.0, (FEATURE, 1.0))))]
-    run.columns([wild, *plain])
-    assert run.cache[trees.canonical(wild)] is None
-    assert all(run.cache[trees.canonical(t)] is not None for t in plain)
-    assert run.individual([wild]) is None
+    run.fitness.columns.add([wild, *plain])
+    assert run.fitness.columns[trees.canonical(wild)] is None
+    assert all(run.fitness.columns[trees.canonical(t)] is not None for t in plain)
+    assert run.fitness.individual([wild]) is None
 
 
 def test_unknown_operator_is_refused() -> None:
@@ -270,11 +270,11 @@ def test_learner_with_evolve_engine_records_its_search() -> None:
     holds the recovery rate. The same seed gives the same artifact, byte for byte."""
     data = preference_data(lambda x, y, z: np.exp(x) - y**2)
 
-    def fit() -> SymbolicRewardLearner:
+    def learned() -> SymbolicRewardLearner:
         return SymbolicRewardLearner(engine="evolve", population=60, generations=8,
                                      time_limit=None, seed=0).fit(data, FEATURES)
 
-    learner = fit()
+    learner = learned()
     artifact = learner.artifact_
     assert artifact.provenance["engine"] == "evolve"
     search = artifact.provenance["search"]
@@ -282,7 +282,7 @@ def test_learner_with_evolve_engine_records_its_search() -> None:
     assert artifact.provenance["options"]["search"]["population"] == 60
     front = [entry.formula for entry in learner.front_.entries]
     assert any("exp(" in text for text in front), front
-    assert fit().artifact_.dumps() == artifact.dumps()
+    assert learned().artifact_.dumps() == artifact.dumps()
 
 
 def test_cli_learn_with_evolve_and_missing_pysr(tmp_path, capsys) -> None:
@@ -324,19 +324,19 @@ def test_combining_two_weighted_magnitudes_can_give_their_norm() -> None:
     ways, into the power mean ``sqrt(x**2 + 0.25*y**2)``: the Euclidean norm with the weights
     the fit found, which a mutation of one term at a time reaches only by luck."""
     data = preference_data(lambda x, y, z: -np.sqrt(x**2 + 0.25 * y**2))
-    run = evolve._Run(EvolutionarySearch(seed=0), make_objective("preferences", data),
-                      matrix_of(data), NAMES, None)
+    run = EvolutionarySearch(seed=0).prepare(make_objective("preferences", data),
+                                             matrix_of(data), NAMES)
     x, y = (FEATURE, 0.0), (FEATURE, 1.0)
     parent = evolve.Individual(((ABS, 0.0, x), (ABS, 0.0, y)), 0.0, 0.0, 4, (-1.0, -0.5))
-    joined = {trees.canonical(run.combine(parent)[-1]) for _ in range(200)}
+    joined = {trees.canonical(run.variation.combine(parent)[-1]) for _ in range(200)}
     norm = trees.canonical((SQRT, 0.0, (ADD, 0.0, (SQUARE, 0.0, x),
                                          (MUL, 0.0, (CONST, 0.25), (SQUARE, 0.0, y)))))
     assert norm in joined
-    fitted = run.individual([norm])
-    assert fitted.loss < run.individual(list(parent.terms)).loss
+    fitted = run.fitness.individual([norm])
+    assert fitted.loss < run.fitness.individual(list(parent.terms)).loss
 
 
-def gaussian_run(seed: int = 0) -> evolve._Run:
+def gaussian_run(seed: int = 0) -> evolve.Run:
     """A search over one feature in [1, 3] whose soft labels come from exp(-x**2/2)."""
     rng = np.random.default_rng(seed)
     n = 3000
@@ -350,8 +350,8 @@ def gaussian_run(seed: int = 0) -> evolve._Run:
     data = data.replace(preferences=bradley_terry_preferences(data, reward, 600, 10,
                                                               temperature=0.05, seed=1,
                                                               soft=True))
-    return evolve._Run(EvolutionarySearch(seed=seed), make_objective("preferences", data),
-                       x[:, None], ["x"], None)
+    return EvolutionarySearch(seed=seed).prepare(make_objective("preferences", data),
+                                                 x[:, None], ["x"])
 
 
 def test_gauss_newton_fits_a_constant_inside_a_nonlinearity_from_far_away() -> None:
@@ -362,18 +362,19 @@ def test_gauss_newton_fits_a_constant_inside_a_nonlinearity_from_far_away() -> N
     found = []
     for start in (-2.0, -0.2, 1.0):
         shape = (trees.EXP, 0.0, (MUL, 0.0, (CONST, start), (SQUARE, 0.0, x)))
-        refined = run.refine(run.individual([shape]))
+        refined = run.refiner.refine(run.fitness.individual([shape]))
         (constant,) = [trees.subtree(refined.terms[0], p)[1]
                        for p in trees.constants(refined.terms[0])]
         found.append(constant)
-        assert refined.train_loss - run.floor < 1e-7
+        assert refined.train_loss - run.fitness.floor < 1e-7
     assert np.allclose(found, -0.5, rtol=5e-3), found
-    assert run.constant_fits > 0
+    assert run.fitness.constant_fits > 0
 
 
 def test_the_univariate_dictionary_holds_the_gaussian_bonus() -> None:
     run = gaussian_run()
-    best = min(run.univariate(), key=lambda i: i.loss)
+    best = min(dictionary.univariate(run.fitness, run.refiner, run.variation),
+               key=lambda i: i.loss)
     (term,) = best.terms
     assert term[0] == trees.EXP and trees.skeleton(term) == trees.skeleton(trees.canonical(
         (trees.EXP, 0.0, (MUL, 0.0, (CONST, 1.0), (SQUARE, 0.0, (FEATURE, 0.0))))))
@@ -385,11 +386,11 @@ def test_a_search_on_some_units_never_reads_the_others() -> None:
     data = preference_data(lambda x, y, z: x - y)
     objective = make_objective("preferences", data)
     units = np.arange(0, objective.n_units, 2)
-    run = evolve._Run(EvolutionarySearch(), objective, matrix_of(data), NAMES, None, units)
-    seen = np.concatenate(run.halves)
+    run = EvolutionarySearch().prepare(objective, matrix_of(data), NAMES, units=units)
+    seen = np.concatenate(run.fitness.halves)
     assert sorted(seen.tolist()) == units.tolist()
-    pairs = [objective.members(half) for half in run.halves]
-    assert run.whole.n_rows == sum(map(len, pairs))
+    pairs = [objective.members(half) for half in run.fitness.halves]
+    assert run.fitness.whole.n_rows == sum(map(len, pairs))
     assert set(np.concatenate(pairs).tolist()) <= set(objective.members(units).tolist())
 
 
@@ -400,15 +401,15 @@ def test_screening_flags_what_is_not_finite_and_measures_the_tail() -> None:
     values[2, 9] = np.inf
     values[3, 11] = -1e200
     values[4, ::500] = 1e4  # a few rows far out
-    bulk = np.sort(rng.choice(5000, evolve._BULK_ROWS, replace=False))
-    finite, ratios = evolve._screen(values, bulk)
+    bulk = np.sort(rng.choice(5000, columns.BULK_ROWS, replace=False))
+    finite, ratios = columns.screen(values, bulk)
     assert finite.tolist() == [True, False, False, False, True]
     for k in (0, 4):
         sample = values[k][bulk]
         median = np.median(sample)
         expected = np.abs(values[k] - median).max() / np.quantile(np.abs(sample - median), 0.99)
         assert ratios[k] == pytest.approx(expected, rel=1e-12)
-    assert ratios[4] > evolve._TAIL_RATIO > ratios[0]
+    assert ratios[4] > columns.TAIL_RATIO > ratios[0]
 
 
 def test_rows_are_mapped_as_the_objective_maps_them() -> None:
@@ -416,7 +417,7 @@ def test_rows_are_mapped_as_the_objective_maps_them() -> None:
     objective = make_objective("preferences", data)
     matrix = objective.row_map(objective.folds(2, 0)[0])
     values = np.random.default_rng(1).normal(size=(7, data.n))  # a group of four, then three
-    np.testing.assert_allclose(evolve.map_rows(matrix.tocsc(), values), (matrix @ values.T).T,
+    np.testing.assert_allclose(columns.map_rows(matrix.tocsc(), values), (matrix @ values.T).T,
                                rtol=1e-12, atol=1e-12)
 
 
@@ -443,13 +444,14 @@ def test_threshold_tuning_survives_a_cached_set_that_lists_its_terms_in_another_
     so the term at a position, and the paths of its constants, change under the tuner. Found
     by the recovery benchmark's reacher-gate task (``IndexError`` in ``subtree``)."""
     data = preference_data(lambda x, y, z: -2.0 * (x > 0.9) + y)
-    run = evolve._Run(EvolutionarySearch(seed=0), make_objective("preferences", data),
-                      matrix_of(data), NAMES, None)
+    run = EvolutionarySearch(seed=0).prepare(make_objective("preferences", data),
+                                             matrix_of(data), NAMES)
     gate = (GT, 0.0, (FEATURE, 0.0), (CONST, 0.1))
     nested = (ABS, 0.0, (MUL, 0.0, (FEATURE, 2.0), (GT, 0.0, (FEATURE, 1.0), (CONST, 0.1))))
-    start = run.individual([gate, nested])
+    start = run.fitness.individual([gate, nested])
     grid = np.unique(run.quantiles[0][::3])
-    run.individuals([[nested, (GT, 0.0, (FEATURE, 0.0), (CONST, float(q)))] for q in grid])
-    tuned = run.thresholds(start)
+    run.fitness.individuals([[nested, (GT, 0.0, (FEATURE, 0.0), (CONST, float(q)))]
+                             for q in grid])
+    tuned = run.tuner.thresholds(start)
     assert tuned.train_loss < start.train_loss
     assert {t[0] for t in tuned.terms} == {GT, ABS}

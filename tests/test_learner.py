@@ -24,9 +24,9 @@ from symreward.errors import DataError
 from symreward.features import FeatureSet
 from symreward.learner import SymbolicRewardLearner, _user_columns, learn
 from symreward.objectives import PreferenceObjective
-from symreward.search.library import TermLibrary, round_significant
-from symreward.search.sparse import fit_loss
-from symreward.search.weights import fit_support
+from symreward.objectives.fitting import fit, fit_loss
+from symreward.objectives.rounding import round_significant
+from symreward.search.library import TermLibrary
 
 FEATURES = FeatureSet({"x": "obs[0]", "y": "obs[1]", "z": "obs[2]"})
 PLANTED = {"x**2": -1.5, "y": 0.8}
@@ -241,8 +241,7 @@ def test_a_structure_search_is_judged_on_units_it_never_saw():
     support = tuple(range(len(texts)))
     units = np.arange(objective.n_units)
     losses = [fit_loss(objective.problem(columns, None, fold),
-                       fit_support(objective.problem(columns, None, np.setdiff1d(units, fold)),
-                                   support))
+                       fit(objective.problem(columns, None, np.setdiff1d(units, fold)), support))
               for fold in objective.folds(learner.n_folds, learner.seed, held)]
     np.testing.assert_allclose(chosen.fold_losses, losses, rtol=1e-6)
     tiny = data.replace(preferences=bradley_terry_preferences(data, reward, 6, 10, seed=5))

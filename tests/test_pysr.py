@@ -124,7 +124,7 @@ def test_loss_arguments_are_checked():
 @pytest.mark.parametrize("noise, discount", [(0.0, 1.0), (0.1, 0.9)])
 def test_pair_rows_reproduce_the_preference_objective(noise, discount):
     objective = preference_objective(noise=noise, discount=discount)
-    layout = engine._layout(objective, np.random.default_rng(0))
+    layout = engine.layout(objective, np.random.default_rng(0))
     reward = np.random.default_rng(1).normal(size=objective.dataset.n)
     z, labels = read_pairs(layout, reward[layout.rows])
     np.testing.assert_allclose(z, objective.difference @ reward, rtol=1e-12, atol=1e-12)
@@ -137,7 +137,7 @@ def test_ranking_rows_hold_every_ordered_pair():
     dataset = random_walk()
     ranks = rankings_from_rewards(dataset, true_reward(dataset), 12, 8, seed=0)
     objective = RankingObjective(dataset.replace(rankings=ranks))
-    layout = engine._layout(objective, np.random.default_rng(0))
+    layout = engine.layout(objective, np.random.default_rng(0))
     reward = np.random.default_rng(2).normal(size=dataset.n)
     z, labels = read_pairs(layout, reward[layout.rows])
     assert (labels == 1).all()
@@ -148,7 +148,7 @@ def test_ranking_rows_hold_every_ordered_pair():
 def test_large_pair_data_are_subsampled_by_whole_pairs(monkeypatch):
     monkeypatch.setattr(engine, "MAX_ROWS", 200)
     objective = preference_objective(n_pairs=60)      # 60 pairs of 2 x 8 transitions
-    layout = engine._layout(objective, np.random.default_rng(0))
+    layout = engine.layout(objective, np.random.default_rng(0))
     assert len(layout.y) <= 200
     reward = np.random.default_rng(3).normal(size=objective.dataset.n)
     z, _ = read_pairs(layout, reward[layout.rows])
@@ -160,18 +160,18 @@ def test_large_pair_data_are_subsampled_by_whole_pairs(monkeypatch):
 def test_transition_objectives_use_their_targets(monkeypatch):
     dataset = random_walk()
     rewards = RewardLabelObjective(dataset.replace(rewards=true_reward(dataset)))
-    layout = engine._layout(rewards, np.random.default_rng(0))
+    layout = engine.layout(rewards, np.random.default_rng(0))
     assert layout.rows is None and layout.weights is None
     np.testing.assert_array_equal(layout.y, true_reward(dataset))
     expert = np.arange(dataset.n) % 3 == 0
     demonstrations = DemonstrationObjective(dataset.replace(expert=expert))
     monkeypatch.setattr(engine, "MAX_ROWS", 100)
-    layout = engine._layout(demonstrations, np.random.default_rng(0))
+    layout = engine.layout(demonstrations, np.random.default_rng(0))
     assert len(layout.rows) == 100
     np.testing.assert_array_equal(layout.y, expert[layout.rows].astype(float))
     with pytest.raises(SymrewardError, match="class prior.*--engine evolve"):
-        engine._layout(DemonstrationObjective(dataset.replace(expert=expert), class_prior=0.3),
-                       np.random.default_rng(0))
+        engine.layout(DemonstrationObjective(dataset.replace(expert=expert), class_prior=0.3),
+                      np.random.default_rng(0))
 
 
 def test_the_search_reads_only_the_units_it_is_given():
@@ -180,7 +180,7 @@ def test_the_search_reads_only_the_units_it_is_given():
     objective = preference_objective()
     units = np.arange(0, objective.n_units, 2)
     pairs = objective.members(units)
-    layout = engine._layout(objective, np.random.default_rng(0), units)
+    layout = engine.layout(objective, np.random.default_rng(0), units)
     reward = np.random.default_rng(1).normal(size=objective.dataset.n)
     z, labels = read_pairs(layout, reward[layout.rows])
     np.testing.assert_allclose(z, objective.difference[pairs] @ reward, rtol=1e-12, atol=1e-12)
@@ -189,12 +189,12 @@ def test_the_search_reads_only_the_units_it_is_given():
     ranks = rankings_from_rewards(dataset, true_reward(dataset), 12, 8, seed=0)
     ranking = RankingObjective(dataset.replace(rankings=ranks))
     some = np.array([0, 3, 4, 7, 9])
-    z, _ = read_pairs(engine._layout(ranking, np.random.default_rng(0), some),
-                      reward[engine._layout(ranking, np.random.default_rng(0), some).rows])
+    z, _ = read_pairs(engine.layout(ranking, np.random.default_rng(0), some),
+                      reward[engine.layout(ranking, np.random.default_rng(0), some).rows])
     assert len(z) == int(sum(ranks.scores[i] > ranks.scores[j] for i in some for j in some))
     rewards = RewardLabelObjective(dataset.replace(rewards=true_reward(dataset)))
     episodes = np.array([0, 2])
-    layout = engine._layout(rewards, np.random.default_rng(0), episodes)
+    layout = engine.layout(rewards, np.random.default_rng(0), episodes)
     np.testing.assert_array_equal(layout.rows, rewards.members(episodes))
 
 
@@ -232,7 +232,7 @@ def test_julia_runs_the_generated_loss(tmp_path, objective_name, noise):
     else:
         dataset = random_walk()
         objective = DemonstrationObjective(dataset.replace(expert=np.arange(dataset.n) % 4 == 0))
-    layout = engine._layout(objective, np.random.default_rng(0))
+    layout = engine.layout(objective, np.random.default_rng(0))
     matrix = features(objective.dataset)
     X = matrix if layout.rows is None else matrix[layout.rows]
     # A huge reward scale checks that the loss stays finite where exp(z) would overflow.
@@ -463,7 +463,7 @@ def test_propose_runs_the_worker_and_renames_the_terms(fake_pysr):
     assert options["timeout_in_seconds"] == 30 and options["niterations"] == 3
     assert options["population_size"] == 20 and options["input_stream"] == "devnull"
     assert record["variable_names"] == ["x0", "x1"]
-    layout = engine._layout(objective, np.random.default_rng(7))
+    layout = engine.layout(objective, np.random.default_rng(7))
     assert record["X_shape"] == [len(layout.y), 2]
     assert record["y"] == layout.y.tolist() and record["weights"] == layout.weights.tolist()
     assert record["env"] == {"PYTHON_JULIAPKG_EXE": "/opt/julia/bin/julia",

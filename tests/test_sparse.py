@@ -10,7 +10,8 @@ from sklearn.svm import l1_min_c
 
 from symreward.data import Dataset, bradley_terry_preferences
 from symreward.objectives import LinearProblem, make_objective
-from symreward.search.sparse import _weighted_l1_min_c, fit_loss, l1_supports, refit
+from symreward.objectives.fitting import fit, fit_loss
+from symreward.search.sparse import _weighted_l1_min_c, l1_supports
 from symreward.search.stepwise import score_gains, stepwise_supports
 
 
@@ -69,12 +70,12 @@ def test_score_gains_are_the_exact_savings_of_a_squared_loss(seed, chosen):
     y = X @ rng.normal(size=6) + rng.normal(size=80)
     problem = _squared_problem(X, y)
     support = tuple(range(chosen))
-    fit = refit(problem, support)
-    gains = score_gains(problem, fit)
+    fitted = fit(problem, support)
+    gains = score_gains(problem, fitted)
     assert np.all(np.isneginf(gains[list(support)]))
     for k in range(chosen, 6):
-        saved = fit_loss(problem, fit) - fit_loss(problem, refit(problem, (*support, k)))
-        assert gains[k] == pytest.approx(saved, rel=1e-4, abs=1e-9)  # refit has a tiny ridge
+        saved = fit_loss(problem, fitted) - fit_loss(problem, fit(problem, (*support, k)))
+        assert gains[k] == pytest.approx(saved, rel=1e-4, abs=1e-9)  # fit has a tiny ridge
 
 
 def test_a_near_copy_of_a_chosen_term_gains_nothing_and_fresh_signal_is_taken():
@@ -91,6 +92,6 @@ def test_a_near_copy_of_a_chosen_term_gains_nothing_and_fresh_signal_is_taken():
     z = -4 * (X[:, 0] + X[:, 2])
     labels = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
     problem = LinearProblem("bernoulli", X, labels, np.zeros(n), np.ones(n))
-    gains = score_gains(problem, refit(problem, (0,)))
+    gains = score_gains(problem, fit(problem, (0,)))
     assert gains[2] > 10 * gains[1]
     assert stepwise_supports(problem, max_terms=2)[1] == (0, 2)

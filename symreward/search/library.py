@@ -16,6 +16,7 @@ import numpy as np
 import sympy
 
 from symreward import formula
+from symreward.objectives.rounding import round_significant
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,6 @@ class TermLibrary:
         kept = [int(candidates[position]) for position in kept]
         candidates = [generated[order[k]][0] for k in kept]
         return candidates, np.ascontiguousarray(columns[:, kept])
-
-
-def round_significant(value: float, digits: int) -> float:
-    """``value`` at ``digits`` significant digits (0 and non-finite values unchanged)."""
-    if value == 0 or not np.isfinite(value):
-        return value
-    return float(f"{value:.{digits}g}")
 
 
 def _knot_label(knot: float) -> str:

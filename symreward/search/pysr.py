@@ -376,7 +376,7 @@ def _integral_float_power(expr: sympy.Basic) -> bool:
 # Running a search.
 
 @dataclass
-class _Layout:
+class Layout:
     """What PySR sees: ``rows`` of the feature matrix (all when None), ``y`` and ``weights``."""
 
     rows: np.ndarray | None
@@ -405,8 +405,8 @@ def propose(objective: Objective, matrix: np.ndarray, feature_names: Sequence[st
         raise ValueError(f"the feature matrix has shape {matrix.shape}; expected "
                          f"({objective.dataset.n}, {len(names)}) for the dataset and names")
     validation.number("time_limit", time_limit, 0.0, low_open=True, optional=True)
-    layout = _layout(objective, np.random.default_rng(seed), units)
-    X = matrix if layout.rows is None else matrix[layout.rows]
+    seen = layout(objective, np.random.default_rng(seed), units)
+    X = matrix if seen.rows is None else matrix[seen.rows]
     bad = ~np.isfinite(X).all(axis=0)
     if bad.any():
         raise SymrewardError(f"feature {names[int(np.argmax(bad))]!r} is not finite on every "
@@ -417,9 +417,9 @@ def propose(objective: Objective, matrix: np.ndarray, feature_names: Sequence[st
     with tempfile.TemporaryDirectory(prefix="symreward-pysr-") as tmp:
         folder = Path(tmp)
         np.save(folder / "X.npy", X)
-        np.save(folder / "y.npy", layout.y)
-        if layout.weights is not None:
-            np.save(folder / "weights.npy", layout.weights)
+        np.save(folder / "y.npy", seen.y)
+        if seen.weights is not None:
+            np.save(folder / "weights.npy", seen.weights)
         noise = objective.noise if isinstance(objective, PreferenceObjective) else 0.0
         options = _pysr_options(objective.name, julia_loss(objective.name, noise=noise), folder,
                                 seed=seed, search_seconds=search_seconds, population=population,
@@ -465,8 +465,12 @@ def _pysr_options(objective: str, loss: str, folder: Path, *, seed: int, search_
     return options
 
 
-def _layout(objective: Objective, rng: np.random.Generator,
-            units: np.ndarray | None = None) -> _Layout:
+def layout(objective: Objective, rng: np.random.Generator,
+           units: np.ndarray | None = None) -> Layout:
+    """The rows PySR sees for ``objective`` on its ``units`` (all by default), as the loss
+    ``julia_loss`` writes reads them (see the module doc): larger data are subsampled with
+    ``rng`` to at most ``MAX_ROWS`` rows, by whole pairs for the pair objectives. Raises
+    ``SymrewardError`` for an objective PySR has no loss for."""
     if isinstance(objective, PreferenceObjective):
         prefs = objective.dataset.preferences
         pairs = objective.members(units)
@@ -492,7 +496,7 @@ def _layout(objective: Objective, rng: np.random.Generator,
 
 
 def _pair_layout(a: np.ndarray, b: np.ndarray, labels: np.ndarray, discount: float,
-                 rng: np.random.Generator) -> _Layout:
+                 rng: np.random.Generator) -> Layout:
     """Rows for the pair loss: each pair's segment a then its segment b (see the module doc)."""
     a = np.asarray(a, dtype=np.int64).reshape(-1, 2)
     b = np.asarray(b, dtype=np.int64).reshape(-1, 2)
@@ -513,16 +517,16 @@ def _pair_layout(a: np.ndarray, b: np.ndarray, labels: np.ndarray, discount: flo
     rows = np.repeat(segments[:, 0], lengths) + steps
     side_a = np.repeat(np.arange(len(segments)) % 2 == 0, lengths)
     y = np.where(side_a, np.repeat(np.repeat(labels, 2), lengths), -1.0)
-    return _Layout(rows, y, np.power(float(discount), steps))
+    return Layout(rows, y, np.power(float(discount), steps))
 
 
-def _row_layout(target: np.ndarray, rng: np.random.Generator, rows: np.ndarray) -> _Layout:
+def _row_layout(target: np.ndarray, rng: np.random.Generator, rows: np.ndarray) -> Layout:
     target = np.asarray(target, dtype=np.float64)
     if len(rows) == len(target) <= MAX_ROWS:
-        return _Layout(None, target)
+        return Layout(None, target)
     if len(rows) > MAX_ROWS:
         rows = np.sort(rng.choice(rows, MAX_ROWS, replace=False))
-    return _Layout(rows, target[rows])
+    return Layout(rows, target[rows])
 
 
 def _run_worker(folder: Path, julia: str, wall_clock: float) -> None:

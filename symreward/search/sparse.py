@@ -4,43 +4,23 @@ scikit-learn walks the path — L1 logistic regression (liblinear) for the class
 objectives, ``lasso_path`` for labeled rewards — on standardised columns, only to find which
 supports (sets of terms) are worth considering. Each support is then refit without the L1
 shrinkage under the objective's exact loss (label noise, positive-unlabeled risk, fixed offsets
-from locked terms), with a tiny ridge so separable data cannot send weights to infinity.
+from locked terms) by ``symreward.objectives.fitting.fit``.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, lasso_path
 
 from symreward.objectives import LinearProblem
+from symreward.objectives.fitting import column_scale
 
-# Ridge on standardised coefficients in the refit: small enough not to bias a fit that the
-# data determine, large enough to keep perfectly separable labels finite.
-REFIT_RIDGE = 1e-8
 # The path's offset column (locked terms) is scaled up so its L1 penalty is negligible.
 _OFFSET_SCALE = 1e3
-
-
-@dataclass(frozen=True)
-class LinearFit:
-    """Coefficients (on the problem's raw column scale) of a fit restricted to ``support``."""
-
-    support: tuple[int, ...]
-    coef: np.ndarray
-    intercept: float = 0.0
-
-
-def column_scale(problem: LinearProblem) -> np.ndarray:
-    """Per-column spread used to standardise: RMS without an intercept, else std."""
-    X = problem.X
-    spread = X.std(axis=0) if problem.fit_intercept else np.sqrt((X**2).mean(axis=0))
-    return np.where(spread > 0, spread, 1.0)
 
 
 def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
@@ -49,7 +29,7 @@ def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
     if problem.X.shape[1] == 0:
         return []
     problem = subsample(problem, max_rows, seed)
-    scale = column_scale(problem)
+    scale = column_scale(problem.X, problem.fit_intercept)
     X = problem.X / scale
     if problem.kind == "squared":
         path = _lasso_path(X, problem.target - problem.offset, n_steps)
@@ -158,65 +138,3 @@ def _weighted_l1_min_c(rows: np.ndarray, y: np.ndarray, weight: np.ndarray,
         strength = np.append(strength, abs(signed.sum()) * intercept_scaling)
     top = float(strength.max(initial=0.0))
     return 2.0 / top if top > 0 else None
-
-
-def refit(problem: LinearProblem, support: tuple[int, ...], *, ridge: float = REFIT_RIDGE,
-          start: LinearFit | None = None) -> LinearFit:
-    """Minimise the exact loss over ``support`` (+ intercept where identified), debiased."""
-    sub = problem.with_columns(np.asarray(support, dtype=int))
-    scale = column_scale(sub)
-    X = sub.X / scale
-    k = X.shape[1]
-    n_params = k + (1 if sub.fit_intercept else 0)
-
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        coef = theta[:k]
-        intercept = theta[k] if sub.fit_intercept else 0.0
-        loss, grad_z = sub.loss_and_grad_z(X @ coef + intercept + sub.offset)
-        grad = np.empty(n_params)
-        grad[:k] = X.T @ grad_z + 2 * ridge * coef
-        if sub.fit_intercept:
-            grad[k] = grad_z.sum()
-        return loss + ridge * float(coef @ coef), grad
-
-    if n_params == 0:
-        return LinearFit((), np.zeros(0), 0.0)
-    if sub.kind == "squared":
-        design = np.column_stack([X, np.ones(sub.n_rows)]) if sub.fit_intercept else X
-        penalty = np.r_[np.full(k, ridge), np.zeros(n_params - k)]
-        theta = squared_solve(design, sub, penalty)
-        return LinearFit(tuple(support), theta[:k] / scale,
-                         float(theta[k]) if sub.fit_intercept else 0.0)
-    theta0 = np.zeros(n_params)
-    if start is not None:
-        # Warm start from a fit over the same or a smaller support (new terms start at 0).
-        known = dict(zip(start.support, start.coef, strict=True))
-        theta0[:k] = [known.get(j, 0.0) for j in support] * scale
-        if sub.fit_intercept:
-            theta0[k] = start.intercept
-    elif sub.kind == "squared" and sub.fit_intercept:
-        theta0[k] = float(np.mean(sub.target - sub.offset))
-    result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                      options={"maxiter": 1000, "gtol": 1e-10, "ftol": 1e-14})
-    coef = result.x[:k] / scale
-    intercept = float(result.x[k]) if sub.fit_intercept else 0.0
-    return LinearFit(tuple(support), coef, intercept)
-
-
-def squared_solve(design: np.ndarray, problem: LinearProblem, penalty: np.ndarray) -> np.ndarray:
-    """The minimiser of the weighted squared error plus ``penalty @ theta**2``: the loss is
-    quadratic, so one linear solve gives what an iterative optimiser would approach."""
-    w = problem.weight / problem.weight.sum()
-    gram = (design.T * w) @ design + np.diag(penalty + 1e-15)
-    return np.linalg.lstsq(gram, (design.T * w) @ (problem.target - problem.offset),
-                           rcond=None)[0]
-
-
-def fit_loss(problem: LinearProblem, fit: LinearFit) -> float:
-    sub = problem.with_columns(np.asarray(fit.support, dtype=int))
-    return sub.loss(fit.coef, fit.intercept)
-
-
-def fit_accuracy(problem: LinearProblem, fit: LinearFit) -> float:
-    sub = problem.with_columns(np.asarray(fit.support, dtype=int))
-    return sub.accuracy(fit.coef, fit.intercept)

@@ -1,8 +1,8 @@
 """Greedy forward selection under the exact loss: supports for the sparse engine beside its L1
 path, one term added per step.
 
-Each step's candidates are ranked by the score test and the best few refit with the compiled
-weight solvers (``weights.fit_support``), the ones cross-validation uses.
+Each step's candidates are ranked by the score test and the best few refit with
+``objectives.fitting.fit``, as cross-validation fits them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from symreward.objectives import LinearProblem
-from symreward.search.sparse import LinearFit, fit_loss, subsample
-from symreward.search.weights import fit_support
+from symreward.objectives.fitting import LinearFit, fit, fit_loss
+from symreward.search.sparse import subsample
 
 
 def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8,
@@ -27,19 +27,19 @@ def stepwise_supports(problem: LinearProblem, *, max_terms: int, screen: int = 8
         return []
     problem = subsample(problem, max_rows, seed)
     support: tuple[int, ...] = ()
-    fit = fit_support(problem, support)
+    current = fit(problem, support)
     supports = []
     for _ in range(min(max_terms, problem.X.shape[1])):
-        gains = score_gains(problem, fit)
+        gains = score_gains(problem, current)
         order = np.argsort(-gains, kind="stable")[:screen]
         shortlist = [int(k) for k in order if gains[k] > 0]
         if not shortlist:
             break
-        trials = [fit_support(problem, (*support, k)) for k in shortlist]
+        trials = [fit(problem, (*support, k)) for k in shortlist]
         losses = [fit_loss(problem, trial) for trial in trials]
         best = int(np.argmin(losses))
-        fit = trials[best]
-        support = fit.support
+        current = trials[best]
+        support = current.support
         supports.append(tuple(sorted(support)))
     return supports
 

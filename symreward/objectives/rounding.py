@@ -1,5 +1,7 @@
-"""Rounding a fitted reward's weights for people to read: the fewest significant digits that
-keep the fit, and the ratios between weights, as they were."""
+"""Rounding for people to read: a number at a few significant digits (``round_significant``:
+knots, constants inside terms, weights shown on the front), and a fitted reward's weights at the
+fewest digits that keep the fit and the ratios between weights as they were
+(``rounded_weights``)."""
 
 from __future__ import annotations
 
@@ -7,18 +9,24 @@ from dataclasses import replace
 
 import numpy as np
 
-from symreward.objectives import LinearProblem
-from symreward.search.library import round_significant
-from symreward.search.sparse import LinearFit, refit
+from symreward.objectives.fitting import LinearFit, fit
+from symreward.objectives.linear import LinearProblem
 
 # How far rounding may move the ratio of a weight to the largest one (relative): the ratios are
 # what preferences, rankings and demonstrations identify, so they are what must read true.
 RATIO_TOLERANCE = 0.01
 
 
-def rounded_weights(problem: LinearProblem, fit: LinearFit, tolerance: float
+def round_significant(value: float, digits: int) -> float:
+    """``value`` at ``digits`` significant digits (0 and non-finite values unchanged)."""
+    if value == 0 or not np.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+def rounded_weights(problem: LinearProblem, fitted: LinearFit, tolerance: float
                     ) -> tuple[list[float], float]:
-    """``fit``'s coefficients, each at the fewest significant digits (largest first) that keep
+    """``fitted``'s coefficients, each at the fewest significant digits (largest first) that keep
     the training loss on ``problem`` within ``tolerance`` (relative) of the unrounded fit and
     every ratio between weights within ``RATIO_TOLERANCE`` of the fitted one: the ratios are
     all a preference or a ranking identifies. After each rounding the coefficients not yet rounded
@@ -26,13 +34,13 @@ def rounded_weights(problem: LinearProblem, fit: LinearFit, tolerance: float
     ``x - 5*low``. Then the intercept: 0 where that keeps the loss within the tolerance
     (a fitted ``-4.9e-09`` beside weights of 1 is no term), else its fewest digits that
     do."""
-    fitted = np.asarray(fit.coef, dtype=float)
-    coefficients = [float(c) for c in fitted]
-    intercept = fit.intercept
+    weights = np.asarray(fitted.coef, dtype=float)
+    coefficients = [float(c) for c in weights]
+    intercept = fitted.intercept
     if not coefficients:
         return coefficients, intercept
-    sub = problem.with_columns(np.asarray(fit.support, dtype=int))
-    exact = sub.loss(fitted, intercept)
+    sub = problem.with_columns(np.asarray(fitted.support, dtype=int))
+    exact = sub.loss(weights, intercept)
     limit = exact + tolerance * abs(exact) + 1e-12
     fixed: dict[int, float] = {}
     for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
@@ -40,7 +48,7 @@ def rounded_weights(problem: LinearProblem, fit: LinearFit, tolerance: float
         for digits in range(1, 7):
             trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k], digits)},
                                   coefficients, intercept)
-            if _same_ratios(trial, fitted) and sub.loss(trial, intercept) <= limit:
+            if _same_ratios(trial, weights) and sub.loss(trial, intercept) <= limit:
                 coefficients = [float(c) for c in trial]
                 fixed[k] = coefficients[k]
                 break
@@ -75,5 +83,5 @@ def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients:
     rest = replace(problem.with_columns(np.asarray(free)), offset=offset,
                    fit_intercept=False)
     support = tuple(range(len(free)))
-    result[free] = refit(rest, support, start=LinearFit(support, result[free])).coef
+    result[free] = fit(rest, solver="lbfgs", start=LinearFit(support, result[free])).coef
     return result
