@@ -247,23 +247,25 @@ class Plan:
                       allocate: str, stores: list[str], stored: list[str], constants: int
                       ) -> str:
         """A kernel writing ``stores`` (which read the locals ``stored``) for each row, and its
-        serial copy."""
+        serial copy.
+
+        Where the body has vector calls, the kernel runs them on chunks of rows; its serial copy
+        (for small tables) calls them one row at a time, with the row's value in every lane as
+        ``single`` does: the same bits, a fraction of the code to compile."""
         statements, inputs = body
+        loads = [f"{a}_{c} = {a}[i, {c}]" for a, c in inputs]
+        row = [*loads, *(statement.line() for statement in statements), *stores]
+        by_rows = ["for i in numba.prange(n):", *(f"    {line}" for line in row or ["pass"])]
+        chunked = by_rows
         if any(statement.function for statement in statements):
-            loop = _chunked_loop(statements, inputs, stores, stored, self.math.width)
-        else:
-            loads = [f"{a}_{c} = {a}[i, {c}]" for a, c in inputs]
-            row = [*loads, *(statement.line() for statement in statements), *stores]
-            loop = ["for i in numba.prange(n):", *(f"    {line}" for line in row or ["pass"])]
-        lines = [
-            *(f"    {line}" for line in self._checks(inputs, constants, batch=True)),
-            *(f"    k_{k} = constants[{k}]" for k in range(constants)),
-            f"    out = {allocate}",
-            *(f"    {line}" for line in loop),
-            "    return out",
-        ]
-        return "\n\n".join("\n".join([f"def {kernel}(obs, act, next_obs, info, constants):",
-                                      *lines]) + "\n" for kernel in (name, name + SERIAL))
+            chunked = _chunked_loop(statements, inputs, stores, stored, self.math.width)
+        head = [*(f"    {line}" for line in self._checks(inputs, constants, batch=True)),
+                *(f"    k_{k} = constants[{k}]" for k in range(constants)),
+                f"    out = {allocate}"]
+        return "\n\n".join(
+            "\n".join([f"def {kernel}(obs, act, next_obs, info, constants):", *head,
+                       *(f"    {line}" for line in loop), "    return out"]) + "\n"
+            for kernel, loop in ((name, chunked), (name + SERIAL, by_rows)))
 
     def _single_kernel(self, body: tuple[list[Statement], list[tuple[str, int]]],
                        reward: str, constants: list[float]) -> str:
