@@ -68,8 +68,9 @@ def summed(columns: np.ndarray) -> np.ndarray:
     """The rows of ``columns`` added left to right, as the ``rewards`` kernel adds its terms
     (``t_0 + t_1 + ...``), so the same bits without compiling that kernel too."""
     total = columns[:, 0].copy() if columns.shape[1] else np.zeros(len(columns))
-    for k in range(1, columns.shape[1]):
-        total += columns[:, k]
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are results, as in kernels
+        for k in range(1, columns.shape[1]):
+            total += columns[:, k]
     return total
 
 

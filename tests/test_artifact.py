@@ -204,3 +204,21 @@ def test_evaluate_gives_rewards_and_term_columns():
     np.testing.assert_allclose(result.term_columns.sum(axis=1), result.rewards, rtol=1e-12)
     assert result.term_names == ["upright", "spin", "effort"]
     assert result.non_finite == 0
+
+
+def test_evaluate_adds_the_terms_as_the_rewards_kernel_does(recwarn):
+    """Rewards come from the term columns, added left to right: the rewards kernel's bits,
+    overflow and NaN included, and no numpy warning."""
+    artifact = RewardArtifact(name="sums", features=FeatureSet({"x": "obs[0]", "y": "obs[1]"}),
+                              terms=[Term("a", "1e300*x**2"), Term("b", "-1e300*y**2"),
+                                     Term("c", "-0.5*y"), Term("d", "y**2")])
+    obs = np.array([[1e5, 2.0], [1e5, 1e5], [-0.0, 0.0], [0.5, -3.0], [1e-300, 3.0]])
+    dataset = Dataset(observations=obs, actions=np.zeros((5, 1)), next_observations=obs,
+                      terminals=np.zeros(5, bool), timeouts=np.zeros(5, bool))
+    result = artifact.evaluate(dataset)
+    direct = artifact.compile().rewards(obs, np.zeros((5, 1)), obs)
+    np.testing.assert_array_equal(np.isnan(result.rewards), np.isnan(direct))
+    finite = ~np.isnan(direct)
+    np.testing.assert_array_equal(result.rewards[finite].view(np.uint64),
+                                  direct[finite].view(np.uint64))
+    assert result.non_finite == 2 and not recwarn.list
