@@ -11,7 +11,7 @@ import io
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +62,35 @@ def _message(error: SymrewardError) -> str:
     return str(error)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser whose help may end with text made only when the help is printed (so that the
+    commands do not pay for what only their help shows)."""
+
+    late_epilog: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return text if self.late_epilog is None else f"{text}\n{self.late_epilog()}\n"
+
+
+def _rules_help() -> str:
+    from symreward.invariants.rules import RULES
+
+    lines = ["rules an [[invariants]] table may state (rule = NAME):"]
+    for name, rule in RULES.items():
+        keys = [*rule.required, *(f"[{key}]" for key in rule.optional)]
+        summary = (rule.__doc__ or "").strip().splitlines()[0].replace("``", "")
+        lines.append(f"  {name} {' '.join(keys)}: {summary}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser = argparse.ArgumentParser(
         prog="symreward", parents=[common],
         description="Learn, read, edit and check symbolic reward functions.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     show = commands.add_parser("show", parents=[common],
                                help="print a reward artifact: formula, terms, features, provenance")
@@ -129,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--time-budget", type=float, default=2.0,
                        help="seconds each invariant's proof may take (default 2)")
     check.set_defaults(run=_check)
+    check.late_epilog = _rules_help
 
     learn = commands.add_parser("learn", parents=[common],
                                 help="learn a symbolic reward offline from a dataset")

@@ -249,3 +249,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert epic <= 0.05
     assert (tmp_path / "demo" / "reward.toml").exists()
     assert np.load(tmp_path / "demo" / "rewards.npy").shape == (12000,)
+
+
+def test_check_help_lists_the_rules_of_the_registry(capsys):
+    from symreward.invariants.rules import RULES
+
+    with pytest.raises(SystemExit) as stop:
+        main(["check", "--help"])
+    assert stop.value.code == 0
+    listed = capsys.readouterr().out.split("rule = NAME):\n")[1].splitlines()
+    assert [line.split()[0] for line in listed] == list(RULES)
+    assert "bounded [lo] [hi]: lo <= reward <= hi everywhere" in listed[0]
