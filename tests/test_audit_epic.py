@@ -7,12 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symreward.audit import (
-    _pool_info_rows,
-    canonicalize,
-    epic_distance,
-    pearson_distance,
-)
+from symreward.audit import canonicalize, epic_distance, pearson_distance
+from symreward.audit.epic import _pool_info_rows
 from symreward.data import Dataset
 from symreward.errors import SymrewardError
 

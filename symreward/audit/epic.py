@@ -1,4 +1,4 @@
-"""Audits of learned rewards; so far the EPIC distance between two reward functions.
+"""The EPIC distance between two reward functions.
 
 EPIC (Equivalent-Policy Invariant Comparison; Gleave et al. 2020, "Quantifying Differences in
 Reward Functions", arXiv:2006.13900) compares rewards by what they make optimal rather than by their
