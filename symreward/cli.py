@@ -52,7 +52,7 @@ _FLAGS = {"objective": "--objective", "engine": "--engine", "seed": "--seed",
           "max_terms": "--max-terms", "n_folds": "--folds", "selection": "--selection",
           "noise": "--noise", "discount": "--discount", "class_prior": "--class-prior",
           "time_limit": "--time-limit", "generations": "--generations",
-          "population": "--population", "name": "--name"}
+          "population": "--population", "name": "--name", "worst": "--worst"}
 
 
 def _message(error: SymrewardError) -> str:
@@ -192,6 +192,26 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("--name", help="name of the learned reward")
     learn.add_argument("-o", "--output", type=Path, required=True)
     learn.set_defaults(run=_learn)
+
+    audit = commands.add_parser(
+        "audit", parents=[common],
+        help="audit a reward on a dataset: distances, term attribution, the pairs it gets most "
+             "wrong, partial dependence; a text summary, an HTML report or JSON")
+    audit.add_argument("artifact", type=Path)
+    audit.add_argument("data", type=Path)
+    audit.add_argument("--compare", type=Path, action="append", default=[], metavar="OTHER.toml",
+                       help="an artifact to measure the EPIC distance to (repeatable)")
+    audit.add_argument("--json", action="store_true",
+                       help="JSON with every number instead of the page: to stdout, or to -o")
+    audit.add_argument("-o", "--output", type=Path,
+                       help="write the report here: the HTML page, or JSON with --json or a "
+                            ".json name (default: print a summary)")
+    audit.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    audit.add_argument("--discount", type=float, default=0.99,
+                       help="discount of the distances' canonicalisation (default 0.99)")
+    audit.add_argument("--worst", type=int, default=10,
+                       help="how many of the worst-predicted preference pairs to list")
+    audit.set_defaults(run=_audit)
 
     demo = commands.add_parser("demo", parents=[common],
                                help="learn Pendulum-v1's reward from preferences, end to end")
@@ -404,6 +424,34 @@ def _learn(args: argparse.Namespace) -> int:
           f"{held} accuracy {_fmt(metrics['heldout_accuracy'])}, "
           f"{metrics['learning_seconds']:.2f} s")
     print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.audit.report import render_json, render_text, write_report
+    from symreward.audit.run import audit, check_options
+    from symreward.data import load_dataset
+
+    check_options(discount=args.discount, seed=args.seed, worst=args.worst)
+    if args.output is not None and (args.output.is_dir() or not args.output.parent.is_dir()):
+        raise SymrewardError(f"-o {args.output}: " + (
+            "is a folder; give the report's file name" if args.output.is_dir() else
+            f"folder {args.output.parent} does not exist"))
+    artifact = RewardArtifact.load(args.artifact)
+    compare = [RewardArtifact.load(path) for path in args.compare]
+    dataset = load_dataset(args.data)
+    report = audit(artifact, dataset, compare=compare, discount=args.discount, seed=args.seed,
+                   worst=args.worst, progress=_progress)
+    as_json = args.json or (args.output is not None and args.output.suffix.lower() == ".json")
+    if args.output is not None:
+        write_report(args.output, report, form="json" if as_json else "html")
+        sys.stdout.write(render_text(report))
+        print(f"wrote {args.output}")
+    elif as_json:
+        sys.stdout.write(render_json(report))
+    else:
+        sys.stdout.write(render_text(report))
     return EXIT_OK
 
 

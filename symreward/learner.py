@@ -9,7 +9,6 @@ fewest significant digits that keep the loss within tolerance → an artifact wi
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from symreward import crossval, evaluate, formula, validation
 from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.data import Dataset
+from symreward.data.dataset import dataset_digest
 from symreward.errors import DataError, FeatureError, FormulaError, OptionError
 from symreward.evaluate import feature_columns as feature_matrix
 from symreward.evaluate import term_columns
@@ -528,16 +528,6 @@ def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,
     """Learn a reward artifact in one call; see ``SymbolicRewardLearner`` for options."""
     learner = SymbolicRewardLearner(objective=objective, engine=engine, seed=seed, **options)
     return learner.fit(dataset, features, base=base).artifact_
-
-
-def dataset_digest(dataset: Dataset) -> str:
-    """sha256 over the dataset's arrays (names, dtypes, shapes, bytes), not its file format."""
-    digest = hashlib.sha256()
-    for key, value in sorted(dataset.to_arrays().items()):
-        array = np.ascontiguousarray(value)
-        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
-    return "sha256:" + digest.hexdigest()
 
 
 def _check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:

@@ -12,6 +12,7 @@ because that is what a person needs to go and fix the file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -589,3 +590,13 @@ class _Validator:
                 "rank_scores", f"row {row} is {scores[row]}; NaN and inf are not allowed"
             )
         self.set("rankings", Rankings(_readonly(seg), _readonly(scores)))
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    """sha256 over the dataset's arrays (names, dtypes, shapes, bytes), not its file format."""
+    digest = hashlib.sha256()
+    for key, value in sorted(dataset.to_arrays().items()):
+        array = np.ascontiguousarray(value)
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,263 @@
+"""The audit of a reward artifact on a dataset: every section of the report, as plain data.
+
+``audit`` evaluates the reward once and builds one section per question, each by one call:
+
+* ``artifact`` and ``data`` — what was audited on what (and whether the data is the data the
+  reward was learned from, by the dataset's digest);
+* ``distances`` — EPIC to each compared artifact;
+* ``attribution`` — term shares and the worst-predicted preference pairs
+  (``audit.attribution``), and ``calibration`` of the preference model where there are pairs;
+* ``partial_dependence`` — the reward against each feature (``audit.dependence``);
+* ``front`` — the Pareto front recorded in the artifact's provenance.
+
+The shapes are those of the audit schema (``AUDIT_SCHEMA``: sections keyed by name, numbers
+finite or None), so a section computed elsewhere (exploit search, front disagreement) joins the
+report by one more entry, and ``audit.report`` renders whatever is present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from symreward import validation
+from symreward.audit.attribution import (
+    WORST_PAIRS,
+    attribute,
+    calibration,
+    pair_predictions,
+)
+from symreward.audit.dependence import partial_dependence, used_features
+from symreward.audit.report import plain
+from symreward.errors import DataError, FeatureError, SymrewardError
+from symreward.evaluate import info_matrix
+
+if TYPE_CHECKING:
+    from symreward.artifact import Evaluation, RewardArtifact
+    from symreward.data import Dataset
+    from symreward.kernels import RewardKernels
+
+__all__ = ["SCHEMA", "artifact_summary", "audit", "check_options", "data_summary",
+           "epic_distances"]
+
+SCHEMA = "symreward-audit/1"
+#: EPIC's evaluation transitions and coverage samples (``epic_distance``'s own defaults).
+EPIC_EVAL, EPIC_MEAN = 4096, 1024
+_MEMORY = ("<memory>", "<string>")
+
+
+def audit(artifact: RewardArtifact, dataset: Dataset, *,
+          compare: Sequence[RewardArtifact] = (), discount: float = 0.99, seed: int = 0,
+          worst: int = WORST_PAIRS, segment_discount: float | None = None,
+          noise: float | None = None,
+          domain: Mapping[str, tuple[float | None, float | None]] | None = None,
+          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The audit report of ``artifact`` on ``dataset``, as plain JSON-able data.
+
+    Parameters
+    ----------
+    compare
+        Artifacts to measure the distance to (EPIC), each named by its file.
+    discount
+        The discount ``γ`` of the distances' canonicalisation (potential shaping
+        ``γΦ(s') − Φ(s)`` is what they ignore).
+    seed
+        Seeds every random draw (EPIC's samples, the states partial dependence averages over):
+        the same inputs and seed give the same report, byte for byte once rendered.
+    worst
+        How many of the worst-predicted preference pairs to list.
+    segment_discount, noise
+        The preference model the pairs are predicted with: the discount within segments and
+        the label-noise probability. By default those the artifact was learned with
+        (``provenance.options``, for the preferences objective), else 1 and 0.
+    domain
+        Bounds ``{feature: (lo, hi)}`` (None for an open side) that partial dependence does not
+        plot beyond: where a feature cannot go.
+    progress
+        Called with a line of text as each section starts.
+
+    Raises ``FeatureError`` (naming the artifact's file) when a feature of the artifact or of
+    a compared one reads an input the dataset does not have, and ``SymrewardError`` on other
+    bad input.
+    """
+    say = progress or (lambda _: None)
+    check_options(discount=discount, seed=seed, worst=worst,
+                  segment_discount=segment_discount, noise=noise)
+    for reward in (artifact, *compare):
+        _check_fits(reward, dataset)
+    if compare and dataset.n < 2:
+        raise DataError(f"{dataset.source}: distances need at least 2 transitions; it has "
+                        f"{dataset.n}")
+    segment_discount, noise = _preference_model(artifact, segment_discount, noise)
+    kernels = artifact.compile()
+    say("evaluating the reward")
+    evaluation = artifact.evaluate(dataset, kernels=kernels)
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "options": {"discount": discount, "seed": seed, "worst": worst,
+                    "segment_discount": segment_discount, "noise": noise},
+        "artifact": artifact_summary(artifact),
+        "data": data_summary(artifact, dataset, evaluation),
+    }
+    if compare:
+        say(f"EPIC distances to {len(compare)} artifact(s)")
+        report["distances"] = epic_distances(artifact, dataset, compare, discount=discount,
+                                             seed=seed)
+    say("attribution")
+    predictions = pair_predictions(evaluation.term_columns, dataset,
+                                   discount=segment_discount, noise=noise)
+    report["attribution"] = attribute(evaluation.term_columns, evaluation.term_names,
+                                      predictions, dataset, worst=worst).as_dict()
+    if predictions is not None:
+        report["calibration"] = calibration(predictions)
+    say("partial dependence")
+    report["partial_dependence"] = _dependence(artifact, dataset, kernels, seed=seed,
+                                               domain=domain)
+    front = artifact.provenance.get("front")
+    if isinstance(front, list) and front:
+        report["front"] = [dict(entry) for entry in front if isinstance(entry, Mapping)]
+    return plain(report)
+
+
+def check_options(*, discount: float = 0.99, seed: int = 0, worst: int = WORST_PAIRS,
+                  segment_discount: float | None = None, noise: float | None = None) -> None:
+    """An ``OptionError`` naming the first of ``audit``'s options with a value it cannot take,
+    before any work (the command line calls it before it reads a file)."""
+    validation.number("discount", discount, 0.0, 1.0)
+    validation.whole("seed", seed, 0)
+    validation.whole("worst", worst, 0)
+    validation.number("segment_discount", segment_discount, 0.0, 1.0, low_open=True,
+                      optional=True)
+    validation.number("noise", noise, 0.0, 1.0, high_open=True, optional=True)
+
+
+def _check_fits(artifact: RewardArtifact, dataset: Dataset) -> None:
+    """A ``FeatureError`` naming the artifact's file, the feature and the data's file, before
+    anything is compiled."""
+    features = artifact.features
+    try:
+        features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
+                                  data_source=dataset.source)
+    except FeatureError as exc:
+        raise FeatureError(f"{artifact.source}: {exc}") from None
+
+
+def _preference_model(artifact: RewardArtifact, discount: float | None, noise: float | None
+                      ) -> tuple[float, float]:
+    """The segment discount and label noise: as given, else as learned, else 1 and 0."""
+    options = artifact.provenance.get("options")
+    learned = (options if isinstance(options, Mapping)
+               and artifact.provenance.get("objective") == "preferences" else {})
+    if discount is None:
+        discount = learned.get("discount", 1.0)
+    if noise is None:
+        noise = learned.get("noise", 0.0)
+    return float(discount), float(noise)
+
+
+def artifact_summary(artifact: RewardArtifact) -> dict[str, Any]:
+    """What the audited reward is: its formula, terms, features, invariants and what its
+    provenance records about how it was learned."""
+    provenance = artifact.provenance
+    summary: dict[str, Any] = {
+        "name": artifact.name,
+        "path": None if artifact.source in _MEMORY else artifact.source,
+        "hash": artifact.content_hash(),
+        "edited_by_hand": artifact.edited_by_hand,
+        "formula": artifact.formula_text(),
+        "terms": [{"name": t.name, "expr": t.expr, "locked": t.locked, "note": t.note}
+                  for t in artifact.terms],
+        "features": artifact.features.to_dict(),
+        "invariants": [dict(i) for i in artifact.invariants],
+    }
+    for key in ("objective", "engine", "seed", "parent", "metrics", "feature_ranges"):
+        if key in provenance:
+            summary[key] = provenance[key]
+    data = provenance.get("data")
+    if isinstance(data, Mapping):
+        summary["learned_on"] = dict(data)
+    return summary
+
+
+def data_summary(artifact: RewardArtifact, dataset: Dataset, evaluation: Evaluation
+                 ) -> dict[str, Any]:
+    """The dataset's size and supervision, whether it is the data the reward was learned from
+    (same digest as ``provenance.data.sha256``), and the reward's statistics on it."""
+    from symreward.data.dataset import dataset_digest
+
+    digest = dataset_digest(dataset)
+    learned_on = artifact.provenance.get("data")
+    recorded = learned_on.get("sha256") if isinstance(learned_on, Mapping) else None
+    rewards = evaluation.rewards
+    finite = rewards[np.isfinite(rewards)]
+    return {
+        "source": dataset.source,
+        "sha256": digest,
+        "same_as_training": None if not isinstance(recorded, str) else recorded == digest,
+        "transitions": dataset.n,
+        "episodes": dataset.n_episodes,
+        "obs_dim": dataset.obs_dim,
+        "act_dim": dataset.act_dim,
+        "infos": sorted(dataset.infos),
+        "preference_pairs": len(dataset.preferences) if dataset.preferences is not None else 0,
+        "ranked_segments": len(dataset.rankings) if dataset.rankings is not None else 0,
+        "expert_transitions": (int(np.count_nonzero(dataset.expert))
+                               if dataset.expert is not None else None),
+        "reward": {"mean": _stat(np.mean, finite), "std": _stat(np.std, finite),
+                   "min": _stat(np.min, finite), "max": _stat(np.max, finite),
+                   "non_finite": int(rewards.size - finite.size)},
+    }
+
+
+def _stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> float | None:
+    return float(function(values)) if values.size else None
+
+
+def epic_distances(artifact: RewardArtifact, dataset: Dataset,
+                   compare: Sequence[RewardArtifact], *, discount: float, seed: int
+                   ) -> list[dict[str, Any]]:
+    """The ``distances`` section: EPIC from ``artifact`` to each compared artifact, without a
+    confidence interval (``ci`` None, ``resamples`` 0). Where EPIC is undefined (one reward
+    is equivalent to a constant on the data) the value is None and ``error`` says why."""
+    from symreward.audit.epic import epic_distance
+
+    reward = artifact.reward_fn()
+    names = [artifact.name, *(other.name for other in compare)]
+    out = []
+    for other in compare:
+        path = None if other.source in _MEMORY else other.source
+        # Named by its name where that tells it apart (a re-learned reward keeps the name of
+        # the one it came from), else by its file.
+        label = other.name if other.name and names.count(other.name) == 1 else path
+        measure: dict[str, Any] = {"name": "EPIC", "value": None, "ci": None, "level": None,
+                                   "resamples": 0, "transitions": min(dataset.n, EPIC_EVAL)}
+        try:
+            measure["value"] = epic_distance(reward, other.reward_fn(), dataset,
+                                             discount=discount, n_eval=EPIC_EVAL,
+                                             n_mean=EPIC_MEAN, seed=seed)
+        except SymrewardError as exc:
+            measure["error"] = str(exc)
+        out.append({"against": label or other.name or "compared reward", "source": "compare",
+                    "path": path, "measures": [measure]})
+    return out
+
+
+def _dependence(artifact: RewardArtifact, dataset: Dataset, kernels: RewardKernels, *,
+                seed: int, domain: Mapping[str, tuple[float | None, float | None]] | None
+                ) -> dict[str, Any]:
+    """Partial dependence on each feature the terms read, from the feature values the
+    reward's own kernels compute on the data."""
+    names = used_features(artifact)
+    if not names:
+        return {}
+    info = info_matrix(dataset.infos, kernels.info_names, dataset.n)
+    matrix = kernels.feature_matrix(dataset.observations, dataset.actions,
+                                    dataset.next_observations, info)
+    order = list(kernels.feature_names)
+    values = matrix[:, [order.index(name) for name in names]]
+    recorded = artifact.provenance.get("feature_ranges")
+    ranges = ({k: tuple(v) for k, v in recorded.items() if isinstance(v, list) and len(v) == 2}
+              if isinstance(recorded, Mapping) else {})
+    return partial_dependence(artifact, values, seed=seed, recorded=ranges, domain=domain)
