@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symreward.data import Dataset
+from symreward.data import Dataset, Preferences
 from symreward.errors import SymrewardError
 from symreward.objectives import segment_matrix
 
@@ -241,7 +241,7 @@ def attribute(columns: np.ndarray, term_names: Sequence[str],
             raise SymrewardError("attribute: pair predictions need the dataset they come from")
         split = pair_shares(predictions.term_differences)
         pair_share = _named(names, split)
-        worst_pairs = _worst(predictions, dataset, names, worst)
+        worst_pairs = _worst(predictions, dataset.preferences, names, worst)
     return Attribution(
         variance_share=_named(names, shares), pair_share=pair_share,
         worst_pairs=worst_pairs or [], transitions=int(np.count_nonzero(finite)),
@@ -257,15 +257,13 @@ def _named(names: list[str], values: np.ndarray | None) -> dict[str, float | Non
     return {name: float(v) for name, v in zip(names, values, strict=True)}
 
 
-def _worst(predictions: PairPredictions, dataset: Dataset, names: list[str], count: int
+def _worst(predictions: PairPredictions, prefs: Preferences, names: list[str], count: int
            ) -> list[WorstPair]:
     if count < 0:
         raise SymrewardError(f"worst must be >= 0; got {count!r}")
     # Stable on the negated loss: equal losses keep the pairs' order, so the list is
     # deterministic.
     order = np.argsort(-predictions.excess_loss, kind="stable")[:count]
-    prefs = dataset.preferences
-    assert prefs is not None
     out = []
     for k in order:
         pair = int(predictions.index[k])

@@ -78,7 +78,10 @@ def partial_dependence(artifact: RewardArtifact, values: np.ndarray, *, seed: in
     and ``upper`` (the ``BAND`` quantiles of the reward over the averaged states), ``data_range``
     (the feature's [min, max] on the data), ``recorded_range`` (from ``recorded``: the range the
     reward was learned on, or None) and ``states`` (how many states are averaged). A grid point
-    where the reward is undefined at every state is None. Deterministic for a ``seed``.
+    where the reward is undefined at every state is None (elsewhere the mean and the band
+    are over the states where it is finite). States where a feature is not
+    finite are left out; where none is left, the result is empty. Deterministic for a
+    ``seed``.
     """
     if not used_features(artifact):
         return {}
@@ -89,8 +92,8 @@ def partial_dependence(artifact: RewardArtifact, values: np.ndarray, *, seed: in
     if points < 2 or rows < 1:
         raise SymrewardError(f"points must be >= 2 and rows >= 1; got {points}, {rows}")
     finite = values[np.all(np.isfinite(values), axis=1)]
-    if len(finite) == 0:
-        raise SymrewardError(f"{artifact.source}: no state of the data has every feature finite")
+    if len(finite) == 0:  # no state to average over, nor a range to draw
+        return {}
     if len(finite) > rows:
         chosen = np.random.default_rng(seed).choice(len(finite), size=rows, replace=False)
         states = finite[np.sort(chosen)]
@@ -134,8 +137,9 @@ def _summaries(curves: np.ndarray) -> tuple[list[float | None], ...]:
             lower.append(None)
             upper.append(None)
             continue
-        mean.append(float(good.mean()))
-        low, high = np.quantile(good, BAND)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing mean is None
+            mean.append(float(good.mean()))
+            low, high = np.quantile(good, BAND)
         lower.append(float(low))
         upper.append(float(high))
     return mean, lower, upper

@@ -134,9 +134,14 @@ def render_text(report: Mapping[str, Any]) -> str:
         out.append("\nterms (share of the reward's variance over the data; of the pairs' "
                    "logits)")
         variance = attribution.get("variance_share") or {}
-        pairs = attribution.get("pair_share") or {}
-        rows = [[name, _num(variance.get(name)), _num(pairs.get(name))] for name in variance]
-        out.append(_table(["term", "variance", "pairs"], rows))
+        pairs = attribution.get("pair_share")
+        if pairs is None:
+            out.append(_table(["term", "variance"],
+                              [[name, _num(share)] for name, share in variance.items()]))
+        else:
+            out.append(_table(["term", "variance", "pairs"],
+                              [[name, _num(variance.get(name)), _num(pairs.get(name))]
+                               for name in variance]))
     calibration = report.get("calibration")
     if calibration:
         out.append(f"preference fit on {calibration.get('pairs')} pairs: log loss "
@@ -198,7 +203,8 @@ code,pre{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.88rem}
 pre{background:#f5f7fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
 .formula{background:#f5f7fa;padding:.5rem .7rem;border-left:4px solid #1f4e79;
 overflow-x:auto}
-table{border-collapse:collapse;margin:.4rem 0 1rem;font-size:.9rem}
+table{border-collapse:collapse;margin:.4rem 0 1rem;font-size:.9rem;display:block;
+max-width:100%;overflow-x:auto}
 th,td{border-bottom:1px solid #dde3ea;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#eef2f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:.6rem 0 1.2rem}figure img{max-width:100%;height:auto;border:1px solid #e3e8ee}

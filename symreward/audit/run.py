@@ -212,7 +212,12 @@ def data_summary(artifact: RewardArtifact, dataset: Dataset, evaluation: Evaluat
 
 
 def _stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> float | None:
-    return float(function(values)) if values.size else None
+    """A statistic of the finite rewards; None where there are none, or where it overflows
+    (the spread of rewards near the float64 limit)."""
+    if not values.size:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(function(values))
 
 
 def epic_distances(artifact: RewardArtifact, dataset: Dataset,
