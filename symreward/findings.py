@@ -17,6 +17,8 @@ A findings file (TOML, ``SCHEMA``) names the artifact it was made for and lists 
     want = "below"                 # below: R(state) < R(other);
                                    # at_most / at_least: R(state) <= / >= bound
     bound = 0.0                    # at_most / at_least only
+    margin = 0.0                   # below only, optional: the least gap R(other) - R(state)
+                                   # a fit keeps; 0 makes it R(state) <= R(other)
     accept = false                 # a person sets true to make it a constraint
 
 ``findings_from_check`` turns violated invariants into findings (``independent`` gives none:
@@ -53,7 +55,8 @@ SOURCES = ("check", "audit", "hand")
 # in the exploit search's standardised feature space (standard deviations of each feature).
 FAR = 1.0
 _TOP_LEVEL_KEYS = ("schema", "artifact", "artifact_hash", "findings")
-_KEYS = ("id", "source", "probe", "description", "state", "other", "want", "bound", "accept")
+_KEYS = ("id", "source", "probe", "description", "state", "other", "want", "bound", "margin",
+         "accept")
 _REQUIRED = ("id", "source", "probe", "state", "want")
 _HEADER = """\
 Findings for {artifact}: states where the reward breaks an invariant or can be exploited.
@@ -86,9 +89,16 @@ class Finding:
     other: Mapping[str, float] | None = None
     bound: float | None = None
     accept: bool = False
+    margin: float | None = None
+
+    @property
+    def strict(self) -> bool:
+        """Whether ``below`` means strictly below (no ``margin`` of 0)."""
+        return self.margin is None or self.margin > 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The finding's table as in the file (``other`` and ``bound`` only where set)."""
+        """The finding's table as in the file (``other``, ``bound`` and ``margin`` only where
+        set)."""
         table: dict[str, Any] = {"id": self.id, "source": self.source, "probe": self.probe,
                                  "description": self.description,
                                  "state": {k: float(v) for k, v in self.state.items()}}
@@ -97,6 +107,8 @@ class Finding:
         table["want"] = self.want
         if self.bound is not None:
             table["bound"] = float(self.bound)
+        if self.margin is not None:
+            table["margin"] = float(self.margin)
         table["accept"] = self.accept
         return table
 
@@ -125,8 +137,8 @@ def findings_from_check(artifact: RewardArtifact, results: Sequence[InvariantRes
     """One finding for each violated invariant in ``results`` (``check(artifact)``'s), in
     their order, none accepted: ``bounded`` and ``sign`` give ``at_most`` / ``at_least`` the
     bound at the counterexample; ``prefers``, ``decreasing`` and ``increasing`` give ``below``
-    with the pair of states in the order the rule wants. ``independent`` gives none (module
-    docstring)."""
+    with the pair of states in the order the rule wants (``margin = 0`` for the monotone
+    rules, which allow equal rewards). ``independent`` gives none (module docstring)."""
     found = []
     for result in results:
         if result.status != "violated" or result.counterexample is None:
@@ -147,6 +159,7 @@ def findings_from_check(artifact: RewardArtifact, results: Sequence[InvariantRes
             low_r, high_r = ((other_reward, reward) if result.rule == "increasing"
                              else (reward, other_reward))
             found.append(Finding(**common, state=low, other=high, want="below",
+                                 margin=None if result.rule == "prefers" else 0.0,
                                  description=f"{result.description}: the reward at state is "
                                              f"{_shown(low_r)}, must be below the "
                                              f"{_shown(high_r)} at other"))
@@ -316,9 +329,14 @@ def _read_finding(row: Any, names: Sequence[str], where: str
             problems.append(f"{where}.other: needed for want = \"below\" (the compared state)")
         if "bound" in row:
             problems.append(f"{where}.bound: only for want = \"at_most\" or \"at_least\"")
+        if "margin" in row and not (_finite_number(row["margin"]) and row["margin"] >= 0):
+            problems.append(f"{where}.margin: must be a finite number >= 0, not "
+                            f"{row['margin']!r}")
     elif want in ("at_most", "at_least"):
         if "other" in row:
             problems.append(f"{where}.other: only for want = \"below\"")
+        if "margin" in row:
+            problems.append(f"{where}.margin: only for want = \"below\"")
         if "bound" not in row:
             problems.append(f"{where}.bound: needed for want = {want!r}")
         elif not _finite_number(row["bound"]):
@@ -333,7 +351,8 @@ def _read_finding(row: Any, names: Sequence[str], where: str
                    other=({n: float(row["other"][n]) for n in names} if "other" in row
                           else None),
                    bound=float(row["bound"]) if "bound" in row else None,
-                   accept=row.get("accept", False)), []
+                   accept=row.get("accept", False),
+                   margin=float(row["margin"]) if "margin" in row else None), []
 
 
 def _state_problems(state: Any, names: Sequence[str], where: str) -> list[str]:

@@ -111,8 +111,11 @@ class FitConstraints:
                     continue
                 rows.append(here - there)
                 intercept_rows.append(0.0)
-                limits.append(other_offset - offset - self.constraints.margin)
-                labels.append(f"finding {finding.id}: R(state) < R(other)")
+                margin = (self.constraints.margin if finding.margin is None
+                          else finding.margin)
+                limits.append(other_offset - offset - margin)
+                labels.append(f"finding {finding.id}: R(state) "
+                              f"{'<' if finding.strict else '<='} R(other)")
             else:
                 sign = 1.0 if finding.want == "at_most" else -1.0
                 rows.append(sign * here)

@@ -40,8 +40,9 @@ class Constraints:
     findings : sequence of Finding
         Findings (``symreward.findings``); only the accepted ones (``accept = true``)
         constrain. ``at_most`` / ``at_least`` bound the reward at the finding's state (hard, every
-        objective). ``below`` is a hard margin, ``R(state) <= R(other) - margin``, by
-        default (every objective), or a soft preference (``finding_weight``).
+        objective). ``below`` is a hard margin, ``R(state) <= R(other) - margin`` (the
+        finding's own ``margin`` where it has one), by default (every objective), or a soft
+        preference (``finding_weight``).
     finding_weight : float or None, default=None
         ``None``: ``below`` findings are hard margins. A positive number: each ``below`` finding
         is instead one more labelled pair of single-state segments (``other`` preferred), of
