@@ -134,13 +134,11 @@ class SymbolicRewardLearner(BaseEstimator):
     seed : int, default=0
         Seeds every random choice: the same data, options and seed give the same artifact.
     constraints : Constraints or None, default=None
-        What the reward must respect (``symreward.constraints.Constraints``): invariants,
-        whose proved term shapes bound the weights' signs in every refit (and filter the
-        evolutionary engine's archive), and accepted findings, as hard rows or soft preference
-        pairs. With ``base``, its ``[[invariants]]`` are constraints too. The learned artifact
-        lists every invariant used; provenance records what constrained the fit and any
-        constraint the chosen model does not meet (supports whose fits cannot meet the rows are
-        chosen only where no support can).
+        What the reward must respect (``symreward.constraints``): invariants bound the signs of
+        the weights of terms whose shape they prove; accepted findings add rows or preference
+        pairs; ``base``'s ``[[invariants]]`` join them. The artifact lists the invariants, and
+        provenance the constraints and any the chosen model breaks (a model that breaks a row
+        is chosen only where every model does).
     name : str or None, default=None
         The learned artifact's name.
     progress : callable or None, default=None

@@ -13,8 +13,10 @@ from scipy.optimize import minimize, nnls
 from support import random_walk, true_reward
 
 from symreward import formula
-from symreward.constraints import ShapeRules, read_invariants
+from symreward.constraints import Constraints, ShapeRules, read_invariants
 from symreward.data import bradley_terry_preferences
+from symreward.invariants import check
+from symreward.learner import SymbolicRewardLearner
 from symreward.objectives import LinearProblem, make_objective
 from symreward.objectives.fitting import fit
 from symreward.objectives.linear import LinearConstraints
@@ -262,3 +264,16 @@ def test_the_evolutionary_archive_keeps_no_model_that_breaks_a_weight_bound() ->
     assert result.archive and all(run.feasible(i) for i in result.archive)
     assert not any(t == (FEATURE, 1.0) and w > 0 for i in result.archive
                    for t, w in zip(i.terms, i.weights, strict=True))
+
+
+def test_the_learner_with_the_evolutionary_engine_meets_the_constraints() -> None:
+    walk = random_walk(n=1200)
+    walk = walk.replace(preferences=bradley_terry_preferences(walk, true_reward(walk), 300, 10,
+                                                              seed=1))
+    invariant = {"rule": "decreasing", "of": "y"}
+    learner = SymbolicRewardLearner(engine="evolve", population=20, generations=3, seed=0,
+                                    constraints=Constraints(invariants=[invariant]))
+    artifact = learner.fit(walk, {"x": "obs[0]", "y": "obs[1]"}).artifact_
+    assert artifact.provenance["search"]["generations"] == 3
+    assert artifact.invariants == [invariant]
+    assert not any(r.status == "violated" for r in check(artifact, walk))

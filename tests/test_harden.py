@@ -449,6 +449,11 @@ def test_learner_from_reads_the_options_in_provenance(data):
         learner_from(artifact)
 
 
+def test_learner_from_a_hand_written_artifact_takes_the_defaults(hand):
+    defaults = SymbolicRewardLearner().get_params()
+    assert learner_from(hand).get_params() == defaults | {"name": "hand"}
+
+
 def test_learn_from_uses_the_old_invariants_as_constraints(data, learned, tmp_path):
     old = RewardArtifact(learned.name, learned.features, learned.terms,
                          [{"rule": "decreasing", "of": "y"}], dict(learned.provenance))
