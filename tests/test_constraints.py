@@ -277,3 +277,19 @@ def test_the_learner_with_the_evolutionary_engine_meets_the_constraints() -> Non
     assert artifact.provenance["search"]["generations"] == 3
     assert artifact.invariants == [invariant]
     assert not any(r.status == "violated" for r in check(artifact, walk))
+
+
+def test_invariants_that_exclude_each_other_are_reported_unmet() -> None:
+    walk = random_walk(n=600)
+    walk = walk.replace(rewards=true_reward(walk))
+    contradictory = Constraints(invariants=[{"rule": "bounded", "hi": -0.5},
+                                            {"rule": "sign", "is": "nonnegative"}])
+    artifact = SymbolicRewardLearner("rewards", constraints=contradictory).fit(
+        walk, {"x": "obs[0]", "y": "obs[1]"}).artifact_
+    assert artifact.provenance["constraints"]["unmet"] == ["bounds on the intercept"]
+    # every term of proved sign has its weight bounded to 0 on both sides: none is used
+    shapes = ShapeRules(read_invariants(contradictory.invariants, ["x", "y"], {
+        "x": (-5.0, 5.0), "y": (-5.0, 5.0)}, "test"), ["x", "y"])
+    for t in artifact.terms:
+        _, shape = formula.parse(t.expr, ["x", "y"]).as_coeff_Mul()
+        assert shape == 1 or shapes.bounds(shape) != (0.0, 0.0), t.expr

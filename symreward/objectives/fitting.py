@@ -278,6 +278,8 @@ def _general(problem: LinearProblem, scale: np.ndarray, rows: np.ndarray, limits
     for bounds alone, SLSQP with rows from a start where linear programming finds them met;
     the minimum within the bounds where they cannot be."""
     theta = np.clip(start, lower, upper)
+    if np.any(lower > upper):  # contradictory bounds (invariants that exclude each other)
+        return theta, False
     bounds = [(None if math.isinf(lo) else lo, None if math.isinf(hi) else hi)
               for lo, hi in zip(lower, upper, strict=True)]
     objective = _standardised_loss(problem, problem.X / scale)

@@ -73,15 +73,18 @@ class LinearConstraints:
         return self.rows @ np.asarray(coef, float) + self.intercept_rows * intercept - self.limits
 
     def unmet(self, coef: np.ndarray, intercept: float = 0.0) -> list[str]:
-        """What ``coef`` and ``intercept`` do not meet: the labels of broken rows, and
-        ``"bounds"`` where a weight is outside its bounds."""
+        """What ``coef`` and ``intercept`` do not meet: the labels of broken rows, then
+        ``"bounds on weights"`` and ``"bounds on the intercept"`` where one is outside its
+        bounds."""
         coef = np.asarray(coef, float)
         slack = FEASIBILITY_TOLERANCE * (1 + np.abs(self.limits))
         broken = [self.labels[i] if i < len(self.labels) else f"row {i}"
                   for i in np.flatnonzero(self.excess(coef, intercept) > slack)]
-        outside = (np.any(coef < self.lower) or np.any(coef > self.upper)
-                   or not self.intercept_lower <= intercept <= self.intercept_upper)
-        return [*broken, "bounds"] if outside else broken
+        if np.any(coef < self.lower) or np.any(coef > self.upper):
+            broken.append("bounds on weights")
+        if not self.intercept_lower <= intercept <= self.intercept_upper:
+            broken.append("bounds on the intercept")
+        return broken
 
     def satisfied(self, coef: np.ndarray, intercept: float = 0.0) -> bool:
         return not self.unmet(coef, intercept)

@@ -33,8 +33,8 @@ def rounded_weights(problem: LinearProblem, fitted: LinearFit, tolerance: float
     are refit around it, so they move with it: ``0.97*x - 4.85*low`` can become
     ``x - 5*low``. Then the intercept: 0 where that keeps the loss within the tolerance
     (a fitted ``-4.9e-09`` beside weights of 1 is no term), else its fewest digits that
-    do. Where ``problem`` has constraints, a rounding is kept only if the weights still meet
-    them."""
+    do. Where ``problem`` has constraints the fit meets, a rounding is kept only if the
+    weights still meet them."""
     weights = np.asarray(fitted.coef, dtype=float)
     coefficients = [float(c) for c in weights]
     intercept = fitted.intercept
@@ -43,6 +43,7 @@ def rounded_weights(problem: LinearProblem, fitted: LinearFit, tolerance: float
     sub = problem.with_columns(np.asarray(fitted.support, dtype=int))
     exact = sub.loss(weights, intercept)
     limit = exact + tolerance * abs(exact) + 1e-12
+    held = _meets(sub, weights, intercept)
     fixed: dict[int, float] = {}
     for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
         fixed[k] = coefficients[k]
@@ -50,14 +51,14 @@ def rounded_weights(problem: LinearProblem, fitted: LinearFit, tolerance: float
             trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k], digits)},
                                   coefficients, intercept)
             if (_same_ratios(trial, weights) and sub.loss(trial, intercept) <= limit
-                    and _meets(sub, trial, intercept)):
+                    and (not held or _meets(sub, trial, intercept))):
                 coefficients = [float(c) for c in trial]
                 fixed[k] = coefficients[k]
                 break
     if intercept != 0:
         shorter = [0.0, *(round_significant(intercept, d) for d in range(1, 7))]
         intercept = next((b for b in shorter if sub.loss(coefficients, b) <= limit
-                          and _meets(sub, coefficients, b)), intercept)
+                          and (not held or _meets(sub, coefficients, b))), intercept)
     return coefficients, intercept
 
 
