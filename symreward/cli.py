@@ -52,7 +52,10 @@ _FLAGS = {"objective": "--objective", "engine": "--engine", "seed": "--seed",
           "max_terms": "--max-terms", "n_folds": "--folds", "selection": "--selection",
           "noise": "--noise", "discount": "--discount", "class_prior": "--class-prior",
           "time_limit": "--time-limit", "generations": "--generations",
-          "population": "--population", "name": "--name", "worst": "--worst"}
+          "population": "--population", "name": "--name", "worst": "--worst",
+          "rounds": "--rounds",
+          "examples": "--examples", "time_budget": "--time-budget",
+          "finding_weight": "--finding-weight", "margin": "--margin"}
 
 
 def _message(error: SymrewardError) -> str:
@@ -150,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="hypothesis examples per invariant (default 200)")
     check.add_argument("--time-budget", type=float, default=2.0,
                        help="seconds each invariant's proof may take (default 2)")
+    check.add_argument("--findings", type=Path, metavar="OUT.toml",
+                       help="write the violated invariants' counterexamples here, as findings "
+                            "a person can accept for `symreward harden`")
     check.set_defaults(run=_check)
     check.late_epilog = _rules_help
 
@@ -189,6 +195,10 @@ def _parser() -> argparse.ArgumentParser:
                             "(demonstrations)")
     learn.add_argument("--term", dest="user_terms", action="append", default=[],
                        metavar="FORMULA", help="an extra candidate term (repeatable)")
+    learn.add_argument("--constraints", type=Path, action="append", default=[],
+                       metavar="FILE.toml",
+                       help="[[invariants]] and/or accepted findings the reward must respect "
+                            "(repeatable); --from's invariants are constraints too")
     learn.add_argument("--name", help="name of the learned reward")
     learn.add_argument("-o", "--output", type=Path, required=True)
     learn.set_defaults(run=_learn)
@@ -212,6 +222,30 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--worst", type=int, default=10,
                        help="how many of the worst-predicted preference pairs to list")
     audit.set_defaults(run=_audit)
+    harden = commands.add_parser(
+        "harden", parents=[common],
+        help="re-learn a reward with its invariants and accepted findings as constraints, "
+             "then check it (exit 1, artifact still written, when a constraint is not met)")
+    harden.add_argument("artifact", type=Path)
+    harden.add_argument("data", type=Path)
+    harden.add_argument("--findings", type=Path, metavar="FINDINGS.toml",
+                        help="findings (from check or audit); those with accept = true are "
+                             "constraints")
+    harden.add_argument("-o", "--output", type=Path, required=True)
+    harden.add_argument("--rounds", type=int, default=3,
+                        help="most fits: counterexamples of still violated invariants are added "
+                             "between them (default 3)")
+    harden.add_argument("--finding-weight", type=float, default=None, metavar="W",
+                        help="accepted 'below' findings as preference pairs of weight W "
+                             "(preferences, rankings) instead of hard margins")
+    harden.add_argument("--margin", type=float, default=None, metavar="M",
+                        help="least gap of a hard 'below' finding, in reward units "
+                             "(default 1e-6)")
+    harden.add_argument("--examples", type=int, default=200,
+                        help="hypothesis examples per invariant in the check (default 200)")
+    harden.add_argument("--time-budget", type=float, default=2.0,
+                        help="seconds each invariant's proof may take (default 2)")
+    harden.set_defaults(run=_harden)
 
     demo = commands.add_parser("demo", parents=[common],
                                help="learn Pendulum-v1's reward from preferences, end to end")
@@ -372,6 +406,17 @@ def _check(args: argparse.Namespace) -> int:
         print("  " + format_result(result).replace("\n", "\n  "))
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if args.findings is not None:
+        from symreward.findings import findings_from_check, write_findings
+
+        findings = findings_from_check(artifact, results)
+        write_findings(args.findings, artifact, findings)
+        print(f"wrote {args.findings}: {len(findings)} finding{'s' * (len(findings) != 1)}"
+              + (" (set accept = true on those harden should enforce)" if findings else ""))
+        without = counts["violated"] - len(findings)
+        if without:
+            print(f"  {without} violated invariant{'s' * (without != 1)} without a finding "
+                  "(independent: harden enforces it from the invariant itself)")
     return EXIT_CHECK_FAILED if counts["violated"] else EXIT_OK
 
 
@@ -412,6 +457,13 @@ def _learn(args: argparse.Namespace) -> int:
     else:
         raise SymrewardError("learn: give --features F.toml (or --from OLD.toml to reuse its "
                              "features)")
+    if args.constraints:
+        from symreward.constraints import read_constraints
+
+        constraints = read_constraints(args.constraints[0], features)
+        for path in args.constraints[1:]:
+            constraints = constraints.merged(read_constraints(path, features))
+        learner.set_params(constraints=constraints)
     dataset = load_dataset(args.data)
     learner.fit(dataset, features, base=base)
     _print_front(learner.front_, learner.folds_["scored_by"])
@@ -453,6 +505,46 @@ def _audit(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(report))
     return EXIT_OK
+def _harden(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.constraints import MARGIN
+    from symreward.data import load_dataset
+    from symreward.findings import read_findings
+    from symreward.harden import harden
+    from symreward.invariants import format_result
+
+    if not args.output.parent.is_dir() or args.output.is_dir():
+        raise SymrewardError(f"-o {args.output}: " + (
+            "is a folder; give the artifact's file name" if args.output.is_dir() else
+            f"folder {args.output.parent} does not exist"))
+    artifact = RewardArtifact.load(args.artifact)
+    findings = read_findings(args.findings, artifact) if args.findings is not None else None
+    if findings is not None and findings.artifact_hash not in ("", artifact.content_hash()):
+        print(f"note: {args.findings} was made for another version of the reward "
+              f"({findings.artifact_hash[:19]}); its states are still read as "
+              f"{', '.join(artifact.features.names)}")
+    dataset = load_dataset(args.data)
+    result = harden(artifact, dataset, findings.findings if findings is not None else (),
+                    rounds=args.rounds, finding_weight=args.finding_weight,
+                    margin=MARGIN if args.margin is None else args.margin,
+                    time_budget=args.time_budget, examples=args.examples, progress=_progress)
+    result.artifact.save(args.output)
+    print(f"reward = {result.artifact.formula_text()}")
+    print(f"hardened with {len(result.accepted)} accepted finding"
+          f"{'s' * (len(result.accepted) != 1)} and {result.invariants} invariant"
+          f"{'s' * (result.invariants != 1)} in {result.rounds} round"
+          f"{'s' * (result.rounds != 1)}"
+          + (f" ({len(result.counterexamples)} counterexamples added)"
+             if result.counterexamples else ""))
+    for invariant in result.results:
+        print("  " + format_result(invariant).replace("\n", "\n  "))
+    if result.unmet:
+        print("not met:")
+        for item in result.unmet:
+            print(f"  {item}")
+    print(f"wrote {args.output}" + ("" if result.passed else
+                                     " (it does not meet every constraint: see above)"))
+    return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 
 
 def _demo(args: argparse.Namespace) -> int:

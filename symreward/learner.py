@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,14 @@ from sklearn.base import BaseEstimator
 from symreward import crossval, evaluate, formula, validation
 from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
+from symreward.constraints import (
+    CandidateConstraints,
+    Constraints,
+    FitConstraints,
+    effective_support,
+    fit_constraints,
+    stated_invariants,
+)
 from symreward.data import Dataset
 from symreward.data.dataset import dataset_digest
 from symreward.errors import DataError, FeatureError, FormulaError, OptionError
@@ -75,6 +83,7 @@ class _Outcome:
     metrics: dict[str, Any]
     folds: dict[str, Any]
     search: dict[str, Any]
+    constraints: dict[str, Any] | None = None
 
 
 class SymbolicRewardLearner(BaseEstimator):
@@ -124,6 +133,12 @@ class SymbolicRewardLearner(BaseEstimator):
         Refused with the sparse engine.
     seed : int, default=0
         Seeds every random choice: the same data, options and seed give the same artifact.
+    constraints : Constraints or None, default=None
+        What the reward must respect (``symreward.constraints``): invariants bound the signs of
+        the weights of terms whose shape they prove; accepted findings add rows or preference
+        pairs; ``base``'s ``[[invariants]]`` join them. The artifact lists the invariants, and
+        provenance the constraints and any the chosen model breaks (a model that breaks a row
+        is chosen only where every model does).
     name : str or None, default=None
         The learned artifact's name.
     progress : callable or None, default=None
@@ -178,7 +193,8 @@ class SymbolicRewardLearner(BaseEstimator):
                  selection: str = "1se", noise: float = 0.0, discount: float = 1.0,
                  class_prior: float | None = None, rounding_tolerance: float = 1e-3,
                  population: int | None = None, generations: int | None = None,
-                 time_limit: float | None = None, seed: int = 0, name: str | None = None,
+                 time_limit: float | None = None, seed: int = 0,
+                 constraints: Constraints | None = None, name: str | None = None,
                  progress: Progress | None = None):
         self.objective = objective
         self.engine = engine
@@ -194,6 +210,7 @@ class SymbolicRewardLearner(BaseEstimator):
         self.generations = generations
         self.time_limit = time_limit
         self.seed = seed
+        self.constraints = constraints
         self.name = name
         self.progress = progress
 
@@ -237,6 +254,11 @@ class SymbolicRewardLearner(BaseEstimator):
         validation.number("time_limit", self.time_limit, 0.0, low_open=True, optional=True)
         if self.library is not None and not isinstance(self.library, TermLibrary):
             raise OptionError("library", self.library, "must be a TermLibrary or None")
+        if self.constraints is not None:
+            if not isinstance(self.constraints, Constraints):
+                raise OptionError("constraints", self.constraints,
+                                  "must be a symreward.constraints.Constraints or None")
+            self.constraints.check()
         if self.name is not None and not isinstance(self.name, str):
             raise OptionError("name", self.name, "must be a string or None")
         if self.progress is not None and not callable(self.progress):
@@ -272,7 +294,8 @@ class SymbolicRewardLearner(BaseEstimator):
     def fit(self, dataset: Dataset, features: FeatureSet | dict[str, str], *,
             base: RewardArtifact | None = None) -> SymbolicRewardLearner:
         """Learn from ``dataset``; ``base`` is an earlier artifact whose locked terms are kept
-        exactly as written (their reward is a fixed offset) and whose hash becomes the parent."""
+        exactly as written (their reward is a fixed offset), whose invariants constrain the fit
+        and whose hash becomes the parent."""
         self.check_options()
         engine = engines.ENGINES[self.engine]
         if engine is not None:
@@ -301,45 +324,54 @@ class SymbolicRewardLearner(BaseEstimator):
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
         full = objective.problem(columns, offset)
+        ranges = {name: (float(matrix[:, i].min()), float(matrix[:, i].max()))
+                  for i, name in enumerate(features.names)}
+        bound = fit_constraints(self.constraints, base, features.names, ranges,
+                                [t.sympy(features.names) for t in locked], kind=full.kind,
+                                intercept=objective.identifies_intercept)
+        limits = bound.for_candidates(candidates) if bound is not None else None
+        full = limits.attach(full) if limits is not None else full
         folds, folds_report = self._validation_folds(objective)
         floor = crossval.folds_floor(objective, offset, folds)
         models = self._search(objective, full, columns, offset, candidates,
-                              self._sparse_proposals(full), folds, floor)
+                              self._sparse_proposals(full), folds, floor, limits)
         search: dict[str, Any] = {"engine": self.engine}
         if engine is not None:
             seeds = [[c.expr for c, _ in m.payload.terms()]
-                     for m in ParetoFront.from_models(
-                         list(models.values()), rule=self.selection,
-                         floor=floor).entries]
+                     for m in self._front(models.values(), floor).entries]
             held, searched = crossval.selection_split(objective, self.n_folds, self.seed)
             term_sets, spent = self._structure_search(objective, matrix, features, offset,
-                                                      seeds, searched)
+                                                      seeds, searched, bound)
             search.update(spent, held_out_units=len(held) if len(held) < objective.n_units
                           else 0)
             candidates, columns, proposals = with_engine_terms(
                 candidates, columns, term_sets, matrix, dataset, features)
             full = objective.problem(columns, offset)
+            limits = bound.for_candidates(candidates) if bound is not None else None
+            full = limits.attach(full) if limits is not None else full
             folds, folds_report = self._validation_folds(objective, held)
             floor = crossval.folds_floor(objective, offset, folds)
             models = self._search(objective, full, columns, offset, candidates,
-                                  [*models, *proposals], folds, floor)
-        front = ParetoFront.from_models(list(models.values()), rule=self.selection,
-                                        floor=floor)
+                                  [*models, *proposals], folds, floor, limits)
+        front = self._front(models.values(), floor)
         chosen = front.best.payload
         coefficients, intercept = rounded_weights(full, chosen.fit, self.rounding_tolerance)
+        constrained = None
+        if bound is not None:
+            kept = full.with_columns(np.asarray(chosen.fit.support, dtype=int)).constraints
+            constrained = bound.summary() | {"unmet": kept.unmet(coefficients, intercept)}
         seconds = time.perf_counter() - started
         self._say(f"learned in {seconds:.2f} s")
 
         outcome = _Outcome(
             objective=objective, candidates=candidates, front=front, model=chosen,
             coefficients=coefficients, intercept=intercept,
-            feature_ranges={name: [float(matrix[:, i].min()), float(matrix[:, i].max())]
-                            for i, name in enumerate(features.names)},
+            feature_ranges={name: list(extent) for name, extent in ranges.items()},
             metrics={"heldout_loss": front.best.loss, "heldout_loss_se": front.best.loss_se,
                      "heldout_accuracy": front.best.accuracy,
                      "train_loss": front.best.train_loss,
                      "learning_seconds": round(seconds, 3), "rows": full.n_rows},
-            folds=folds_report, search=search)
+            folds=folds_report, search=search, constraints=constrained)
         artifact = self._artifact(dataset, features, outcome, locked, base)
         self.objective_ = outcome.objective
         self.candidates_ = outcome.candidates
@@ -390,6 +422,13 @@ class SymbolicRewardLearner(BaseEstimator):
                       "training loss (--selection simplest)")
         return folds, report
 
+    def _front(self, models: Iterable[FrontEntry], floor: float | None) -> ParetoFront:
+        """The front of the models whose fits meet the constraint rows (of all of them, where
+        none does)."""
+        models = list(models)
+        feasible = [m for m in models if m.payload.fit.feasible]
+        return ParetoFront.from_models(feasible or models, rule=self.selection, floor=floor)
+
     def _sparse_proposals(self, full: LinearProblem) -> list[tuple[int, ...]]:
         proposals: list[tuple[int, ...]] = [()]
         for support in (*l1_supports(full, max_terms=self.max_terms, seed=self.seed),
@@ -401,19 +440,24 @@ class SymbolicRewardLearner(BaseEstimator):
     def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
                 offset: np.ndarray | None, candidates: list[Candidate],
                 proposals: list[tuple[int, ...]], folds: crossval.Folds,
-                floor: float | None) -> dict[tuple[int, ...], FrontEntry]:
+                floor: float | None, limits: CandidateConstraints | None = None
+                ) -> dict[tuple[int, ...], FrontEntry]:
         """Cross-validate the proposed supports, each fold's model fitted on all the other
         units and scored on the fold, then simpler variants of the front's members until the
         front stops changing (a look-alike term can be two simplifications away from the one
         it mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``); ``floor`` is
-        the folds' reachable loss (``crossval.folds_floor``)."""
-        proposals = list(dict.fromkeys(proposals))
+        the folds' reachable loss (``crossval.folds_floor``). With constraints (``limits``, on
+        ``full`` already and put on each fold's training problem), a support is first cut to
+        the terms its constrained fit keeps (``effective_support``)."""
+        proposals = list(dict.fromkeys(effective_support(full, p) for p in proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   + (f"cross-validating on {len(folds)} folds" if folds else
                      "scored by their training loss"))
         all_units = np.arange(objective.n_units)
         splits = [(objective.problem(columns, offset, np.setdiff1d(all_units, held)),
                    objective.problem(columns, offset, held)) for held in folds]
+        if limits is not None:
+            splits = [(limits.attach(train), held) for train, held in splits]
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
         scored: dict[tuple[int, ...], FrontEntry] = {}
@@ -421,27 +465,29 @@ class SymbolicRewardLearner(BaseEstimator):
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates,
                                                        folds.partitions)
-            front = ParetoFront.from_models(list(scored.values()), rule=self.selection,
-                                            floor=floor)
+            front = self._front(scored.values(), floor)
             proposals = list(dict.fromkeys(
-                variant for entry in front.entries
+                effective for entry in front.entries
                 for variant in simpler_variants(entry.payload.fit.support, parents)
-                if variant not in scored))
+                if (effective := effective_support(full, variant)) not in scored))
         return scored
 
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
                           offset: np.ndarray | None, seeds: list[list[sympy.Expr]],
-                          units: np.ndarray
+                          units: np.ndarray, bound: FitConstraints | None = None
                           ) -> tuple[list[list[sympy.Expr]], dict[str, Any]]:
         """Term sets from the structure-search engine, seeded by the sparse front, searched on
-        the objective's ``units`` only, and what the search spent."""
+        the objective's ``units`` only, and what the search spent; the constraints' sign
+        bounds of terms (``bound``) filter what it keeps."""
         engine = engines.ENGINES[self.engine]
         proposal = engine.propose(
             objective, matrix, features.names, offset=offset, seeds=seeds, units=units,
             budget=self._budget(),
             settings=engines.Settings(seed=self.seed, max_terms=self.max_terms,
                                       rounding_tolerance=self.rounding_tolerance,
-                                      progress=self.progress))
+                                      progress=self.progress,
+                                      weight_bounds=(bound.shapes.bounds if bound is not None
+                                                     else None)))
         return proposal.term_sets, proposal.report
 
     def _cross_validate(self, support: tuple[int, ...], full: LinearProblem,
@@ -510,6 +556,7 @@ class SymbolicRewardLearner(BaseEstimator):
                if self.engine != engines.SPARSE else {}),
             "front": [e.as_dict() | ({"chosen": True} if i == outcome.front.chosen else {})
                       for i, e in enumerate(outcome.front.entries)],
+            **({"constraints": outcome.constraints} if outcome.constraints is not None else {}),
         }
         if base is not None:
             provenance["parent"] = base.content_hash()
@@ -518,7 +565,7 @@ class SymbolicRewardLearner(BaseEstimator):
                       f"kept locked: {', '.join(t.name for t in locked) or 'none'}")
         name = self.name or (base.name if base is not None else f"learned-{self.objective}")
         return RewardArtifact(name=name, features=features, terms=terms,
-                              invariants=list(base.invariants) if base is not None else [],
+                              invariants=stated_invariants(self.constraints, base),
                               provenance=provenance)
 
 

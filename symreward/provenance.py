@@ -5,7 +5,8 @@
 content hash before that change. An artifact learned with ``learn --from`` from an artifact
 without history records only a parent: its history is then implied, one step "learned".
 ``hash`` is the content hash at the last save, so an artifact whose content differs from it
-was edited by hand since.
+was edited by hand since. An entry may hold more keys than ``change`` and ``parent`` (a harden
+records its counts, ``hardened_history``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
 
 HAND_EDIT = "edited by hand"
+HARDEN = "harden"
 
 
 def recorded_history(provenance: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -49,9 +51,26 @@ def append_change(provenance: MutableMapping[str, Any], change: str, parent: str
     provenance["history"] = history
 
 
-def learned_history(base: RewardArtifact, change: str) -> list[dict[str, Any]]:
+def learned_history(base: RewardArtifact, change: str, **details: Any
+                    ) -> list[dict[str, Any]]:
     """The history of an artifact learned from ``base``: base's history, a hand edit of base
-    not yet recorded, then ``change`` with base's content hash as its parent."""
+    not yet recorded, then ``change`` with base's content hash as its parent (and
+    ``details``, plain values that say more about the change)."""
     hand_edit = ([{"change": HAND_EDIT, "parent": base.recorded_hash}]
                  if base.edited_by_hand else [])
-    return [*base.history, *hand_edit, {"change": change, "parent": base.content_hash()}]
+    return [*base.history, *hand_edit,
+            {"change": change, "parent": base.content_hash(), **details}]
+
+
+def hardened_history(base: RewardArtifact, *, findings: int, invariants: int,
+                     counterexamples: int, rounds: int) -> list[dict[str, Any]]:
+    """The history of an artifact hardened from ``base`` (``symreward harden``): its last
+    entry is the change "harden", with how many accepted findings and invariants were
+    constraints, how many counterexamples of the invariants were added between the rounds of
+    fitting, and how many rounds ran."""
+    change = (f"{HARDEN}: {findings} accepted finding{'s' * (findings != 1)}, {invariants} "
+              f"invariant{'s' * (invariants != 1)} as constraints"
+              + (f", {counterexamples} counterexample{'s' * (counterexamples != 1)} added"
+                 if counterexamples else "") + f" ({rounds} round{'s' * (rounds != 1)})")
+    return learned_history(base, change, findings=findings, invariants=invariants,
+                           counterexamples=counterexamples, rounds=rounds)

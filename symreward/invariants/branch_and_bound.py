@@ -48,14 +48,17 @@ def _splittable(lo: float, hi: float) -> bool:
 
 
 def maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[float, float]],
-             threshold: float, strict: bool, deadline: float, names: Sequence[str]) -> Outcome:
+             threshold: float, strict: bool, deadline: float, names: Sequence[str], *,
+             max_boxes: int | None = None) -> Outcome:
     """Decide ``g <= threshold`` (``<`` when strict) wherever ``cond`` may hold in ``domain``.
 
     Branch-and-bound over boxes: a box is discarded when the interval of ``cond`` is exactly 0,
     accepted when the interval of ``g`` meets the threshold; otherwise its midpoint is tried as a
     counterexample (``cond`` true there and ``g`` beyond the threshold or NaN) and it is split
     along its widest relevant side. ``proved`` only when every box was discarded or accepted,
-    and ``vacuous`` when every box was discarded.
+    and ``vacuous`` when every box was discarded. ``max_boxes`` bounds the work by a count
+    instead of (or beside) the clock, so that the outcome does not depend on the machine's
+    speed: ``unknown`` once that many boxes were examined without a decision.
     """
     try:
         g_iv = interval_function(g)
@@ -73,7 +76,7 @@ def maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[
         (0.0, next(counter), {n: domain[n] for n in relevant})]
     boxes, accepted, unresolved = 0, 0, False
     while heap:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or (max_boxes is not None and boxes >= max_boxes):
             return Outcome("unknown", boxes=boxes)
         _, _, box = heapq.heappop(heap)
         boxes += 1

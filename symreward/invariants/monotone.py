@@ -52,7 +52,7 @@ class _Monotone(Rule):
             raise InvariantError(f"{where}.of: must use exactly one feature, uses "
                                  f"{', '.join(used) or 'none'} (only monotonicity along one "
                                  "feature is supported)")
-        if _discontinuous_in(of, used[0]):
+        if discontinuous_in(of, used[0]):
             raise InvariantError(f"{where}.of: must be continuous in {used[0]} (no comparison, "
                                  "where or atan2)")
         return {"of": of, "feature": used[0],
@@ -72,7 +72,7 @@ class _Monotone(Rule):
         if r == 0:
             return checker.result(invariant, "proved", "symbolic",
                                   detail=f"the reward does not depend on {f}")
-        if _discontinuous_in(r, f):
+        if discontinuous_in(r, f):
             detail = f"no proof: the reward may jump as {f} changes"
         else:
             product = sympy.diff(r, sym) * d_of * (-cls.sense)
@@ -199,7 +199,7 @@ class Increasing(_Monotone):
     word = "higher"
 
 
-def _discontinuous_in(expr: sympy.Expr, name: str) -> bool:
+def discontinuous_in(expr: sympy.Expr, name: str) -> bool:
     """Whether ``expr`` may jump as feature ``name`` moves: it has a comparison, a where
     condition or an atan2 that involves the feature."""
     sym = formula.symbol(name)

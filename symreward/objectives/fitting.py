@@ -7,6 +7,15 @@ problem fits one, and finite on separable labels. The learner's cross-validation
 the stepwise search, the evolutionary engine and the rounding of weights all fit this way, so
 their weights are on one scale.
 
+A problem with ``LinearConstraints`` (bounds on weights, linear inequalities) is fitted as
+above first: the loss is convex, so where that fit meets the constraints it is also the
+constrained optimum, bit for bit. Otherwise the constrained minimum is found by an active-set
+search whose steps are fits of the same solvers over the directions the active constraints
+leave free, or, where that does not settle, by L-BFGS-B (bounds only) or SLSQP (rows too)
+from a feasible start found by linear programming (HiGHS); where no weights meet the rows, the
+fit within the bounds alone is returned, marked ``feasible=False``. The batch scorers below
+take no constraints.
+
 The evolutionary engine scores thousands of term sets a second, each by two-fold validation:
 weights fitted on one half of the objective's units, scored on the other, and the other way
 round. For the Bradley–Terry loss (preferences, rankings) and squared error (reward labels)
@@ -16,11 +25,12 @@ round. For the Bradley–Terry loss (preferences, rankings) and squared error (r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import linprog, minimize
 
 from symreward.objectives.linear import LinearProblem
 from symreward.objectives.solvers import (
@@ -39,11 +49,13 @@ SOLVERS = ("newton", "lbfgs")
 
 @dataclass(frozen=True)
 class LinearFit:
-    """Coefficients (on the problem's raw column scale) of a fit restricted to ``support``."""
+    """Coefficients (on the problem's raw column scale) of a fit restricted to ``support``;
+    ``feasible`` is False where the problem's constraint rows cannot be met on this support."""
 
     support: tuple[int, ...]
     coef: np.ndarray
     intercept: float = 0.0
+    feasible: bool = True
 
 
 def column_scale(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
@@ -73,19 +85,20 @@ def fit(problem: LinearProblem, support: Sequence[int] | None = None, *,
     non-negative PU risk (a class prior) is not a sum over rows and always takes L-BFGS-B. Both
     find the same minimum of a convex loss to their tolerances, not to the last bit: the
     rounding of weights refits with L-BFGS-B from the unrounded weights, every other fit uses
-    Newton."""
+    Newton. The problem's constraints, if any, hold for the result (module docstring)."""
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r}: choose from {', '.join(SOLVERS)}")
     if start is not None and solver != "lbfgs":
         raise ValueError("start is where L-BFGS-B starts: pass solver='lbfgs'")
     chosen = tuple(range(problem.X.shape[1])) if support is None else tuple(support)
+    sub = problem if support is None else problem.with_columns(np.asarray(chosen, dtype=int))
     if solver == "lbfgs" or (problem.kind == "pu" and problem.class_prior is not None):
-        coef, intercept = _lbfgs(problem.with_columns(np.asarray(chosen, dtype=int)), chosen,
-                                 start)
+        coef, intercept = _lbfgs(sub, chosen, start)
     else:
-        sub = problem if support is None else problem.with_columns(np.asarray(chosen, dtype=int))
         coef, intercept = _newton(sub)
-    return LinearFit(chosen, coef, intercept)
+    if sub.constraints is None or sub.constraints.satisfied(coef, intercept):
+        return LinearFit(chosen, coef, intercept)
+    return _constrained(sub, chosen, coef, intercept)
 
 
 def _newton(problem: LinearProblem) -> tuple[np.ndarray, float]:
@@ -108,11 +121,10 @@ def _newton(problem: LinearProblem) -> tuple[np.ndarray, float]:
     return theta[:k] / scale, float(theta[k]) if problem.fit_intercept else 0.0
 
 
-def _lbfgs(problem: LinearProblem, support: tuple[int, ...], start: LinearFit | None
-           ) -> tuple[np.ndarray, float]:
-    """L-BFGS-B on ``problem`` (its columns are ``support``'s), from ``start``."""
-    scale = column_scale(problem.X, problem.fit_intercept)
-    X = problem.X / scale
+def _standardised_loss(problem: LinearProblem, X: np.ndarray
+                       ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """The problem's loss plus the refit ridge, and its gradient, in the parameters
+    ``theta`` (weights of the standardised columns ``X``, then the intercept if fitted)."""
     k = X.shape[1]
     n_params = k + (1 if problem.fit_intercept else 0)
 
@@ -125,7 +137,17 @@ def _lbfgs(problem: LinearProblem, support: tuple[int, ...], start: LinearFit | 
         if problem.fit_intercept:
             grad[k] = grad_z.sum()
         return loss + REFIT_RIDGE * float(coef @ coef), grad
+    return objective
 
+
+def _lbfgs(problem: LinearProblem, support: tuple[int, ...], start: LinearFit | None
+           ) -> tuple[np.ndarray, float]:
+    """L-BFGS-B on ``problem`` (its columns are ``support``'s), from ``start``."""
+    scale = column_scale(problem.X, problem.fit_intercept)
+    X = problem.X / scale
+    k = X.shape[1]
+    n_params = k + (1 if problem.fit_intercept else 0)
+    objective = _standardised_loss(problem, X)
     if n_params == 0:
         return np.zeros(0), 0.0
     if problem.kind == "squared":
@@ -144,6 +166,144 @@ def _lbfgs(problem: LinearProblem, support: tuple[int, ...], start: LinearFit | 
     coef = result.x[:k] / scale
     intercept = float(result.x[k]) if problem.fit_intercept else 0.0
     return coef, intercept
+
+
+def _constrained(problem: LinearProblem, support: tuple[int, ...], coef: np.ndarray,
+                 intercept: float) -> LinearFit:
+    """The minimum of ``problem``'s loss under its constraints (it has some, and the
+    unconstrained minimum ``coef``, ``intercept`` breaks them), on standardised columns.
+
+    First an active-set search (``_active_set``): each trial set of constraints held as
+    equalities is a fit of the same loss over the directions they leave free, by the solvers of
+    unconstrained fits. Where it does not settle, L-BFGS-B (bounds alone) or SLSQP (rows too),
+    started where linear programming finds the rows met; where no weights meet the rows, the
+    minimum within the bounds alone, marked infeasible."""
+    constraints = problem.constraints
+    assert constraints is not None
+    if len(coef) == 0 and not problem.fit_intercept:  # no weights to move the unmet rows
+        return LinearFit(support, coef, intercept, feasible=False)
+    scale = column_scale(problem.X, problem.fit_intercept)
+    k = problem.X.shape[1]
+    with_intercept = problem.fit_intercept
+    lower = constraints.lower * scale
+    upper = constraints.upper * scale
+    rows = constraints.rows / scale
+    if with_intercept:
+        lower = np.append(lower, constraints.intercept_lower)
+        upper = np.append(upper, constraints.intercept_upper)
+        rows = np.column_stack([rows, constraints.intercept_rows])
+    start = np.append(coef * scale, intercept) if with_intercept else coef * scale
+    limits = constraints.limits
+    theta = _active_set(problem, scale, rows, limits, lower, upper, start)
+    feasible = True
+    if theta is None:
+        theta, feasible = _general(problem, scale, rows, limits, lower, upper, start)
+    # A weight the optimiser left a rounding error away from a bound of 0 is at the bound: the
+    # term is out of the model (``constraints.effective_support`` drops it).
+    at_zero = ((lower == 0) | (upper == 0)) & (np.abs(theta) <= 1e-12 * max(
+        1.0, float(np.abs(theta).max(initial=0.0))))
+    theta[at_zero] = 0.0
+    return LinearFit(support, theta[:k] / scale, float(theta[k]) if with_intercept else 0.0,
+                     feasible=feasible)
+
+
+def _active_set(problem: LinearProblem, scale: np.ndarray, rows: np.ndarray,
+                limits: np.ndarray, lower: np.ndarray, upper: np.ndarray, theta: np.ndarray
+                ) -> np.ndarray | None:
+    """The constrained minimum in the standardised parameters ``theta`` (weights, then the
+    intercept if fitted), from the unconstrained one: the most violated constraint (a row or a
+    bound) joins the set held as equalities, one whose multiplier has the wrong sign leaves
+    it, until the point meets every constraint with multipliers of the right sign (the KKT
+    conditions of a convex problem: the minimum). None where that does not happen within a
+    few steps or the held set cannot be met."""
+    n = len(theta)
+    finite_upper, finite_lower = np.flatnonzero(np.isfinite(upper)), np.flatnonzero(
+        np.isfinite(lower))
+    G = np.vstack([rows, np.eye(n)[finite_upper], -np.eye(n)[finite_lower]])
+    h = np.concatenate([limits, upper[finite_upper], -lower[finite_lower]])
+    slack = 1e-10 * (1 + np.abs(h))
+    objective = _standardised_loss(problem, problem.X / scale)
+    held: list[int] = []
+    for _ in range(2 * len(h) + 4):
+        excess = G @ theta - h
+        excess[held] = -np.inf
+        worst = int(np.argmax(excess)) if len(h) else 0
+        if len(h) and excess[worst] > slack[worst]:
+            held.append(worst)
+        else:
+            gradient = objective(theta)[1]
+            if not held:
+                return theta
+            multipliers = np.linalg.lstsq(G[held].T, -gradient, rcond=None)[0]
+            scale_of = 1e-8 * max(1.0, float(np.abs(multipliers).max()))
+            if multipliers.min() >= -scale_of:
+                return theta
+            held.pop(int(np.argmin(multipliers)))
+        theta = _on_equalities(problem, scale, G[held], h[held])
+        if theta is None:
+            return None
+    return None
+
+
+def _on_equalities(problem: LinearProblem, scale: np.ndarray, A: np.ndarray, b: np.ndarray
+                   ) -> np.ndarray | None:
+    """The minimum of the loss in the standardised parameters where ``A @ theta = b``: the
+    loss over the directions the equalities leave free, fitted as an unconstrained problem
+    whose offset holds the part they fix. None where they cannot all hold."""
+    design = problem.X / scale
+    if problem.fit_intercept:
+        design = np.column_stack([design, np.ones(problem.n_rows)])
+    n = design.shape[1]
+    fixed = np.linalg.lstsq(A, b, rcond=None)[0] if len(A) else np.zeros(n)
+    if len(A) and not np.allclose(A @ fixed, b, rtol=1e-9, atol=1e-12):
+        return None
+    _, singular, right = np.linalg.svd(A) if len(A) else (None, np.zeros(0), np.eye(n))
+    rank = int(np.sum(singular > 1e-12 * max(1.0, float(singular.max(initial=0.0)))))
+    free = right[rank:].T
+    if free.shape[1] == 0:
+        return fixed
+    sub = replace(problem, X=design @ free, offset=problem.offset + design @ fixed,
+                  fit_intercept=False, constraints=None)
+    if problem.kind == "pu" and problem.class_prior is not None:
+        z = _lbfgs(sub, tuple(range(free.shape[1])), None)[0]
+    else:
+        z = _newton(sub)[0]
+    return fixed + free @ z
+
+
+def _general(problem: LinearProblem, scale: np.ndarray, rows: np.ndarray, limits: np.ndarray,
+             lower: np.ndarray, upper: np.ndarray, start: np.ndarray
+             ) -> tuple[np.ndarray, bool]:
+    """The constrained minimum by a general solver, and whether the rows can be met: L-BFGS-B
+    for bounds alone, SLSQP with rows from a start where linear programming finds them met;
+    the minimum within the bounds where they cannot be."""
+    theta = np.clip(start, lower, upper)
+    if np.any(lower > upper):  # contradictory bounds (invariants that exclude each other)
+        return theta, False
+    bounds = [(None if math.isinf(lo) else lo, None if math.isinf(hi) else hi)
+              for lo, hi in zip(lower, upper, strict=True)]
+    objective = _standardised_loss(problem, problem.X / scale)
+    feasible = True
+    if len(limits) and np.any(rows @ theta > limits):
+        found = linprog(np.zeros(len(theta)), A_ub=rows, b_ub=limits, bounds=bounds,
+                        method="highs")
+        feasible = found.status == 0
+        if feasible:
+            theta = np.clip(found.x, lower, upper)
+    if feasible and len(limits):
+        result = minimize(objective, theta, jac=True, method="SLSQP", bounds=bounds,
+                          constraints=[{"type": "ineq", "fun": lambda t: limits - rows @ t,
+                                        "jac": lambda t: -rows}],
+                          options={"maxiter": 1000, "ftol": 1e-15})
+        trial = np.clip(result.x, lower, upper)
+        # SLSQP meets linear rows to its own tolerance: keep its answer where it does (it is
+        # never worse than the feasible start).
+        if not np.any(rows @ trial - limits > 1e-9 * (1 + np.abs(limits))):
+            theta = trial
+        return theta, True
+    return np.clip(minimize(objective, theta, jac=True, method="L-BFGS-B", bounds=bounds,
+                            options={"maxiter": 1000, "gtol": 1e-10, "ftol": 1e-14}).x,
+                   lower, upper), feasible
 
 
 def squared_solve(design: np.ndarray, problem: LinearProblem, penalty: np.ndarray) -> np.ndarray:

@@ -4,16 +4,90 @@
 pairs, transitions) whose scores are ``X @ coef + intercept + offset``; every fit of weights
 (``fitting``), the search engines and the rounding of weights work on such a problem. A
 problem with other rows, columns or offset is derived from one (``rows``, ``with_columns``,
-``stacked``, ``dataclasses.replace``), never rebuilt field by field.
+``stacked``, ``with_fixed``, ``dataclasses.replace``), never rebuilt field by field.
+
+A problem may carry ``LinearConstraints``: hard bounds on its weights and intercept and linear
+inequalities on them (shape constraints from invariants, accepted findings); ``fitting.fit``
+honours them. They are not rows of the loss: taking rows keeps them, taking columns takes theirs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.special import expit, log_expit, xlogy
+
+# A constraint counts as met when it holds to this (relative) tolerance: solvers meet linear
+# constraints to rounding, not to the last bit.
+FEASIBILITY_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class LinearConstraints:
+    """Hard constraints on the weights ``coef`` and ``intercept`` of a linear problem:
+    ``lower <= coef <= upper``, ``intercept_lower <= intercept <= intercept_upper``, and
+    ``rows @ coef + intercept_rows * intercept <= limits``, one row per constraint, named by
+    ``labels`` (so a fit can say which it could not meet)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    rows: np.ndarray
+    intercept_rows: np.ndarray
+    limits: np.ndarray
+    labels: tuple[str, ...] = ()
+    intercept_lower: float = -math.inf
+    intercept_upper: float = math.inf
+
+    @classmethod
+    def bounds_only(cls, lower: np.ndarray, upper: np.ndarray) -> LinearConstraints:
+        """Bounds on the weights and no rows."""
+        k = len(lower)
+        return cls(np.asarray(lower, float), np.asarray(upper, float), np.zeros((0, k)),
+                   np.zeros(0), np.zeros(0))
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.rows.shape[0])
+
+    def with_columns(self, support: np.ndarray) -> LinearConstraints:
+        """The same constraints on the columns ``support`` only (the others' weights 0)."""
+        return replace(self, lower=self.lower[support], upper=self.upper[support],
+                       rows=self.rows[:, support])
+
+    def with_fixed(self, index: np.ndarray, values: np.ndarray, intercept: float
+                   ) -> LinearConstraints:
+        """The constraints on the other columns once the columns ``index`` are fixed at
+        ``values`` and the intercept at ``intercept`` (which is then no longer a variable)."""
+        rest = np.setdiff1d(np.arange(len(self.lower)), index)
+        moved = self.rows[:, index] @ np.asarray(values, float) + self.intercept_rows * intercept
+        return replace(self, lower=self.lower[rest], upper=self.upper[rest],
+                       rows=self.rows[:, rest], limits=self.limits - moved,
+                       intercept_rows=np.zeros(self.n_rows), intercept_lower=-math.inf,
+                       intercept_upper=math.inf)
+
+    def excess(self, coef: np.ndarray, intercept: float = 0.0) -> np.ndarray:
+        """How far each row's left side is above its limit (<= 0 where the row is met)."""
+        return self.rows @ np.asarray(coef, float) + self.intercept_rows * intercept - self.limits
+
+    def unmet(self, coef: np.ndarray, intercept: float = 0.0) -> list[str]:
+        """What ``coef`` and ``intercept`` do not meet: the labels of broken rows, then
+        ``"bounds on weights"`` and ``"bounds on the intercept"`` where one is outside its
+        bounds."""
+        coef = np.asarray(coef, float)
+        slack = FEASIBILITY_TOLERANCE * (1 + np.abs(self.limits))
+        broken = [self.labels[i] if i < len(self.labels) else f"row {i}"
+                  for i in np.flatnonzero(self.excess(coef, intercept) > slack)]
+        if np.any(coef < self.lower) or np.any(coef > self.upper):
+            broken.append("bounds on weights")
+        if not self.intercept_lower <= intercept <= self.intercept_upper:
+            broken.append("bounds on the intercept")
+        return broken
+
+    def satisfied(self, coef: np.ndarray, intercept: float = 0.0) -> bool:
+        return not self.unmet(coef, intercept)
 
 
 @dataclass
@@ -37,6 +111,7 @@ class LinearProblem:
     fit_intercept: bool = False
     noise: float = 0.0
     class_prior: float | None = None
+    constraints: LinearConstraints | None = field(default=None, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -49,11 +124,28 @@ class LinearProblem:
 
     def with_columns(self, support: np.ndarray) -> LinearProblem:
         """The same loss over the columns ``support`` (indices) only."""
-        return replace(self, X=self.X[:, support])
+        constraints = (None if self.constraints is None
+                       else self.constraints.with_columns(np.asarray(support, dtype=int)))
+        return replace(self, X=self.X[:, support], constraints=constraints)
+
+    def with_fixed(self, index: Sequence[int], values: Sequence[float], intercept: float
+                   ) -> LinearProblem:
+        """The loss over the other columns once the columns ``index`` are fixed at ``values``
+        and the intercept at ``intercept``: their reward joins the offset (and the limits of
+        the constraints), and no intercept is fitted."""
+        index = np.asarray(index, dtype=int)
+        values = np.asarray(values, dtype=float)
+        rest = np.setdiff1d(np.arange(self.X.shape[1]), index)
+        constraints = (None if self.constraints is None
+                       else self.constraints.with_fixed(index, values, intercept))
+        return replace(self, X=self.X[:, rest],
+                       offset=self.offset + self.X[:, index] @ values + intercept,
+                       fit_intercept=False, constraints=constraints)
 
     @staticmethod
     def stacked(parts: Sequence[LinearProblem]) -> LinearProblem:
-        """The rows of ``parts`` (problems of one objective, as on its folds) as one problem."""
+        """The rows of ``parts`` (problems of one objective, as on its folds) as one problem,
+        with the constraints of the first."""
         return replace(parts[0], X=np.vstack([p.X for p in parts]),
                        target=np.concatenate([p.target for p in parts]),
                        offset=np.concatenate([p.offset for p in parts]),

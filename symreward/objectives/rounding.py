@@ -5,7 +5,7 @@ fewest digits that keep the fit and the ratios between weights as they were
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +33,8 @@ def rounded_weights(problem: LinearProblem, fitted: LinearFit, tolerance: float
     are refit around it, so they move with it: ``0.97*x - 4.85*low`` can become
     ``x - 5*low``. Then the intercept: 0 where that keeps the loss within the tolerance
     (a fitted ``-4.9e-09`` beside weights of 1 is no term), else its fewest digits that
-    do."""
+    do. Where ``problem`` has constraints the fit meets, a rounding is kept only if the
+    weights still meet them."""
     weights = np.asarray(fitted.coef, dtype=float)
     coefficients = [float(c) for c in weights]
     intercept = fitted.intercept
@@ -42,21 +43,30 @@ def rounded_weights(problem: LinearProblem, fitted: LinearFit, tolerance: float
     sub = problem.with_columns(np.asarray(fitted.support, dtype=int))
     exact = sub.loss(weights, intercept)
     limit = exact + tolerance * abs(exact) + 1e-12
+    held = _meets(sub, weights, intercept)
     fixed: dict[int, float] = {}
     for k in (int(j) for j in np.argsort(-np.abs(coefficients))):
         fixed[k] = coefficients[k]
         for digits in range(1, 7):
             trial = _refit_others(sub, {**fixed, k: round_significant(coefficients[k], digits)},
                                   coefficients, intercept)
-            if _same_ratios(trial, weights) and sub.loss(trial, intercept) <= limit:
+            if (_same_ratios(trial, weights) and sub.loss(trial, intercept) <= limit
+                    and (not held or _meets(sub, trial, intercept))):
                 coefficients = [float(c) for c in trial]
                 fixed[k] = coefficients[k]
                 break
     if intercept != 0:
         shorter = [0.0, *(round_significant(intercept, d) for d in range(1, 7))]
-        intercept = next((b for b in shorter if sub.loss(coefficients, b) <= limit),
-                         intercept)
+        intercept = next((b for b in shorter if sub.loss(coefficients, b) <= limit
+                          and (not held or _meets(sub, coefficients, b))), intercept)
     return coefficients, intercept
+
+
+def _meets(problem: LinearProblem, coef: Sequence[float] | np.ndarray, intercept: float
+           ) -> bool:
+    """Whether the weights meet ``problem``'s constraints (there are none to meet, or they
+    hold)."""
+    return problem.constraints is None or problem.constraints.satisfied(coef, intercept)
 
 
 def _same_ratios(trial: np.ndarray, fitted: np.ndarray) -> bool:
@@ -79,9 +89,7 @@ def _refit_others(problem: LinearProblem, fixed: dict[int, float], coefficients:
     free = [j for j in range(len(coefficients)) if j not in fixed]
     if not free:
         return result
-    offset = problem.offset + problem.X[:, chosen] @ result[chosen] + intercept
-    rest = replace(problem.with_columns(np.asarray(free)), offset=offset,
-                   fit_intercept=False)
+    rest = problem.with_fixed(chosen, result[chosen], intercept)
     support = tuple(range(len(free)))
     result[free] = fit(rest, solver="lbfgs", start=LinearFit(support, result[free])).coef
     return result

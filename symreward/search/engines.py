@@ -42,6 +42,9 @@ class Settings:
     max_terms: int = 8
     rounding_tolerance: float = 1e-3
     progress: Callable[[str], None] | None = None
+    # The bounds (lower, upper) the learner's constraints put on a term's weight, where an
+    # engine can use them (``symreward.constraints.ShapeRules.bounds``).
+    weight_bounds: Callable[[sympy.Expr], tuple[float, float]] | None = None
 
 
 @dataclass
@@ -100,7 +103,8 @@ class Evolve:
             time_limit=budget["time_limit"], max_terms=settings.max_terms,
             rounding_tolerance=settings.rounding_tolerance, seed=settings.seed,
             progress=settings.progress)
-        result = search.run(objective, matrix, names, offset=offset, seeds=seeds, units=units)
+        result = search.run(objective, matrix, names, offset=offset, seeds=seeds, units=units,
+                            weight_bounds=settings.weight_bounds)
         if settings.progress is not None:
             settings.progress(f"evolve: {result.generations} generations, {result.evaluations} "
                               f"terms evaluated in {result.seconds:.1f} s; stopped: "

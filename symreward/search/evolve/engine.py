@@ -7,6 +7,11 @@ every pair of its terms merged, the most promising new models get their threshol
 (``tuning``) and new shapes their smooth constants refined (``refinement``); NSGA-II selects
 the next population and the archive keeps the best at each complexity (``selection``). At the
 end every archived model is tuned, refined and its constants rounded.
+
+With ``weight_bounds`` (the sign bounds the learner's constraints prove for a term's weight,
+``symreward.constraints``), a model whose fitted weights break them is infeasible: it may breed,
+but never enters the archive, so the search proposes none (a feasibility filter, as in
+shape-constrained symbolic regression).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from symreward.search.trees import (
 )
 
 Progress = Callable[[str], None]
+WeightBounds = Callable[[sympy.Expr], tuple[float, float]]
 
 
 @dataclass
@@ -92,18 +98,22 @@ class EvolutionarySearch:
 
     def run(self, objective: Objective, matrix: np.ndarray, names: Sequence[str], *,
             offset: np.ndarray | None = None, seeds: Sequence[Sequence[sympy.Expr]] = (),
-            units: np.ndarray | None = None) -> EvolutionResult:
+            units: np.ndarray | None = None, weight_bounds: WeightBounds | None = None
+            ) -> EvolutionResult:
         """Search term sets over the (N, F) feature ``matrix`` whose columns are ``names``,
         on the objective's ``units`` (all by default), seeded with the term sets ``seeds``;
-        ``offset`` is a fixed reward per transition (locked terms) that every model adds."""
-        return self.prepare(objective, matrix, names, offset=offset, units=units).evolve(seeds)
+        ``offset`` is a fixed reward per transition (locked terms) that every model adds;
+        ``weight_bounds(term)`` the bounds of a term's weight in a feasible model."""
+        return self.prepare(objective, matrix, names, offset=offset, units=units,
+                            weight_bounds=weight_bounds).evolve(seeds)
 
     def prepare(self, objective: Objective, matrix: np.ndarray, names: Sequence[str], *,
-                offset: np.ndarray | None = None, units: np.ndarray | None = None) -> Run:
+                offset: np.ndarray | None = None, units: np.ndarray | None = None,
+                weight_bounds: WeightBounds | None = None) -> Run:
         """A run on these data (as ``run`` takes them) before its first generation: its
         parts can be used on their own, as the tests do."""
         self.check()
-        return Run(self, objective, matrix, names, offset, units)
+        return Run(self, objective, matrix, names, offset, units, weight_bounds)
 
     def check(self) -> None:
         """Every option's value; an ``OptionError`` names the first bad one."""
@@ -135,9 +145,11 @@ class Run:
 
     def __init__(self, options: EvolutionarySearch, objective: Objective, matrix: np.ndarray,
                  names: Sequence[str], offset: np.ndarray | None,
-                 units: np.ndarray | None = None):
+                 units: np.ndarray | None = None, weight_bounds: WeightBounds | None = None):
         self.options = options
         self.names = list(names)
+        self.weight_bounds = weight_bounds
+        self.term_bounds: dict[Node, tuple[float, float]] = {}
         self.fitness = Fitness(objective, matrix, offset, units, options.seed)
         self.quantiles = np.quantile(matrix, np.linspace(0.02, 0.98, 49), axis=0).T
         self.variation = Variation(
@@ -157,7 +169,7 @@ class Run:
         population = initial_population(seeds, self.names, options.population, fitness,
                                         self.refiner, variation)
         archive: dict[int, Individual] = {}
-        update_archive(archive, population, fitness.floor, fitness.resolution)
+        update_archive(archive, population, fitness.floor, fitness.resolution, self.feasible)
         stale, generation, stopped = 0, 0, "generations"
         for generation in range(1, options.generations + 1):
             if options.time_limit is not None and \
@@ -183,7 +195,8 @@ class Run:
             children.extend(self.refiner.refine_all(self.refiner.new_shapes(ranked),
                                                     options.refine_iterations))
             population = select(unique([*population, *children]), options.population)
-            if update_archive(archive, population, fitness.floor, fitness.resolution):
+            if update_archive(archive, population, fitness.floor, fitness.resolution,
+                              self.feasible):
                 stale = 0
             else:
                 stale += 1
@@ -197,8 +210,8 @@ class Run:
                 stopped = f"no improvement in {options.patience} generations"
                 break
         ordered = sorted(archive.values(), key=lambda i: i.complexity)
-        final = [self.tuner.rounded(i) for i in self.refiner.refine_all(
-            [self.tuner.thresholds(i) for i in ordered])]
+        final = [i for i in (self.tuner.rounded(i) for i in self.refiner.refine_all(
+            [self.tuner.thresholds(i) for i in ordered])) if self.feasible(i)]
         symbols = [formula.symbol(n) for n in self.names]
         term_sets = []
         for individual in final:
@@ -208,6 +221,22 @@ class Run:
         return EvolutionResult(term_sets, generation, fitness.columns.evaluations,
                                time.perf_counter() - started, stopped, fitness.candidates, final,
                                fitness.constant_fits)
+
+
+    def feasible(self, individual: Individual) -> bool:
+        """Whether every weight of ``individual`` is within its term's ``weight_bounds`` (to
+        a rounding error of the largest weight); each term's bounds are decided once."""
+        if self.weight_bounds is None:
+            return True
+        slack = 1e-9 * max((abs(w) for w in individual.weights), default=0.0)
+        symbols = [formula.symbol(n) for n in self.names]
+        for term, weight in zip(individual.terms, individual.weights, strict=True):
+            if term not in self.term_bounds:
+                self.term_bounds[term] = self.weight_bounds(to_sympy(term, symbols))
+            low, high = self.term_bounds[term]
+            if weight < low - slack or weight > high + slack:
+                return False
+        return True
 
 
 def _simplified_terms(terms: Sequence[Node], symbols: Sequence[sympy.Symbol]

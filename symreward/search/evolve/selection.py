@@ -6,6 +6,7 @@ progress for the early stop.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -82,12 +83,17 @@ def _crowding(front: list[Individual]) -> None:
 
 
 def update_archive(archive: dict[int, Individual], population: list[Individual], floor: float,
-                   resolution: float) -> bool:
+                   resolution: float,
+                   feasible: Callable[[Individual], bool] | None = None) -> bool:
     """Keep the lowest validation loss at each complexity, dominated entries dropped; whether
-    a model entered that ``is_new_front_point``."""
+    a model entered that ``is_new_front_point``. Models that ``feasible`` refuses never
+    enter."""
     improved = False
     for individual in population:
         held = archive.get(individual.complexity)
+        if feasible is not None and (held is None or individual.loss < held.loss) \
+                and not feasible(individual):
+            continue
         if held is None or individual.loss < held.loss - 1e-6 * abs(held.loss):
             improved = improved or is_new_front_point(archive, individual, floor, resolution)
             archive[individual.complexity] = individual
