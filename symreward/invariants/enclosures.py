@@ -32,7 +32,7 @@ crosses ``atan2``'s cut), whose slopes must not be used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,11 +231,15 @@ def atan2(y: Pair, x: Pair) -> tuple[Pair, np.ndarray]:
 
 
 class _Batch:
-    """The boxes of one call: their ends, and whether slopes are wanted."""
+    """The boxes of one call: their ends, which ends are open, and whether slopes are
+    wanted."""
 
-    def __init__(self, lo: np.ndarray, hi: np.ndarray, slopes: bool):
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, slopes: bool,
+                 open_lo: np.ndarray | None, open_hi: np.ndarray | None):
         self.lo, self.hi, self.slopes = lo, hi, slopes
         self.none = np.zeros(len(lo), bool)
+        self.open_lo = np.zeros(lo.shape, bool) if open_lo is None else open_lo
+        self.open_hi = np.zeros(lo.shape, bool) if open_hi is None else open_hi
 
 
 Node = Callable[[_Batch], Enclosure]
@@ -318,6 +322,9 @@ class _Compiler:
         if isinstance(expr, sympy.Pow):
             return self._power(expr, args[0], args[1])
         if isinstance(expr, formula.Comparison):
+            threshold = threshold_of(expr, self.columns)
+            if threshold is not None:
+                return _threshold(*threshold)
             return _comparison(type(expr).__name__, args[0], args[1])
         if isinstance(expr, formula.Where):
             return _where(*args)
@@ -438,6 +445,49 @@ def _comparison(kind: str, lhs: Node, rhs: Node) -> Node:
     return node
 
 
+_MIRROR = {"Greater": "Less", "GreaterEqual": "LessEqual", "Less": "Greater",
+           "LessEqual": "GreaterEqual"}
+
+
+def threshold_of(expr: formula.Comparison, columns: Mapping[str, int]
+                 ) -> tuple[str, int, float] | None:
+    """``(kind, column, c)`` when ``expr`` compares a feature of ``columns`` with a number
+    that is exactly a double, as ``feature <kind> c`` (``c < x`` is ``x > c``); else None."""
+    lhs, rhs = expr.args
+    kind = type(expr).__name__
+    if rhs.is_Symbol and lhs.is_Number:
+        lhs, rhs, kind = rhs, lhs, _MIRROR[kind]
+    if not (lhs.is_Symbol and lhs.name in columns and rhs.is_Number):
+        return None
+    c = float(rhs)
+    if not (np.isfinite(c) and (sympy.Float(c) == rhs or sympy.Integer(int(c)) == rhs)):
+        return None
+    return kind, columns[lhs.name], c
+
+
+def _threshold(kind: str, j: int, c: float) -> Node:
+    """``x <kind> c`` for a feature x, decided exactly from the box's ends and which of them
+    are open: (c, hi] holds ``x > c`` throughout. A box that straddles c jumps along x."""
+    def node(batch: _Batch) -> Enclosure:
+        lo, hi = batch.lo[:, j], batch.hi[:, j]
+        open_lo, open_hi = batch.open_lo[:, j], batch.open_hi[:, j]
+        above = (lo > c) | (lo == c) & open_lo  # every x > c
+        at_least = lo >= c
+        below = (hi < c) | (hi == c) & open_hi  # every x < c
+        at_most = hi <= c
+        true, false = {"Greater": (above, at_most), "GreaterEqual": (at_least, below),
+                       "Less": (below, at_least), "LessEqual": (at_most, above)}[kind]
+        grad = {}
+        if batch.slopes:
+            straddle = ~true & ~false
+            zero = np.zeros(len(lo))
+            grad = {j: (zero, np.where(straddle, _INF, 0.0)) if kind.startswith("Greater")
+                    else (np.where(straddle, -_INF, 0.0), zero)}
+        return _result((np.where(true, 1.0, 0.0), np.where(false, 0.0, 1.0)), batch.none,
+                       batch.none, grad)
+    return node
+
+
 def _where(condition: Node, if_true: Node, if_false: Node) -> Node:
     def node(batch: _Batch) -> Enclosure:
         c, a, b = condition(batch), if_true(batch), if_false(batch)
@@ -509,7 +559,10 @@ class BoxFunction:
 
     ``f(lo, hi)`` with ``lo``, ``hi`` of shape ``(n, len(names))`` (the boxes' ends, in
     ``names`` order; infinite ends allowed) gives an ``Enclosure`` of ``n`` rows; with
-    ``slopes=True`` its ``grad`` encloses the partial derivatives. Raises ``Unsupported`` at
+    ``slopes=True`` its ``grad`` encloses the partial derivatives. ``open_lo``/``open_hi``
+    (same shape, bool) mark ends the box leaves out: a comparison of a feature with a number
+    reads them (``x > c`` holds on ``(c, hi]``), everything else encloses the closed box,
+    which holds the half-open one. Raises ``Unsupported`` at
     compile time for a node it has no rule for, or a symbol not in ``names``.
     """
 
@@ -518,11 +571,13 @@ class BoxFunction:
         self.names = list(names)
         self._node = _Compiler(self.names).compile(expr)
 
-    def __call__(self, lo: np.ndarray, hi: np.ndarray, *, slopes: bool = False) -> Enclosure:
+    def __call__(self, lo: np.ndarray, hi: np.ndarray, *, slopes: bool = False,
+                 open_lo: np.ndarray | None = None, open_hi: np.ndarray | None = None
+                 ) -> Enclosure:
         lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
         n = len(lo)
         with np.errstate(all="ignore"):  # infinities and NaN are handled as values
-            out = self._node(_Batch(lo, hi, slopes))
+            out = self._node(_Batch(lo, hi, slopes, open_lo, open_hi))
 
         def full(x: np.ndarray) -> np.ndarray:
             return np.array(np.broadcast_to(x, (n,)))
