@@ -53,7 +53,8 @@ _MIN_WIDTH = 1e-13  # a side narrower than this times (1 + |end|) is not split f
 @dataclass
 class Optimum:
     """A certified maximum: ``value <= sup <= bound`` over the box, ``point`` where ``value``
-    is proved (``None`` when the formula is undefined everywhere)."""
+    is proved (``None`` when the formula is undefined everywhere). ``unbounded``: a value
+    above 1e300 was proved, so the supremum is taken as infinite."""
 
     value: float
     bound: float
@@ -62,6 +63,7 @@ class Optimum:
     boxes: int
     seconds: float
     components: int
+    unbounded: bool = False
 
     @property
     def gap(self) -> float:
@@ -114,7 +116,7 @@ class _Component:
         for j, (s_lo, s_hi) in bounds.slopes.items():
             sliver = (boxes.open_lo[:, j] | boxes.open_hi[:, j]) & (
                 hi[:, j] <= np.nextafter(lo[:, j], np.inf))
-            wide = (hi[:, j] > lo[:, j]) & ~sliver & ~bounds.irregular
+            wide = (hi[:, j] > lo[:, j]) & ~sliver & ~bounds.irregular[:, j]
             rising = wide & (s_lo >= 0) & np.isfinite(hi[:, j])
             falling = wide & ~rising & (s_hi <= 0) & np.isfinite(lo[:, j])
             lo[rising, j] = np.where(boxes.open_hi[rising, j],
@@ -227,13 +229,14 @@ class _Component:
 
     def _sides(self, boxes: Boxes, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
         """The side to split, and whether any is left. First a side along which the sum jumps
-        at a threshold inside the box (one cut there removes the jump); then the largest
-        |slope| x width, a jump's infinite slope counting only through the terms smooth along
-        it (cutting across a jump at its middle again and again leaves a box that still holds
-        it); the widest relative to the domain where slopes do not hold."""
+        at a threshold inside the box (one cut there removes the jump); then a side along which
+        the slopes do not hold (a term may be undefined), the widest relative to the domain;
+        then the largest |slope| x width, a jump's infinite slope counting only through the
+        terms smooth along it (cutting across a jump at its middle again and again leaves a
+        box that still holds it)."""
         lo, hi = boxes.lo, boxes.hi
-        width = hi - lo
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
+            width = hi - lo
             cut = split_points(lo, hi)
             wide = np.isinf(width) | (width > _MIN_WIDTH * (1 + np.maximum(np.abs(lo),
                                                                           np.abs(hi))))
@@ -245,7 +248,10 @@ class _Component:
             score = np.where(can, np.nan_to_num(score, nan=np.inf), -1.0)
         by_slope = np.argmax(score, axis=1)
         flat = score[np.arange(len(lo)), by_slope] <= 0
-        side = np.where(bounds.irregular | flat, np.argmax(relative, axis=1), by_slope)
+        side = np.where(flat, np.argmax(relative, axis=1), by_slope)
+        wild = bounds.irregular & can
+        side = np.where(wild.any(axis=1), np.argmax(np.where(wild, relative, -1.0), axis=1),
+                        side)
         jumping = np.zeros(lo.shape, bool)
         for j, (values, _) in self.bounds.thresholds.items():
             if j in bounds.slopes:
@@ -336,6 +342,13 @@ def certified_maximum(terms: Sequence[sympy.Expr], domain: Mapping[str, tuple[fl
         if not (isinstance(option, int | float) and math.isfinite(option) and option >= 0):
             raise OptionError(name, option, "must be a finite number >= 0")
     names = list(domain)
+    for name, (lo, hi) in domain.items():
+        if not (lo <= hi and lo < math.inf and hi > -math.inf):
+            raise OptionError(f"domain[{name!r}]", (lo, hi), "the range is empty: needs "
+                                                             "lo <= hi, lo < inf, hi > -inf")
+    unknown = sorted({s.name for t in terms for s in t.free_symbols} - set(names))
+    if unknown:
+        raise OptionError("domain", dict(domain), f"no range for {', '.join(unknown)}")
     groups = components(terms, names)
     if not separable and groups:
         groups = [([n for n in names if any(n in g[0] for g in groups)],
@@ -373,4 +386,4 @@ def certified_maximum(terms: Sequence[sympy.Expr], domain: Mapping[str, tuple[fl
             point.update(zip(features, search.best.tolist(), strict=True))
     return Optimum(value=value, bound=bound, point=point, certified=bool(certified),
                    boxes=sum(s.boxes for s in searches), seconds=time.monotonic() - start,
-                   components=len(groups))
+                   components=len(groups), unbounded=any(s.lower >= _HUGE for s in searches))

@@ -37,6 +37,8 @@ from symreward.invariants.enclosures import (
     threshold_of,
 )
 
+_FAR = 1e307  # the largest step out along an infinite side (so a cut stays finite)
+
 
 @dataclass
 class Boxes:
@@ -64,12 +66,14 @@ class Boxes:
 
 
 def split_points(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The middle of each side, or, along a side that reaches to infinity, a point at doubling
-    distance (``lo + max(1, |lo|)``), so a search walks out along it."""
+    """The middle of each side, or, along a side that reaches to infinity, a point further out
+    by ``max(1, end**2)`` (1, 2, 6, 42, 1806, ...): a search walks out along it in a few
+    steps, whether the reward peaks at 50 or grows past 1e300."""
     with np.errstate(invalid="ignore", over="ignore"):
         middle = lo / 2 + hi / 2  # not lo + (hi - lo) / 2, which overflows on huge sides
-        up = lo + np.maximum(1.0, np.abs(lo))
-        down = hi - np.maximum(1.0, np.abs(hi))
+        step_up = np.minimum(np.maximum(1.0, lo * lo), _FAR)
+        step_down = np.minimum(np.maximum(1.0, hi * hi), _FAR)
+        up, down = lo + step_up, hi - step_down
     low, high = np.isinf(lo), np.isinf(hi)
     return np.where(low & high, 0.0, np.where(high, up, np.where(low, down, middle)))
 
@@ -127,8 +131,9 @@ def _jumps(g: Pair) -> np.ndarray:
 class Bounds:
     """The sum over a batch of boxes: ``lo <= sum <= hi`` on each box (NaN: undefined
     throughout it), the value proved at a point of it (``centre``, ``proved``: the lower end of
-    the sum's enclosure there), the sum's slopes and their finite parts, and ``irregular``
-    boxes, where slopes do not hold."""
+    the sum's enclosure there), the sum's slopes and their finite parts, and the sides along
+    which the slopes do not hold (``irregular``, (n, d): a term that may be undefined somewhere
+    in the box reads that feature)."""
 
     lo: np.ndarray
     hi: np.ndarray
@@ -173,6 +178,10 @@ class SumBounds:
                            for j, cs in found.items()}
 
     def __call__(self, boxes: Boxes) -> Bounds:
+        with np.errstate(all="ignore"):  # infinite sides and undefined values are values here
+            return self._bounds(boxes)
+
+    def _bounds(self, boxes: Boxes) -> Bounds:
         n = len(boxes)
         lo, hi = boxes.lo, boxes.hi
         centre, inside = centres(boxes)
@@ -180,41 +189,43 @@ class SumBounds:
         no = np.zeros(lo.shape, bool)
         open_lo, open_hi = np.vstack([boxes.open_lo, no]), np.vstack([boxes.open_hi, no])
         offsets = {j: _offsets(lo[:, j], hi[:, j], centre[:, j]) for j in range(lo.shape[1])}
-        terms, points, grads, slopes, smooth = [], [], [], {}, {}
-        irregular = ~inside
-        with np.errstate(all="ignore"):
-            for f in self.functions:
-                out = f(rows_lo, rows_hi, slopes=True, open_lo=open_lo, open_hi=open_hi)
-                box = _rows(out, slice(0, n))
-                at_centre = (out.lo[n:], out.hi[n:])
-                terms.append(_tightened((box.lo, box.hi),
-                                        _mean_value(at_centre, box.grad, offsets),
-                                        ~box.irregular & inside))
-                points.append(at_centre)
-                grads.append(box.grad)
-                for j, g in box.grad.items():
-                    slopes[j] = add(slopes[j], g) if j in slopes else g
-                    smooth[j] = add(smooth[j], _finite_part(g)) if j in smooth else \
-                        _finite_part(g)
-                irregular = irregular | box.irregular
-            total = _tightened(_sum_pairs(terms, n),
-                               self._sum_form(boxes, centre, points, grads, offsets),
-                               ~irregular)
-            proved = _sum_pairs(points, n)[0]
+        terms, points, grads, wild, slopes, smooth = [], [], [], [], {}, {}
+        irregular = np.repeat(~inside[:, None], lo.shape[1], axis=1)
+        for f in self.functions:
+            out = f(rows_lo, rows_hi, slopes=True, open_lo=open_lo, open_hi=open_hi)
+            box = _rows(out, slice(0, n))
+            at_centre = (out.lo[n:], out.hi[n:])
+            own = box.irregular | ~inside  # its slopes or its centre say nothing
+            terms.append(_tightened((box.lo, box.hi), _mean_value(at_centre, box.grad, offsets),
+                                    ~own))
+            points.append(at_centre)
+            grads.append(box.grad)
+            wild.append(own)
+            for j, g in box.grad.items():
+                slopes[j] = add(slopes[j], g) if j in slopes else g
+                smooth[j] = add(smooth[j], _finite_part(g)) if j in smooth else _finite_part(g)
+                irregular[:, j] |= box.irregular
+        total = _tightened(_sum_pairs(terms, n),
+                           self._sum_form(boxes, centre, terms, points, grads, wild, offsets),
+                           inside)
+        proved = _sum_pairs(points, n)[0]
         return Bounds(total[0], total[1], centre, proved, slopes, smooth, irregular)
 
-    def _sum_form(self, boxes: Boxes, centre: np.ndarray, points: list[Pair],
-                  grads: list[dict[int, Pair]], offsets: dict[int, Pair]) -> Pair:
-        """The sum's mean-value form, with the jumping terms held over their jumps' sides."""
+    def _sum_form(self, boxes: Boxes, centre: np.ndarray, terms: list[Pair],
+                  points: list[Pair], grads: list[dict[int, Pair]], wild: list[np.ndarray],
+                  offsets: dict[int, Pair]) -> Pair:
+        """The sum's mean-value form, with the jumping terms held over their jumps' sides, and
+        the terms whose slopes say nothing (``wild``: may be undefined in the box) by their own
+        enclosures."""
         lo, hi = boxes.lo, boxes.hi
         n, d = lo.shape
         wide = hi > lo
-        jumpy = []  # per term: a jump along a side of nonzero width
-        for grad in grads:
+        jumpy = []  # per term: a jump along a side of nonzero width (and not wild)
+        for grad, own in zip(grads, wild, strict=True):
             infinite = np.zeros(n, bool)
             for j, g in grad.items():
                 infinite |= _jumps(g) & wide[:, j]
-            jumpy.append(infinite)
+            jumpy.append(infinite & ~own)
         across = np.zeros((n, d), bool)  # the sides along which some term jumps
         for jump, grad in zip(jumpy, grads, strict=True):
             for j, g in grad.items():
@@ -222,13 +233,15 @@ class SumBounds:
         # a jumping term's slopes along those sides are in its values over them
         zero = np.zeros(n)
         slopes: dict[int, Pair] = {}
-        for jump, grad in zip(jumpy, grads, strict=True):
+        for jump, grad, own in zip(jumpy, grads, wild, strict=True):
             for j, g in grad.items():
-                held = jump & across[:, j]
+                held = jump & across[:, j] | own
                 slopes[j] = add(slopes.get(j, (zero, zero)),
                                 (np.where(held, 0.0, g[0]), np.where(held, 0.0, g[1])))
-        base = _sum_pairs([(np.where(jump, 0.0, p[0]), np.where(jump, 0.0, p[1]))
-                           for jump, p in zip(jumpy, points, strict=True)], n)
+        base = _sum_pairs([(np.where(own, t[0], np.where(jump, 0.0, p[0])),
+                            np.where(own, t[1], np.where(jump, 0.0, p[1])))
+                           for jump, own, p, t in zip(jumpy, wild, points, terms, strict=True)],
+                          n)
         rows = np.flatnonzero(np.logical_or.reduce(jumpy)) if jumpy else np.array([], int)
         if len(rows):
             held = across[rows]
