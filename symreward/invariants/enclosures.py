@@ -13,12 +13,14 @@ a tiny absolute amount), far beyond their documented errors (glibc's and numpy's
 err by at most a few units in the last place). An overflowing end becomes the largest float on
 the inside and infinity on the outside, so an interval is never empty by accident.
 
-Semantics. The enclosure covers the formula's values at the points of the box where it is
-defined (a real number, as the kernels compute it: ``log`` of a number <= 0, a division by 0
-and a negative base to a fractional power are undefined). ``partial`` marks boxes where the
-formula may be undefined somewhere; a box where it is undefined everywhere is *empty* (both
-ends NaN). Comparisons of an undefined value are 0 and a ``where`` whose condition is undefined
-takes its first branch, as in numpy.
+Semantics. The enclosure covers the formula's values over the real numbers, at the points of
+the box where it is defined: ``log`` of a number <= 0, a division by 0 and a negative base to a
+fractional power are undefined, and so is anything computed from them (the kernels go on
+through infinities, so ``sigmoid(log(0))`` is 0 to them; near such a point the defined values
+approach it). A float64 overflow is not undefined: the real value is just large. ``partial``
+marks boxes where the formula may be undefined somewhere; a box where it is undefined
+everywhere is *empty* (both ends NaN). Comparisons of an undefined value are 0 and a ``where``
+whose condition is undefined takes its first branch, as in numpy.
 
 Derivatives. ``grad`` maps a feature's column to an enclosure of the partial derivative over the
 box, a *generalised* one: a jump is an infinite slope with the jump's sign (``x > c`` has slope
@@ -160,16 +162,27 @@ def power(a: Pair, n: int) -> tuple[Pair, np.ndarray]:
     return _widened(np.power(base[0], n), np.power(base[1], n)), none
 
 
+def _real_power_ends(lo: np.ndarray, hi: np.ndarray, e: float) -> Pair:
+    """x**e over the x >= 0 of [lo, hi], with 0**e = inf for e < 0 (a limit)."""
+    at_lo, at_hi = np.power(np.maximum(lo, 0.0), e), np.power(np.maximum(hi, 0.0), e)
+    low, high = _widened(at_lo, at_hi) if e > 0 else _widened(at_hi, at_lo)
+    return np.maximum(low, 0.0), high
+
+
 def real_power(a: Pair, e: float) -> tuple[Pair, np.ndarray]:
     """x**e for a constant non-integer e: defined for x >= 0 (x > 0 when e < 0)."""
     lo, hi = a
-    base_lo = np.maximum(lo, 0.0)
-    at_lo, at_hi = np.power(base_lo, e), np.power(np.maximum(hi, 0.0), e)
+    pair = _real_power_ends(lo, hi, e)
     if e > 0:
-        pair = _widened(at_lo, at_hi)
-        return _emptied((np.maximum(pair[0], 0.0), pair[1]), (hi < 0) | np.isnan(lo)), lo < 0
-    pair = _widened(at_hi, at_lo)
-    return _emptied((np.maximum(pair[0], 0.0), pair[1]), (hi <= 0) | np.isnan(lo)), lo <= 0
+        return _emptied(pair, (hi < 0) | np.isnan(lo)), lo < 0
+    return _emptied(pair, (hi <= 0) | np.isnan(lo)), lo <= 0
+
+
+def real_power_slope(a: Pair, e: float) -> Pair:
+    """d/dx x**e = e x**(e - 1) over the x >= 0 of a: infinite at 0 when e < 1, where the
+    value is defined and the slope is a limit."""
+    ends = _emptied(_real_power_ends(a[0], a[1], e - 1), np.isnan(a[0]))
+    return mul((np.float64(e),) * 2, ends)
 
 
 def _contains_phase(lo: np.ndarray, hi: np.ndarray, phase: float) -> np.ndarray:
@@ -382,7 +395,7 @@ class _Compiler:
         if e.is_Number:
             value = float(e)
             return _unary(base, lambda a: real_power(a, value),
-                          lambda a: mul((np.float64(value),) * 2, real_power(a, value - 1)[0]))
+                          lambda a: real_power_slope(a, value))
         # b ** e = exp(e log b), defined where b > 0; elsewhere (a negative base to an integer
         # power is defined in numpy) only the whole line is known to hold the values
         general = self.compile(sympy.exp(sympy.Mul(e, sympy.log(expr.base), evaluate=False),
