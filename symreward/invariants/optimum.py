@@ -50,6 +50,7 @@ _BATCH = (16, 256)  # boxes split per step: a quarter of the open boxes, within 
 _LOCAL_EVERY = 16  # steps between local searches (when the best point has moved)
 _HUGE = 1e300  # a value proved above this ends the search: the supremum is taken as infinite
 _MIN_WIDTH = 1e-13  # a side narrower than this times (1 + |end|) is not split further
+_SNAP = 1e-3  # a local search tries the kinks within this share of the domain's width
 
 
 @dataclass
@@ -141,12 +142,15 @@ class _Component:
         self._improve(bounds.proved, bounds.centre)
         return bounds
 
-    def _improve(self, proved: np.ndarray, points: np.ndarray) -> None:
+    def _improve(self, proved: np.ndarray, points: np.ndarray) -> bool:
+        """Take the best of ``points`` (``proved`` there) if it beats the lower bound."""
         if not len(proved) or np.all(np.isnan(proved)):
-            return
+            return False
         k = int(np.nanargmax(proved))
         if proved[k] > self.lower:
             self.lower, self.best = float(proved[k]), points[k].copy()
+            return True
+        return False
 
     # -- the search ----------------------------------------------------------------------
 
@@ -195,6 +199,9 @@ class _Component:
             if self.steps % _LOCAL_EVERY == 0 and self.lower > self.searched_at:
                 self._local_search()
                 self.searched_at = self.lower
+        if self.lower > self.searched_at:  # polish the point reported
+            self._local_search()
+            self.searched_at = self.lower
 
     def _pop(self) -> np.ndarray:
         size = min(max(len(self.heap) // 4, _BATCH[0]), _BATCH[1])
@@ -265,10 +272,30 @@ class _Component:
         return side, can.any(axis=1) | jumping.any(axis=1)
 
     def _local_search(self) -> None:
-        """L-BFGS-B from the best point; its end, if better, is proved with an enclosure."""
+        """L-BFGS-B from the best point; then its coordinates moved to nearby kinks and
+        thresholds one at a time, and L-BFGS-B again with the moved ones held. Each point, if
+        better, is proved with an enclosure."""
         if self.best is None:
             return
+        self._polish(())
+        moved = []
         lo, hi = self.domain.lo[0], self.domain.hi[0]
+        for j, breaks in self.bounds.breaks.items():
+            near = breaks[np.abs(breaks - self.best[j]) <= _SNAP * self.scale[j]]
+            tries = np.concatenate([near, np.nextafter(near, -np.inf), np.nextafter(near, np.inf)])
+            tries = tries[(tries >= lo[j]) & (tries <= hi[j])]
+            if len(tries):
+                points = np.repeat(self.best[None, :], len(tries), axis=0)
+                points[:, j] = tries
+                if self._improve(self.bounds.at_points(points), points):
+                    moved.append(j)
+        if moved:
+            self._polish(moved)
+
+    def _polish(self, held: Sequence[int]) -> None:
+        """L-BFGS-B from the best point within the domain, the coordinates ``held`` fixed."""
+        lo, hi = self.domain.lo[0].copy(), self.domain.hi[0].copy()
+        lo[list(held)] = hi[list(held)] = self.best[list(held)]
         bounds = [(None if math.isinf(a) else a, None if math.isinf(b) else b)
                   for a, b in zip(lo, hi, strict=True)]
 
@@ -280,7 +307,7 @@ class _Component:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = minimize(negative, self.best, method="L-BFGS-B", bounds=bounds,
-                              options={"maxiter": 200})
+                              options={"maxiter": 200, "ftol": 1e-15, "gtol": 1e-12})
         x = np.clip(result.x, lo, hi)[None, :]
         self._improve(self.bounds.at_points(x), x)
 

@@ -165,6 +165,7 @@ class SumBounds:
         self.functions = [BoxFunction(t, self.names) for t in terms]
         columns = {n: j for j, n in enumerate(self.names)}
         found: dict[int, dict[float, bool]] = {}
+        breaks: dict[int, set[float]] = {}
         for term in terms:
             for node in sympy.preorder_traversal(term):
                 if isinstance(node, formula.Comparison):
@@ -172,10 +173,15 @@ class SumBounds:
                     if threshold is not None:
                         kind, j, c = threshold
                         found.setdefault(j, {})[c] = kind in ("Greater", "LessEqual")
+                for j, at in _breaks(node, columns):
+                    breaks.setdefault(j, set()).add(at)
         #: per column: sorted thresholds, and for each whether its value at c is the one below
         #: c (so c belongs to the lower piece, and the upper piece is open at c)
         self.thresholds = {j: (np.array(sorted(cs)), np.array([cs[c] for c in sorted(cs)]))
                            for j, cs in found.items()}
+        #: per column: where a term changes piece along it (a kink or a jump), for a local
+        #: search to try: a maximum at a kink is where smooth local searches never land
+        self.breaks = {j: np.array(sorted(at)) for j, at in breaks.items()}
 
     def __call__(self, boxes: Boxes) -> Bounds:
         with np.errstate(all="ignore"):  # infinite sides and undefined values are values here
@@ -265,6 +271,30 @@ class SumBounds:
             return _sum_pairs([(o.lo, o.hi) for o in (f(points, points)
                                                       for f in self.functions)],
                               len(points))[0]
+
+
+def _breaks(node: sympy.Basic, columns: Mapping[str, int]) -> list[tuple[int, float]]:
+    """Where ``node`` changes piece along one feature, when it does so at a point: the root
+    of the argument of ``abs``, of the difference of two arguments of ``min``/``max`` or of
+    the sides of a comparison, where that is linear in one feature."""
+    if isinstance(node, sympy.Abs):
+        differences = [node.args[0]]
+    elif isinstance(node, sympy.Min | sympy.Max | formula.Comparison):
+        differences = [a - b for k, a in enumerate(node.args) for b in node.args[k + 1:]]
+    else:
+        return []
+    found = []
+    for difference in differences:
+        symbols = difference.free_symbols
+        if len(symbols) != 1 or next(iter(symbols)).name not in columns:
+            continue
+        symbol = next(iter(symbols))
+        poly = difference.as_poly(symbol)
+        if poly is not None and poly.degree() == 1:
+            slope, offset = (float(c) for c in poly.all_coeffs())
+            if slope != 0 and np.isfinite(-offset / slope):
+                found.append((columns[symbol.name], -offset / slope))
+    return found
 
 
 def _rows(out: Enclosure, rows: slice) -> Enclosure:
