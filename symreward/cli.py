@@ -53,6 +53,7 @@ _FLAGS = {"objective": "--objective", "engine": "--engine", "seed": "--seed",
           "noise": "--noise", "discount": "--discount", "class_prior": "--class-prior",
           "time_limit": "--time-limit", "generations": "--generations",
           "population": "--population", "name": "--name", "worst": "--worst",
+          "exploit_time": "--exploit-time",
           "rounds": "--rounds",
           "examples": "--examples", "time_budget": "--time-budget",
           "finding_weight": "--finding-weight", "margin": "--margin"}
@@ -221,6 +222,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="discount of the distances' canonicalisation (default 0.99)")
     audit.add_argument("--worst", type=int, default=10,
                        help="how many of the worst-predicted preference pairs to list")
+    audit.add_argument("--exploit-time", type=float, default=10.0, metavar="S",
+                       help="seconds the exploit search may take (default 10; 0 skips it)")
+    audit.add_argument("--findings", type=Path, metavar="OUT.toml",
+                       help="write an exploit far from the data as a finding, for harden")
     audit.set_defaults(run=_audit)
     harden = commands.add_parser(
         "harden", parents=[common],
@@ -485,16 +490,18 @@ def _audit(args: argparse.Namespace) -> int:
     from symreward.audit.run import audit, check_options
     from symreward.data import load_dataset
 
-    check_options(discount=args.discount, seed=args.seed, worst=args.worst)
-    if args.output is not None and (args.output.is_dir() or not args.output.parent.is_dir()):
-        raise SymrewardError(f"-o {args.output}: " + (
-            "is a folder; give the report's file name" if args.output.is_dir() else
-            f"folder {args.output.parent} does not exist"))
+    check_options(discount=args.discount, seed=args.seed, worst=args.worst,
+                  exploit_time=args.exploit_time)
+    for flag, path in (("-o", args.output), ("--findings", args.findings)):
+        if path is not None and (path.is_dir() or not path.parent.is_dir()):
+            raise SymrewardError(f"{flag} {path}: " + (
+                "is a folder; give the file's name" if path.is_dir() else
+                f"folder {path.parent} does not exist"))
     artifact = RewardArtifact.load(args.artifact)
     compare = [RewardArtifact.load(path) for path in args.compare]
     dataset = load_dataset(args.data)
     report = audit(artifact, dataset, compare=compare, discount=args.discount, seed=args.seed,
-                   worst=args.worst, progress=_progress)
+                   worst=args.worst, exploit_time=args.exploit_time, progress=_progress)
     as_json = args.json or (args.output is not None and args.output.suffix.lower() == ".json")
     if args.output is not None:
         write_report(args.output, report, form="json" if as_json else "html")
@@ -504,7 +511,18 @@ def _audit(args: argparse.Namespace) -> int:
         sys.stdout.write(render_json(report))
     else:
         sys.stdout.write(render_text(report))
+    if args.findings is not None:
+        from symreward.findings import findings_from_exploits, write_findings
+
+        findings = findings_from_exploits(artifact, report.get("exploits") or {})
+        write_findings(args.findings, artifact, findings)
+        print(f"wrote {args.findings}: {len(findings)} finding{'s' * (len(findings) != 1)}"
+              + (" (set accept = true on those harden should enforce)" if findings else
+                 " (no exploit far from the data and above its best)"),
+              file=sys.stderr if as_json and args.output is None else sys.stdout)
     return EXIT_OK
+
+
 def _harden(args: argparse.Namespace) -> int:
     from symreward.artifact import RewardArtifact
     from symreward.constraints import MARGIN

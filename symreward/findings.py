@@ -181,12 +181,12 @@ def findings_from_exploits(artifact: RewardArtifact, exploits: Mapping[str, Any]
                            best_state: Mapping[str, float] | None = None,
                            far: float = FAR) -> list[Finding]:
     """A finding from the audit's exploit search (the ``exploits`` section of
-    ``symreward/audit``, see AUDIT_SCHEMA): where the reward's maximiser lies at least ``far``
+    ``symreward/audit``, see ``audit.run``): where the reward's maximiser lies at least ``far``
     from the data (``distance_to_data``) and scores above the best reward seen in the data
     (``data_best``), the reward there should be below the data's best: ``want = "below"``
-    against ``best_state`` (the features of the data's best-scoring transition) when given,
-    else ``at_most`` the data's best reward. Nothing otherwise (an exploit inside the data,
-    or no data to compare with)."""
+    against ``best_state`` (the features of the data's best-scoring transition: by default the
+    section's ``data_best_state``) when there is one, else ``at_most`` the data's best
+    reward. Nothing otherwise (an exploit inside the data, or no data to compare with)."""
     maximum = exploits.get("maximum")
     if not isinstance(maximum, Mapping):
         return []
@@ -197,6 +197,8 @@ def findings_from_exploits(artifact: RewardArtifact, exploits: Mapping[str, Any]
     if not (distance >= far and value > best):
         return []
     names = artifact.features.names
+    if best_state is None and isinstance(maximum.get("data_best_state"), Mapping):
+        best_state = maximum["data_best_state"]
     problems = _state_problems(state, names, "exploits.maximum.state")
     if best_state is not None:
         problems += _state_problems(best_state, names, "best_state")
@@ -241,7 +243,8 @@ def write_findings(path: str | os.PathLike, artifact: RewardArtifact,
             else:
                 table[key] = value
         rows.append(table)
-    document["findings"] = rows
+    # tomlkit writes an empty array of tables at the top of the file, above the header.
+    document["findings"] = rows if findings else tomlkit.array()
     atomic_write_text(Path(path), tomlkit.dumps(document))
 
 

@@ -296,6 +296,46 @@ def test_the_page_renders_in_a_headless_browser(tmp_path):
                              "Partial dependence", "The Pareto front", "EPIC", NOTE):
                 assert expected in text
             sections = page.evaluate("[...document.querySelectorAll('section')].map(s => s.id)")
-            assert sections == ["artifact", "data", "distances", "attribution", "calibration",
+            assert sections == ["artifact", "data", "distances", "exploits", "attribution", "calibration",
                                 "partial_dependence", "front"]
             assert page.problems == []
+
+
+SPOOFABLE = """\
+schema = "symreward/1"
+name = "odometer"
+
+[features]
+position = "obs[0]"
+odometer = "obs[1]"
+
+[[terms]]
+name = "progress"
+expr = "odometer - 0.5*position"
+
+[provenance]
+feature_ranges = { position = [-1.0, 1.0], odometer = [-1.0, 1.0] }
+"""
+
+
+def test_audit_writes_an_exploit_far_from_the_data_as_a_finding(tmp_path):
+    """In the data the odometer reads the position; the reward pays for the odometer, so its
+    maximum over the box is where the two disagree, far from every recorded state and above
+    the data's best: the finding asks that state to score below the data's best state."""
+    from symreward.data import Dataset
+    from symreward.findings import read_findings
+
+    position = np.linspace(-1.0, 1.0, 400)
+    obs = np.column_stack([position, position])
+    save_dataset(Dataset(observations=obs, actions=np.zeros((400, 1)), next_observations=obs,
+                         terminals=np.zeros(400, bool), timeouts=np.zeros(400, bool)),
+                 tmp_path / "data.npz")
+    (tmp_path / "r.toml").write_text(SPOOFABLE)
+    assert main(["audit", str(tmp_path / "r.toml"), str(tmp_path / "data.npz"),
+                 "--exploit-time", "5", "--findings", str(tmp_path / "f.toml")]) == 0
+    artifact = RewardArtifact.load(tmp_path / "r.toml")
+    [finding] = read_findings(tmp_path / "f.toml", artifact).findings
+    assert finding.want == "below" and finding.probe == "exploit-maximum"
+    assert finding.state == pytest.approx({"position": -1.0, "odometer": 1.0}, abs=1e-6)
+    assert finding.other == pytest.approx({"position": 1.0, "odometer": 1.0})
+    assert not finding.accept

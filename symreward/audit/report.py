@@ -373,13 +373,12 @@ def _exploits(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
             rows.append([side, found.get("value"), found.get("bound"), found.get("gap"),
                          found.get("certified"), found.get(reference), found.get(beyond),
                          found.get("distance_to_data"), found.get("nearest_index"),
-                         _state(found.get("state")), found.get("boxes"), found.get("seconds")])
+                         _state(found.get("state")), found.get("boxes")])
     if rows:
         parts.append(_html_table(
             ["", "reward", "certified bound", "gap", "certified", "data's extreme",
-             "beyond the data", "distance to data", "nearest transition", "state", "boxes",
-             "seconds"], rows,
-            [False, True, True, True, False, True, True, True, True, False, True, True]))
+             "beyond the data", "distance to data", "nearest transition", "state", "boxes"],
+            rows, [False, True, True, True, False, True, True, True, True, False, True]))
     unbounded = section.get("unbounded_terms") or []
     if unbounded:
         parts.append("<h3>Terms that grow without bound</h3>")

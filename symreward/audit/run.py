@@ -7,6 +7,9 @@
 * ``distances`` — EPIC to each compared artifact;
 * ``attribution`` — term shares and the worst-predicted preference pairs
   (``audit.attribution``), and ``calibration`` of the preference model where there are pairs;
+* ``exploits`` — the reward's certified maximum and minimum over the domain, how far they lie
+  from the data, terms that extrapolate, the share of the data out of distribution
+  (``audit.exploit``);
 * ``partial_dependence`` — the reward against each feature (``audit.dependence``);
 * ``front`` — the Pareto front recorded in the artifact's provenance.
 
@@ -17,6 +20,7 @@ report by one more entry, and ``audit.report`` renders whatever is present.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,7 @@ from symreward.audit.attribution import (
     pair_predictions,
 )
 from symreward.audit.dependence import partial_dependence, used_features
+from symreward.audit.exploit import exploit_search
 from symreward.audit.report import plain
 from symreward.errors import DataError, FeatureError, SymrewardError
 from symreward.evaluate import info_matrix
@@ -53,6 +58,7 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
           worst: int = WORST_PAIRS, segment_discount: float | None = None,
           noise: float | None = None,
           domain: Mapping[str, tuple[float | None, float | None]] | None = None,
+          exploit_time: float = 10.0,
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The audit report of ``artifact`` on ``dataset``, as plain JSON-able data.
 
@@ -73,8 +79,12 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
         the label-noise probability. By default those the artifact was learned with
         (``provenance.options``, for the preferences objective), else 1 and 0.
     domain
-        Bounds ``{feature: (lo, hi)}`` (None for an open side) that partial dependence does not
-        plot beyond: where a feature cannot go.
+        Bounds ``{feature: (lo, hi)}`` (None for an open side): the box the exploit search
+        explores and partial dependence does not plot beyond. By default the ranges recorded
+        in provenance.
+    exploit_time
+        Seconds the exploit search may take (half for the maximum, half for the minimum); 0
+        leaves the section out.
     progress
         Called with a line of text as each section starts.
 
@@ -84,7 +94,7 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
     """
     say = progress or (lambda _: None)
     check_options(discount=discount, seed=seed, worst=worst,
-                  segment_discount=segment_discount, noise=noise)
+                  segment_discount=segment_discount, noise=noise, exploit_time=exploit_time)
     for reward in (artifact, *compare):
         _check_fits(reward, dataset)
     if compare and dataset.n < 2:
@@ -105,6 +115,10 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
         say(f"EPIC distances to {len(compare)} artifact(s)")
         report["distances"] = epic_distances(artifact, dataset, compare, discount=discount,
                                              seed=seed)
+    if exploit_time > 0:
+        say("exploit search")
+        report["exploits"] = exploit_search(artifact, domain, dataset,
+                                            time_limit=exploit_time, seed=seed).as_dict()
     say("attribution")
     predictions = pair_predictions(evaluation.term_columns, dataset,
                                    discount=segment_discount, noise=noise)
@@ -122,10 +136,12 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
 
 
 def check_options(*, discount: float = 0.99, seed: int = 0, worst: int = WORST_PAIRS,
-                  segment_discount: float | None = None, noise: float | None = None) -> None:
+                  segment_discount: float | None = None, noise: float | None = None,
+                  exploit_time: float = 10.0) -> None:
     """An ``OptionError`` naming the first of ``audit``'s options with a value it cannot take,
     before any work (the command line calls it before it reads a file)."""
     validation.number("discount", discount, 0.0, 1.0)
+    validation.number("exploit_time", exploit_time, 0.0, math.inf)
     validation.whole("seed", seed, 0)
     validation.whole("worst", worst, 0)
     validation.number("segment_discount", segment_discount, 0.0, 1.0, low_open=True,
