@@ -47,8 +47,16 @@ def _split_point(lo: float, hi: float) -> float:
     return min(max(point, lo), hi)
 
 
-def _width(lo: float, hi: float) -> float:
-    return math.inf if math.isinf(lo) or math.isinf(hi) else hi - lo
+def _split_order(lo: float, hi: float) -> tuple[int, float]:
+    """Which side of a box to split first (the largest): an unbounded side before a bounded
+    one, the widest bounded one first, and of unbounded sides the one whose finite end is
+    nearest 0, so that they take turns doubling rather than one running to the largest float
+    while the others wait."""
+    if math.isinf(lo) and math.isinf(hi):
+        return (2, 0.0)
+    if math.isinf(lo) or math.isinf(hi):
+        return (1, -abs(hi if math.isinf(lo) else lo))
+    return (0, hi - lo)
 
 
 def _splittable(lo: float, hi: float) -> bool:
@@ -117,7 +125,7 @@ def maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[
         if not splittable:
             unresolved = True
             continue
-        side = max(splittable, key=lambda n: _width(*box[n]))
+        side = max(splittable, key=lambda n: _split_order(*box[n]))
         lo, hi = box[side]
         middle = _split_point(lo, hi)
         priority = -float(top) if mpmath.isfinite(top) else -math.inf
