@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -345,6 +346,31 @@ def test_the_check_report_names_where_each_bound_comes_from(tmp_path, capsys):
     assert out.count("domain:") == 2
 
 
+NATURAL_FEATURES = {"dist": "sqrt(next_obs[8]**2 + next_obs[9]**2)", "th": "tanh(obs[0])",
+                    "s": "sigmoid(obs[1])", "c": "clip(act[0], 0, 1)",
+                    "up": "atan2(obs[3], obs[2])", "on": "obs[5] > 0", "a0": "act[0]"}
+
+
+@pytest.mark.parametrize(("terms", "invariant"), [
+    (["-dist", "-a0**2"], 'rule = "bounded"\nhi = 0'),
+    (["0.3*th"], 'rule = "bounded"\nhi = 0.3\nlo = -0.3'),
+    (["s", "c"], 'rule = "sign"\nis = "nonnegative"'),
+    (["-dist**2"], 'rule = "decreasing"\nof = "dist"'),
+    (["-(s - 1)**2"], 'rule = "increasing"\nof = "s"'),
+    (["-up**2"], 'rule = "bounded"\nlo = -9.87'),
+    (["on", "-th"], 'rule = "bounded"\nhi = 2\nlo = -1'),
+    (["-dist**2"], 'rule = "prefers"\nbetter = "dist < 1"\nworse = "dist > 2"'),
+    (["-c**2 + c"], 'rule = "sign"\nis = "nonnegative"\nwhen = "a0 > 0"'),
+])
+def test_true_on_the_natural_ranges_is_not_violated(terms, invariant):
+    """Each holds for every value the features can take and fails only outside their natural
+    ranges (a negative distance, tanh above 1, a comparison at 2): check used to report such
+    states as counterexamples."""
+    [result] = check(artifact(NATURAL_FEATURES, terms, [invariant]), examples=100,
+                     time_budget=1.0)
+    assert result.status in ("proved", "held"), format_result(result)
+
+
 FALSE_INVARIANTS = [
     'rule = "bounded"\nhi = -0.5',
     'rule = "bounded"\nlo = -3',
@@ -373,6 +399,45 @@ def test_every_counterexample_lies_in_the_natural_ranges(invariant):
         for name, value in state.items():
             lo, hi = ranges[name]
             assert lo <= value <= hi, (name, value, (lo, hi))
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_ARTIFACTS = sorted(path for path in EXAMPLES.rglob("*.toml")
+                           if "[[terms]]" in path.read_text(encoding="utf-8"))
+
+
+def probes(names: list[str]) -> list[dict]:
+    """False or doubtful statements about any reward, so that check reports counterexamples."""
+    tables = [{"rule": "bounded", "hi": -1e6}, {"rule": "bounded", "lo": 1e6},
+              {"rule": "sign", "is": "positive"}, {"rule": "sign", "is": "negative"}]
+    for name in names:
+        tables += [{"rule": "independent", "of": name}, {"rule": "increasing", "of": name},
+                   {"rule": "decreasing", "of": name},
+                   {"rule": "prefers", "better": f"{name} < 0.5", "worse": f"{name} > 0.5"}]
+    return tables
+
+
+def test_every_example_is_swept():
+    assert {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLE_ARTIFACTS} >= {
+        "pendulum/reward.toml", "property_tests/reacher.reward.toml"}
+
+
+@pytest.mark.parametrize("path", EXAMPLE_ARTIFACTS,
+                         ids=[p.relative_to(EXAMPLES).as_posix() for p in EXAMPLE_ARTIFACTS])
+def test_no_counterexample_outside_the_natural_ranges_in_the_examples(path):
+    """Every example artifact, with its own invariants and with probes of every rule over
+    each of its features: each counterexample check reports lies in the natural ranges."""
+    art = RewardArtifact.load(path)
+    ranges = natural_ranges(art.features)
+    results = check(art, examples=30, time_budget=0.2)
+    art.invariants[:] = probes(art.features.names)
+    results += check(art, examples=30, time_budget=0.2)
+    violated = [r for r in results if r.status == "violated"]
+    assert len(violated) >= len(art.features.names)
+    for result in violated:
+        for state in [result.counterexample] + ([result.other["state"]] if result.other else []):
+            outside = {n: v for n, v in state.items() if not ranges[n][0] <= v <= ranges[n][1]}
+            assert not outside, (result.description, outside)
 
 
 def test_a_rule_reporting_a_state_outside_the_domain_is_an_internal_error(monkeypatch):
