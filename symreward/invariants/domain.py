@@ -144,11 +144,15 @@ def describe_domain(domain: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def natural_ranges(features: FeatureSet) -> dict[str, tuple[float, float]]:
-    """Each feature's natural range ``(lo, hi)``: an interval holding every value its formula
-    takes where it is defined (not NaN), with every raw input (``obs[i]``, ``act[i]``,
-    ``next_obs[i]``, ``info.<name>``) free in (-inf, inf) and a feature that uses another
-    reading that one's natural range. Ends are outward-rounded floats; ``(-inf, inf)`` where
-    the formula has no interval rule or is nowhere defined."""
+    """Each feature's natural range ``(lo, hi)``: an interval holding every finite value its
+    formula takes, as a real number and as the kernels compute it (``atan2(0.0, -0.0)`` is
+    pi), with every raw input (``obs[i]``, ``act[i]``, ``next_obs[i]``, ``info.<name>``) free
+    in (-inf, inf) and a feature that uses another reading that one's natural range. Ends are
+    outward-rounded floats; ``(-inf, inf)`` where the formula has no interval rule or is
+    nowhere defined.
+
+    Not covered: floats that divide by a zero whose sign the reals do not have (``1 /
+    sqrt(-0.0)`` is -inf where the reals say +inf, and ``tanh`` of it is -1)."""
     return dict(_natural_ranges(tuple(features.to_dict().items()), features.source))
 
 

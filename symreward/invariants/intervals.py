@@ -164,7 +164,7 @@ def _compile(expr: sympy.Expr, defined_only: bool) -> IV:
             f = args[0]
             return lambda box, function=function: function(f(box))
     if isinstance(expr, sympy.atan2):
-        return lambda box: _atan2(args[0](box), args[1](box))
+        return lambda box: _atan2(args[0](box), args[1](box), signed_zeros=defined_only)
     if isinstance(expr, sympy.atan):  # sympy folds atan2(y, c > 0) to atan(y / c)
         return lambda box: _widen(iv.atan2(args[0](box), iv.mpf(1)))
     raise Unsupported(type(expr).__name__)
@@ -244,7 +244,16 @@ def _widen(x: Any) -> Any:
                    hi + abs(hi) * eps + mpmath.mpf(2) ** -1000])
 
 
-def _atan2(y: Any, x: Any) -> Any:
+def _atan2(y: Any, x: Any, *, signed_zeros: bool = False) -> Any:
+    """atan2 over intervals. Across the branch cut (``y`` crossing 0 where ``x`` < 0) it jumps
+    between -pi and pi, and mpmath's interval atan2 returns reversed ends there: the enclosure
+    is then [-pi, pi]. With ``signed_zeros``, also the values float atan2 gives at zeros the
+    real one does not: a zero may be -0.0 (``sqrt(-0.0)`` is -0.0), and ``atan2(-0.0, x < 0)``
+    is -pi, ``atan2(±0.0, -0.0)`` is ±pi."""
+    x_negative = lower(x) < 0 or (signed_zeros and lower(x) <= 0 <= upper(x))
+    y_crosses = lower(y) < 0 <= upper(y) or (signed_zeros and lower(y) <= 0 <= upper(y))
+    if x_negative and y_crosses:
+        return _widen(_hull(iv.pi, -iv.pi))
     if lower(x) == 0 and upper(x) == 0 and lower(y) == 0 and upper(y) == 0:
         return iv.mpf(0)
     if lower(x) <= 0 <= upper(x) and lower(y) <= 0 <= upper(y):
