@@ -533,3 +533,16 @@ def test_split_points_are_finite_and_inside(a, b):
     assert math.isfinite(point) and lo <= point <= hi
     if _splittable(lo, hi):
         assert lo < point < hi
+
+
+@pytest.mark.parametrize(("hi", "status"), [(3.2, "proved"), (3.0, "violated")])
+def test_atan2_across_its_branch_cut(hi, status):
+    """y from -2 to 0 where x < 0: atan2 jumps from -pi to pi at y = 0. mpmath's interval atan2
+    returned reversed ends there, and check died with 'endpoints must be properly ordered'."""
+    art = artifact({"x": "obs[0]", "y": "obs[1]"}, ["atan2(y, x)"],
+                   [f'rule = "bounded"\nlo = -3.2\nhi = {hi}\n'
+                    'domain = { x = [-3.0, -2.0], y = [-2.0, 0.0] }'])
+    [result] = check(art, examples=50, time_budget=1.0)
+    assert result.status == status, format_result(result)
+    if status == "violated":
+        assert result.counterexample["y"] == 0.0 and result.reward == pytest.approx(PI)
