@@ -23,10 +23,15 @@ from symreward.evaluate import feature_columns
 from symreward.features import FeatureSet
 from symreward.invariants import RULES, InvariantError, check, format_result
 from symreward.invariants.branch_and_bound import _split_point, _splittable, maximise
-from symreward.invariants.domain import bounds_pair, feature_domain, natural_ranges
+from symreward.invariants.domain import (
+    FeatureDomain,
+    bounds_pair,
+    feature_domain,
+    natural_ranges,
+)
 from symreward.invariants.points import point_function
 from symreward.invariants.sampling import float_range
-from symreward.invariants.spec import Rule
+from symreward.invariants.spec import Rule, read
 from symreward.testing import feature_states
 
 PI = math.pi
@@ -299,6 +304,18 @@ def test_an_invariants_domain_replaces_the_recorded_range_inside_the_natural_one
     assert result.domain["a1"] == {"lo": None, "hi": None, "source": "unbounded"}
     assert "domain: dist in [0, 10] (domain ∩ natural); a0 in [-1, 1] (domain); a1 unbounded" \
         in format_result(result)
+
+
+def test_a_domain_from_plain_ranges():
+    """What a caller without an artifact passes (the data's ranges, say), with or without
+    natural ranges; an invariant read on a plain box takes it as recorded."""
+    domain = FeatureDomain.from_ranges(["d", "x"], {"d": (-1.0, 4.0)}, {"d": (0.0, INF)})
+    assert dict(domain) == {"d": (0.0, 4.0), "x": (-INF, INF)}
+    assert domain.sources == {"d": "recorded ∩ natural", "x": "unbounded"}
+    invariant = read(0, {"rule": "bounded", "hi": 0, "domain": {"x": [0, 1]}}, RULES["bounded"],
+                     ["x", "y"], {"x": (-5.0, 5.0), "y": (1.0, 2.0)}, "c.toml: invariants[0]")
+    assert dict(invariant.domain) == {"x": (0.0, 1.0), "y": (1.0, 2.0)}
+    assert invariant.domain.sources == {"x": "domain", "y": "recorded"}
 
 
 def test_a_domain_entirely_outside_the_natural_range_is_an_error():

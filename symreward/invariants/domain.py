@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,19 @@ class FeatureDomain(Mapping[str, tuple[float, float]]):
                  natural: Mapping[str, tuple[float, float]]):
         self.bounds = dict(bounds)
         self.natural = dict(natural)
+
+    @classmethod
+    def from_ranges(cls, names: Sequence[str], ranges: Mapping[str, tuple[float, float]],
+                    natural: Mapping[str, tuple[float, float]] | None = None, *,
+                    where: str = "feature ranges") -> FeatureDomain:
+        """The domain of the features ``names``: each one's range in ``ranges`` (the data's
+        ranges, source ``recorded``) intersected with its range in ``natural`` (its natural
+        range; none: unbounded), unbounded where neither bounds it. Raises ``InvariantError``
+        naming ``where`` and the feature when a range lies entirely outside the natural one."""
+        natural = {name: tuple((natural or {}).get(name, UNBOUNDED)) for name in names}
+        bounds = {name: _intersect(name, tuple(ranges.get(name, UNBOUNDED)), "recorded",
+                                   natural[name], f"{where}.{name}") for name in names}
+        return cls(bounds, natural)
 
     def __getitem__(self, name: str) -> tuple[float, float]:
         bound = self.bounds[name]
@@ -199,14 +212,9 @@ def feature_domain(artifact: RewardArtifact, domain: Mapping[str, Any] | None = 
     entirely outside the feature's natural range (a stale recording, a domain no state of the
     feature can be in), naming where it comes from.
     """
-    natural = natural_ranges(artifact.features)
-    recorded = recorded_ranges(artifact)
-    bounds = {}
-    for name in artifact.features.names:
-        where = f"{artifact.source}: provenance.feature_ranges.{name}"
-        bounds[name] = _intersect(name, recorded.get(name, UNBOUNDED), "recorded",
-                                  natural[name], where)
-    base = FeatureDomain(bounds, natural)
+    base = FeatureDomain.from_ranges(artifact.features.names, recorded_ranges(artifact),
+                                     natural_ranges(artifact.features),
+                                     where=f"{artifact.source}: provenance.feature_ranges")
     return base if domain is None else base.restricted(domain, f"{artifact.source}: domain")
 
 

@@ -13,10 +13,10 @@ import sympy
 
 from symreward import formula
 from symreward.errors import InvariantError, SymrewardError
+from symreward.invariants.domain import FeatureDomain
 
 if TYPE_CHECKING:
     from symreward.invariants.checker import Checker
-    from symreward.invariants.domain import FeatureDomain
     from symreward.invariants.report import InvariantResult
 
 _COMMON_KEYS = ("rule", "domain", "note")
@@ -64,9 +64,12 @@ class Rule:
 
 
 def read(index: int, table: Mapping[str, Any], rule: type[Rule], names: Sequence[str],
-         base: FeatureDomain, where: str) -> Invariant:
+         base: Mapping[str, tuple[float, float]], where: str) -> Invariant:
     """The invariant ``table`` states under ``rule``, on ``base`` restricted by its own
-    domain."""
+    domain. ``base`` is a ``FeatureDomain`` (``feature_domain``: inside the natural ranges),
+    or a plain box ``{feature: (lo, hi)}`` taken as recorded ranges with no natural ones."""
+    if not isinstance(base, FeatureDomain):
+        base = FeatureDomain.from_ranges(names, base, where=f"{where}: the domain box")
     name = table["rule"]
     allowed = (*_COMMON_KEYS, *rule.required, *rule.optional)
     for key in table:
