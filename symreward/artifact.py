@@ -32,7 +32,13 @@ from symreward import formula
 from symreward import provenance as lineage
 from symreward.atomic import atomic_write_text
 from symreward.errors import ArtifactError, FeatureError, FormulaError
-from symreward.evaluate import compile_terms, evaluate_terms, info_matrix
+from symreward.evaluate import (
+    StateValues,
+    compile_terms,
+    evaluate_states,
+    evaluate_terms,
+    info_matrix,
+)
 from symreward.features import FeatureSet
 from symreward.invariants.rules import RULES
 
@@ -265,6 +271,12 @@ class RewardArtifact:
         rewards, columns = evaluate_terms(dataset, self.features, self._named_terms(),
                                           kernels=kernels)
         return Evaluation(rewards=rewards, term_columns=columns, term_names=self.term_names)
+
+    def evaluate_states(self, states: Mapping[str, Any]) -> StateValues:
+        """The reward and each term at feature values: ``states`` maps feature names to
+        scalars or equal-length 1-D arrays (``evaluate.evaluate_states``). Same bits as
+        ``evaluate`` where the features hold the same values."""
+        return evaluate_states(self.features, self._named_terms(), states, source=self.source)
 
     def _named_terms(self) -> list[tuple[str, sympy.Expr]]:
         return list(zip(self.term_names, self.term_exprs(), strict=True))

@@ -391,6 +391,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from symreward.artifact import RewardArtifact
     from symreward.invariants import STATUSES, check, format_result
+    from symreward.invariants.domain import describe_domain, feature_domain
 
     if args.examples < 1 or args.time_budget < 0:
         raise SymrewardError("--examples must be >= 1 and --time-budget >= 0")
@@ -405,10 +406,14 @@ def _check(args: argparse.Namespace) -> int:
     if artifact.edited_by_hand:
         print("  note: edited by hand since last save (content hash differs from the recorded "
               "one)")
+    # the features' bounds once; an invariant's own only where its domain differs
+    domain = feature_domain(artifact).as_dict()
+    print(f"  domain: {describe_domain(domain)}")
     if not results:
         print("  no invariants to check")
     for result in results:
-        print("  " + format_result(result).replace("\n", "\n  "))
+        text = format_result(result, show_domain=result.domain != domain)
+        print("  " + text.replace("\n", "\n  "))
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     print("  " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if args.findings is not None:

@@ -2,6 +2,8 @@
 goes through here, on the compiled kernels (``symreward.kernels``). The learner takes its
 feature, user-term and locked-reward columns from it, the checker its feature states, the
 artifact its rewards and per-term columns; none of them builds an artifact to get columns.
+``evaluate_states`` computes the terms at given feature values instead (property tests), on
+the same kernels, so with the same bits.
 
 Terms are ``(name, expr)`` pairs, sympy over feature symbols; a kernel reads only the features
 its terms use (and the features those use), so the same terms give the same kernel, and the
@@ -11,12 +13,14 @@ same cache entry, whoever asks.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy
 
 from symreward import formula
+from symreward.errors import DataError, FeatureError
 from symreward.features import FeatureSet
 
 if TYPE_CHECKING:
@@ -85,6 +89,75 @@ def feature_columns(dataset: Dataset, features: FeatureSet) -> np.ndarray:
     """Every feature on every transition, (N, F) in ``features.names`` order."""
     return term_columns(dataset, features,
                         [(f"f_{name}", formula.symbol(name)) for name in features.names])
+
+
+@dataclass(frozen=True)
+class StateValues:
+    """The reward and each term's value at feature states, float64 arrays of the states'
+    broadcast shape (``()`` when every value is a scalar, ``(n,)`` otherwise)."""
+
+    reward: np.ndarray
+    terms: dict[str, np.ndarray]
+
+
+def evaluate_states(features: FeatureSet, terms: Terms, states: Mapping[str, Any], *,
+                    source: str = "states") -> StateValues:
+    """The reward ``sum(terms)`` and each term at the feature values ``states``.
+
+    ``states`` maps feature names to scalars or 1-D arrays, broadcast together as numpy does
+    (``{"dist": [0.1, 0.5, 2.0], "a0": 0.0}``: three states); it needs every feature the terms
+    read and may hold other features of ``features``. The values are used as given, as
+    independent coordinates (a feature that uses another is not recomputed from it). The terms
+    run on the compiled kernels with each feature an input column, so where the features hold
+    the same values the bits are those of ``evaluate_terms`` on a dataset. Raises
+    ``FeatureError`` for an unknown or a missing feature and ``DataError`` for a value that is
+    not a real number or 1-D, or lengths that do not broadcast, naming ``source`` and the feature.
+    """
+    if not isinstance(states, Mapping):
+        raise DataError(f"{source}: states must be a mapping of feature name to values, not "
+                        f"{type(states).__name__}")
+    unknown = [name for name in states if name not in features]
+    if unknown:
+        raise FeatureError(f"{source}: unknown feature{'s' * (len(unknown) > 1)} "
+                           f"{', '.join(map(repr, unknown))} (known: "
+                           f"{', '.join(features.names)})")
+    used = {s.name for _, expr in terms for s in expr.free_symbols}
+    missing = [name for name in features.names if name in used and name not in states]
+    if missing:
+        raise FeatureError(f"{source}: the reward reads feature{'s' * (len(missing) > 1)} "
+                           f"{', '.join(map(repr, missing))}, missing from the states")
+    arrays = {name: _state_values(value, name, source) for name, value in states.items()}
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        lengths = ", ".join(f"{name} ({len(a)})" for name, a in arrays.items() if a.ndim)
+        raise DataError(f"{source}: the features' arrays do not broadcast to one length: "
+                        f"{lengths}") from None
+    n = int(np.prod(shape))
+    # Feature i is the input column obs[i]: the kernels compute the terms from those columns
+    # with the code they compute them from features with.
+    columns = FeatureSet({name: f"obs[{i}]" for i, name in enumerate(features.names)},
+                         source=source)
+    table = np.zeros((n, len(features.names)))
+    for i, name in enumerate(features.names):
+        if name in arrays:
+            table[:, i] = np.broadcast_to(arrays[name], shape).reshape(n)
+    kernels = compile_terms(columns, terms)
+    values = kernels.term_columns(table, np.zeros((n, 0)), table, None)
+    return StateValues(reward=summed(values).reshape(shape),
+                       terms={name: values[:, k].reshape(shape)
+                              for k, (name, _) in enumerate(terms)})
+
+
+def _state_values(value: Any, name: str, source: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{source}: feature '{name}': values must be real numbers (int or "
+                        f"float), got {array.dtype} ({value!r:.60})")
+    if array.ndim > 1:
+        raise DataError(f"{source}: feature '{name}': must be a scalar or a 1-D array, got shape "
+                        f"{array.shape}")
+    return array.astype(np.float64)
 
 
 def _check_fits(dataset: Dataset, features: FeatureSet) -> None:

@@ -5,6 +5,9 @@ Strategies::
     from symreward.testing import feature_states, transitions
 
     @given(feature_states(artifact))            # {feature: float} inside the domain box
+    def test_never_positive(state):
+        assert artifact.evaluate_states(state).reward <= 0
+
     @given(transitions(artifact, dataset))      # {"obs", "act", "next_obs", "info"} rows
 
 The pytest plugin (entry point ``pytest11``: ``symreward = "symreward._pytest_plugin"``, whose
@@ -32,7 +35,7 @@ from symreward.invariants import (
     parse_invariants,
     state_strategy,
 )
-from symreward.invariants.spec import recorded_ranges
+from symreward.invariants.domain import feature_domain
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
@@ -42,14 +45,13 @@ __all__ = ["feature_states", "transitions"]
 
 def feature_states(artifact: RewardArtifact,
                    domain: Mapping[str, tuple[float, float]] | None = None) -> Any:
-    """Strategy of ``{feature: float}`` inside the domain box: the ranges recorded in provenance,
-    updated with ``domain``; an unbounded side reaches ±1e6 (finite floats only)."""
-    box = recorded_ranges(artifact)
-    for name, (lo, hi) in (domain or {}).items():
-        if name not in box:
-            raise KeyError(f"unknown feature {name!r}")
-        box[name] = (float(lo), float(hi))
-    return state_strategy(artifact.features.names, box)
+    """Strategy of ``{feature: float}`` inside the feature domain
+    (``symreward.invariants.domain.feature_domain``): each feature's recorded range, or
+    ``domain``'s range for the features it names, intersected with its natural range (the
+    values its formula can take: a distance is never negative); an unbounded side reaches
+    ±1e6 (finite floats only). Raises ``InvariantError`` for an unknown feature or a range
+    outside a feature's natural range."""
+    return state_strategy(artifact.features.names, feature_domain(artifact, domain))
 
 
 def transitions(artifact: RewardArtifact, dataset: Any = None, *, scale: float = 0.05) -> Any:

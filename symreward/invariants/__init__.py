@@ -14,11 +14,18 @@ result it reached:
   never to hold on the domain;
 * **unknown** — neither a proof nor a test could run (e.g. a condition never met by any sample).
 
-Semantics (all over the *domain*: the box of feature ranges recorded in provenance as
-``feature_ranges``, overridden per invariant by ``domain = {feature = [lo, hi]}``; a feature with
-no known range is unbounded). Features are treated as independent coordinates of that box, so the
-domain may hold feature combinations no raw observation produces: proofs are conservative for
-it, and a counterexample may be such a combination. Proofs are about the formula over the real
+Semantics (all over the *domain*, ``domain.feature_domain``: each feature's range recorded in
+provenance as ``feature_ranges``, replaced per invariant by ``domain = {feature = [lo, hi]}``,
+and always intersected with the feature's *natural range* — the values its formula can take over
+unbounded raw inputs, by interval arithmetic: ``sqrt``, ``abs`` and even powers are >= 0,
+``tanh``, ``sin`` and ``cos`` lie in [-1, 1], ``sigmoid`` in [0, 1], ``clip`` in its limits,
+comparisons in {0, 1}, ``atan2`` in [-pi, pi]; a feature that nothing bounds is unbounded; a
+domain entirely outside the natural range is an error). Each result carries the domain it was
+decided on with the source of every bound, and the report prints it. Features are treated as
+independent coordinates of that box, so the domain may hold feature combinations no raw
+observation produces (``x`` and ``x**2`` each in range, but not ``x = 2`` with ``x**2 = 0``):
+proofs are conservative for it, and a counterexample may be such a combination, though every
+feature's value in it is one the feature can take. Proofs are about the formula over the real
 numbers; the float64 kernels may differ by rounding, so a tested value counts against a
 non-strict bound only when it passes it by more than 1e-9 relative.
 
@@ -56,11 +63,13 @@ hypothesis.
 
 The package: ``spec`` (a table read into an ``Invariant``), ``rules`` (one class per rule and the
 registry ``RULES``; ``monotone`` holds the two monotone rules), ``checker`` (``parse_invariants``,
-``check``), ``intervals``, ``branch_and_bound``, ``points``, ``sampling`` and ``report``.
+``check``), ``domain`` (natural ranges, ``feature_domain``), ``intervals``,
+``branch_and_bound``, ``points``, ``sampling`` and ``report``.
 """
 
 from symreward.errors import InvariantError
 from symreward.invariants.checker import check, data_features, parse_invariants
+from symreward.invariants.domain import FeatureDomain, feature_domain, natural_ranges
 from symreward.invariants.intervals import interval_function
 from symreward.invariants.points import point_function
 from symreward.invariants.report import STATUSES, InvariantResult, format_result
@@ -68,6 +77,7 @@ from symreward.invariants.rules import RULES, SIGNS
 from symreward.invariants.sampling import WIDE, state_strategy
 from symreward.invariants.spec import Invariant
 
-__all__ = ["RULES", "SIGNS", "STATUSES", "WIDE", "Invariant", "InvariantError", "InvariantResult",
-           "check", "data_features", "format_result", "interval_function", "parse_invariants",
-           "point_function", "state_strategy"]
+__all__ = ["RULES", "SIGNS", "STATUSES", "WIDE", "FeatureDomain", "Invariant", "InvariantError",
+           "InvariantResult", "check", "data_features", "feature_domain", "format_result",
+           "interval_function", "natural_ranges", "parse_invariants", "point_function",
+           "state_strategy"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from mpmath import iv
 
 from symreward.invariants.intervals import Undefined, Unsupported, interval_function, lower, upper
 from symreward.invariants.points import TOLERANCE, point_function
+
+_LARGEST = sys.float_info.max
 
 
 @dataclass
@@ -28,20 +31,39 @@ class Outcome:
 
 
 def _split_point(lo: float, hi: float) -> float:
+    """A finite float in ``[lo, hi]``: where a side is split, and where a box is tried. Strictly
+    inside whenever one is (``_splittable``): an unbounded side splits at a step of at least 1
+    from its finite end, doubling its distance from 0, and stops at the largest float."""
     if math.isinf(lo) and math.isinf(hi):
         return 0.0
     if math.isinf(hi):
-        return lo + max(1.0, abs(lo))
-    if math.isinf(lo):
-        return hi - max(1.0, abs(hi))
-    return lo + (hi - lo) / 2
+        point = min(lo + max(1.0, abs(lo)), _LARGEST)
+    elif math.isinf(lo):
+        point = max(hi - max(1.0, abs(hi)), -_LARGEST)
+    elif math.isinf(hi - lo):  # [-1e308, 1e308]: the width overflows
+        point = lo / 2 + hi / 2
+    else:
+        point = lo + (hi - lo) / 2
+    return min(max(point, lo), hi)
 
 
-def _width(lo: float, hi: float) -> float:
-    return math.inf if math.isinf(lo) or math.isinf(hi) else hi - lo
+def _split_order(lo: float, hi: float) -> tuple[int, float]:
+    """Which side of a box to split first (the largest): an unbounded side before a bounded
+    one, the widest bounded one first, and of unbounded sides the one whose finite end is
+    nearest 0, so that they take turns doubling rather than one running to the largest float
+    while the others wait."""
+    if math.isinf(lo) and math.isinf(hi):
+        return (2, 0.0)
+    if math.isinf(lo) or math.isinf(hi):
+        return (1, -abs(hi if math.isinf(lo) else lo))
+    return (0, hi - lo)
 
 
 def _splittable(lo: float, hi: float) -> bool:
+    """Whether the side has a float strictly inside to split at, and is wider than the
+    resolution of a proof."""
+    if not lo < _split_point(lo, hi) < hi:
+        return False
     if math.isinf(lo) or math.isinf(hi):
         return True
     return hi - lo > 1e-9 * (1 + abs(lo) + abs(hi))
@@ -106,7 +128,7 @@ def maximise(g: sympy.Expr, cond: sympy.Expr | None, domain: Mapping[str, tuple[
         if not splittable:
             unresolved = True
             continue
-        side = max(splittable, key=lambda n: _width(*box[n]))
+        side = max(splittable, key=lambda n: _split_order(*box[n]))
         lo, hi = box[side]
         middle = _split_point(lo, hi)
         priority = -float(top) if mpmath.isfinite(top) else -math.inf

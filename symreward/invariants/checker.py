@@ -14,11 +14,12 @@ import sympy
 from symreward.errors import InvariantError
 from symreward.evaluate import feature_columns
 from symreward.invariants.branch_and_bound import maximise
+from symreward.invariants.domain import feature_domain
 from symreward.invariants.points import Reward
 from symreward.invariants.report import InvariantResult
 from symreward.invariants.rules import RULES
 from symreward.invariants.sampling import state_strategy
-from symreward.invariants.spec import Invariant, read, recorded_ranges
+from symreward.invariants.spec import Invariant, read
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 def parse_invariants(artifact: RewardArtifact) -> list[Invariant]:
     """Validate every invariant of ``artifact``; raises ``InvariantError`` listing all problems."""
     names = artifact.features.names
-    base = recorded_ranges(artifact)
+    base = feature_domain(artifact)
     parsed, problems = [], []
     for index, table in enumerate(artifact.invariants):
         where = f"{artifact.source}: invariants[{index}]"
@@ -94,17 +95,23 @@ class Checker:
                ) -> InvariantResult:
         return InvariantResult(index=invariant.index, rule=invariant.rule,
                                description=invariant.description, status=status, method=method,
-                               **kwargs)
+                               domain=invariant.domain.as_dict(), **kwargs)
 
     def violation(self, invariant: Invariant, method: str, state: Mapping[str, float],
                   examples: int = 0, other: Mapping[str, float] | None = None,
                   detail: str = "") -> InvariantResult:
         """A violated result: the counterexample ``state`` (and the compared state ``other``
-        of a pairwise rule) with its reward and each term's contribution."""
+        of a pairwise rule) with its reward and each term's contribution.
+
+        Every state reported lies in the invariant's domain, inside the features' natural
+        ranges; one outside is a bug of the rule that found it, raised as such rather than
+        shown as a counterexample no state of the features can be."""
         state = {n: float(state[n]) for n in self.names}
+        _inside(invariant, state, method)
         compared = None
         if other is not None:
             other = {n: float(other[n]) for n in self.names}
+            _inside(invariant, other, method)
             compared = {"state": other, "reward": self.reward.at(other),
                         "contributions": self.reward.contributions(other)}
         return self.result(invariant, "violated", method, examples=examples,
@@ -161,3 +168,12 @@ class Checker:
             return self.result(invariant, "vacuous", f"interval proof ({outcome.boxes} boxes)",
                                detail=f"'{what}' never holds on the domain")
         return outcome.point
+
+
+def _inside(invariant: Invariant, state: Mapping[str, float], method: str) -> None:
+    outside = invariant.domain.outside(state)
+    if outside:
+        shown = ", ".join(f"{n} = {state[n]!r} not in {list(invariant.domain[n])}"
+                          for n in outside)
+        raise RuntimeError(f"internal error: invariants[{invariant.index}] ({method}) found a "
+                           f"counterexample outside the domain: {shown}")

@@ -239,9 +239,11 @@ def _shrink_pair(checker: Checker, invariant: Invariant, state: dict[str, float]
     segment's ends to fewer decimals."""
     f = invariant.feature
     state = checker.shrink(invariant, state, lambda s: problem(s, a, b) is not None, keep=[f])
+    lo, hi = invariant.domain[f]
     for digits in (1, 2, 3, 4, 6):
         ra, rb = round(a, digits), round(b, digits)
-        if ra != rb and (ra, rb) != (a, b) and problem(state, ra, rb) is not None:
+        if (ra != rb and (ra, rb) != (a, b) and lo <= min(ra, rb) and max(ra, rb) <= hi
+                and problem(state, ra, rb) is not None):
             a, b = ra, rb
             break
     return problem(state, a, b)

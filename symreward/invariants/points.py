@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
+from sympy.printing.numpy import NumPyPrinter
 
 from symreward import formula
 
@@ -20,10 +21,22 @@ if TYPE_CHECKING:
 TOLERANCE = 1e-9
 
 
+class _DoublePrinter(NumPyPrinter):
+    """lambdify's printer with every number written as the double it is (``repr``): the default
+    writes 15 significant digits, another double than the one the kernels use."""
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        return repr(float(expr))
+
+
 def point_function(expr: sympy.Expr, names: Sequence[str]) -> Callable[..., float]:
     """``f(*feature_values) -> float`` with the kernels' semantics (NaN compares false, ...)."""
     symbols = [formula.symbol(n) for n in names]
-    function = sympy.lambdify(symbols, expr, modules=[formula.NUMPY_FUNCTIONS, "numpy"])
+    printer = _DoublePrinter({"fully_qualified_modules": False, "inline": True,
+                              "allow_unknown_functions": True,
+                              "user_functions": {name: name for name in formula.NUMPY_FUNCTIONS}})
+    function = sympy.lambdify(symbols, expr, modules=[formula.NUMPY_FUNCTIONS, "numpy"],
+                              printer=printer)
 
     def call(*values: float) -> float:
         # numpy scalars, so 0.0 ** -1 is inf as in the kernels (Python floats would raise)

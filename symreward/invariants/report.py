@@ -26,16 +26,24 @@ class InvariantResult:
     detail: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the domain searched: {feature: {"lo", "hi" (None: unbounded), "source"}}
+    domain: dict[str, dict[str, Any]] | None = None
 
 
-def format_result(result: InvariantResult) -> str:
-    """One line per invariant, plus the counterexample block of a violation."""
+def format_result(result: InvariantResult, *, show_domain: bool = True) -> str:
+    """One line per invariant, the domain it was decided on (each feature's bounds and where
+    they come from) unless ``show_domain`` is false, and the counterexample block of a
+    violation."""
+    from symreward.invariants.domain import describe_domain
+
     shown = f"N={result.examples}" if result.examples else ""
     line = (f"[{result.index}] {result.status:<8}  {result.description}  — {result.method}"
             f"{'  ' + shown if shown else ''}  ({result.seconds:.2f} s)")
     lines = [line]
     if result.detail:
         lines.append(f"    {result.detail}")
+    if show_domain and result.domain:
+        lines.append(f"    domain: {describe_domain(result.domain)}")
     if result.counterexample is not None:
         lines += _state_block("counterexample", result.counterexample, result.reward,
                               result.contributions)

@@ -13,10 +13,12 @@ WIDE = 1e6  # property tests sample an unbounded side of a feature up to this ma
 
 
 def float_range(lo: float, hi: float) -> tuple[float, float]:
-    """A side of the domain box as property tests sample it: an unbounded end at ``WIDE``."""
-    lo = -WIDE if math.isinf(lo) else lo
-    hi = WIDE if math.isinf(hi) else hi
-    return (lo, max(lo, hi))
+    """A side of the domain box as property tests sample it: an unbounded end at ``WIDE`` from
+    0, or at the other end where that is beyond ``WIDE`` (``[-inf, -1e9]`` gives
+    ``[-1e9, -1e9]``), so the range always lies inside ``[lo, hi]``."""
+    lo = min(-WIDE, hi) if math.isinf(lo) else lo
+    hi = max(WIDE, lo) if math.isinf(hi) else hi
+    return (lo, hi)
 
 
 def state_strategy(names: Sequence[str], domain: Mapping[str, tuple[float, float]],

@@ -1,9 +1,9 @@
 """An invariant table read into an immutable ``Invariant``: the keys its rule allows and needs,
-its domain box and the formulas its rule reads. ``Rule`` is what every rule provides."""
+its domain box (``domain.FeatureDomain``) and the formulas its rule reads. ``Rule`` is what
+every rule provides."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -13,9 +13,9 @@ import sympy
 
 from symreward import formula
 from symreward.errors import InvariantError, SymrewardError
+from symreward.invariants.domain import FeatureDomain
 
 if TYPE_CHECKING:
-    from symreward.artifact import RewardArtifact
     from symreward.invariants.checker import Checker
     from symreward.invariants.report import InvariantResult
 
@@ -29,7 +29,7 @@ class Invariant:
     index: int
     rule: str
     spec: Mapping[str, Any]
-    domain: Mapping[str, tuple[float, float]]
+    domain: FeatureDomain
     condition: sympy.Expr | None = None  # where / when
     better: sympy.Expr | None = None
     worse: sympy.Expr | None = None
@@ -65,7 +65,11 @@ class Rule:
 
 def read(index: int, table: Mapping[str, Any], rule: type[Rule], names: Sequence[str],
          base: Mapping[str, tuple[float, float]], where: str) -> Invariant:
-    """The invariant ``table`` states under ``rule``, on ``base`` updated with its own domain."""
+    """The invariant ``table`` states under ``rule``, on ``base`` restricted by its own
+    domain. ``base`` is a ``FeatureDomain`` (``feature_domain``: inside the natural ranges),
+    or a plain box ``{feature: (lo, hi)}`` taken as recorded ranges with no natural ones."""
+    if not isinstance(base, FeatureDomain):
+        base = FeatureDomain.from_ranges(names, base, where=f"{where}: the domain box")
     name = table["rule"]
     allowed = (*_COMMON_KEYS, *rule.required, *rule.optional)
     for key in table:
@@ -75,18 +79,9 @@ def read(index: int, table: Mapping[str, Any], rule: type[Rule], names: Sequence
     for key in rule.required:
         if key not in table:
             raise InvariantError(f"{where}: rule '{name}' needs '{key}'")
-    domain = dict(base)
-    if "domain" in table:
-        box = table["domain"]
-        if not isinstance(box, Mapping):
-            raise InvariantError(f"{where}.domain: must be a table of feature = [lo, hi]")
-        for feature, value in box.items():
-            if feature not in names:
-                raise InvariantError(f"{where}.domain: unknown feature '{feature}' (known: "
-                                     f"{', '.join(names)})")
-            domain[feature] = _pair(value, f"{where}.domain.{feature}")
+    domain = base.restricted(table["domain"], f"{where}.domain") if "domain" in table else base
     return Invariant(index=index, rule=name, spec=MappingProxyType(dict(table)),
-                     domain=MappingProxyType(domain), **rule.fields(table, names, where))
+                     domain=domain, **rule.fields(table, names, where))
 
 
 def formula_field(table: Mapping[str, Any], key: str, names: Sequence[str], where: str
@@ -100,27 +95,3 @@ def formula_field(table: Mapping[str, Any], key: str, names: Sequence[str], wher
         return formula.parse(text, names)
     except SymrewardError as exc:
         raise InvariantError(f"{where}.{key}: {exc}") from None
-
-
-def recorded_ranges(artifact: RewardArtifact) -> dict[str, tuple[float, float]]:
-    """The domain box recorded in provenance (``feature_ranges``); unbounded where none is."""
-    ranges = artifact.provenance.get("feature_ranges") or {}
-    if not isinstance(ranges, Mapping):
-        raise InvariantError(f"{artifact.source}: provenance.feature_ranges must be a table of "
-                             "feature = [lo, hi]")
-    box = {}
-    for name in artifact.features.names:
-        box[name] = (-math.inf, math.inf)
-        if name in ranges:
-            box[name] = _pair(ranges[name], f"{artifact.source}: provenance.feature_ranges.{name}")
-    return box
-
-
-def _pair(value: Any, where: str) -> tuple[float, float]:
-    if (not isinstance(value, list | tuple) or len(value) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
-        raise InvariantError(f"{where}: must be [lo, hi] with two numbers, not {value!r}")
-    lo, hi = float(value[0]), float(value[1])
-    if math.isnan(lo) or math.isnan(hi) or lo > hi:
-        raise InvariantError(f"{where}: [lo, hi] needs lo <= hi, got {value!r}")
-    return lo, hi
