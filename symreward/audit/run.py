@@ -38,6 +38,7 @@ from symreward.audit.exploit import exploit_search
 from symreward.audit.report import plain
 from symreward.errors import DataError, FeatureError, SymrewardError
 from symreward.evaluate import info_matrix
+from symreward.invariants.domain import feature_domain
 
 if TYPE_CHECKING:
     from symreward.artifact import Evaluation, RewardArtifact
@@ -57,7 +58,9 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
           compare: Sequence[RewardArtifact] = (), discount: float = 0.99, seed: int = 0,
           worst: int = WORST_PAIRS, segment_discount: float | None = None,
           noise: float | None = None,
-          domain: Mapping[str, tuple[float | None, float | None]] | None = None,
+          domain: Mapping[str, tuple[float | None, float | None] | tuple[float | None,
+                                                                         float | None, str]]
+          | None = None,
           exploit_time: float = 10.0,
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The audit report of ``artifact`` on ``dataset``, as plain JSON-able data.
@@ -80,8 +83,9 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
         (``provenance.options``, for the preferences objective), else 1 and 0.
     domain
         Bounds ``{feature: (lo, hi)}`` (None for an open side): the box the exploit search
-        explores and partial dependence does not plot beyond. By default the ranges recorded
-        in provenance.
+        explores and partial dependence does not plot beyond. By default the artifact's
+        feature domain: the ranges recorded in provenance intersected with each feature's
+        natural range (``invariants.domain.feature_domain``).
     exploit_time
         Seconds the exploit search may take (half for the maximum, half for the minimum); 0
         leaves the section out.
@@ -115,6 +119,9 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
         say(f"EPIC distances to {len(compare)} artifact(s)")
         report["distances"] = epic_distances(artifact, dataset, compare, discount=discount,
                                              seed=seed)
+    if domain is None:
+        domain = {name: (bound["lo"], bound["hi"], bound["source"])
+                  for name, bound in feature_domain(artifact).as_dict().items()}
     if exploit_time > 0:
         say("exploit search")
         report["exploits"] = exploit_search(artifact, domain, dataset,
@@ -127,8 +134,9 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
     if predictions is not None:
         report["calibration"] = calibration(predictions)
     say("partial dependence")
-    report["partial_dependence"] = _dependence(artifact, dataset, kernels, seed=seed,
-                                               domain=domain)
+    report["partial_dependence"] = _dependence(
+        artifact, dataset, kernels, seed=seed,
+        domain={name: tuple(bounds)[:2] for name, bounds in domain.items()})
     front = artifact.provenance.get("front")
     if isinstance(front, list) and front:
         report["front"] = [dict(entry) for entry in front if isinstance(entry, Mapping)]
