@@ -296,8 +296,8 @@ def test_the_page_renders_in_a_headless_browser(tmp_path):
                              "Partial dependence", "The Pareto front", "EPIC", NOTE):
                 assert expected in text
             sections = page.evaluate("[...document.querySelectorAll('section')].map(s => s.id)")
-            assert sections == ["artifact", "data", "distances", "exploits", "attribution", "calibration",
-                                "partial_dependence", "front"]
+            assert sections == ["artifact", "data", "distances", "exploits", "attribution",
+                                "calibration", "partial_dependence", "front"]
             assert page.problems == []
 
 
