@@ -79,7 +79,9 @@ def test_the_flywheel_removes_the_spoofed_odometer(tmp_path, capsys):
                      for path in (learned, hardened))
     with capsys.disabled():  # the figures for benchmarks/RESULTS.md, shown with -s
         print(f"\nEPIC to the truth on held-out data: before {before:.4f}, after {after:.4f}; "
-              f"first maximum {maximum}; re-audit maximum {again}")
+              f"first maximum {maximum}; re-audit maximum {again}; learned "
+              f"{RewardArtifact.load(learned).formula_text()}; hardened "
+              f"{RewardArtifact.load(hardened).formula_text()}")
     assert after <= before + 0.02
 
     # The lineage records the harden, from the learned reward, with the accepted finding.
