@@ -1,7 +1,8 @@
 """Make the odometer example's data: a rover on a 10 m track, logged with its odometer.
 
-Deterministic for a seed. ``python make_data.py OUT.npz [--seed N]`` writes transitions and
-preference labels; ``--truth`` writes the true reward as the dataset's ``rewards`` key too.
+Deterministic for a seed. ``python make_data.py OUT.npz [--seed N]`` writes the transitions,
+the labellers' preference pairs, and the reward the person wants as the ``rewards`` key (for
+measuring, not learning: the preferences objective does not read it).
 """
 
 from __future__ import annotations
