@@ -174,8 +174,9 @@ class Canonicalizer:
                       - gamma * successors)
             out["dard"] = CanonicalReward(values, max(scale, successor_scale))
         if "value" in self.canonicalizations:
-            value = graph.values(means, gamma)
-            values = raw - value[graph.first_node] + gamma * value[graph.next_node]
-            # V is a sum of discounted rewards: its rounding is relative to |V|, not |R|.
-            out["value"] = CanonicalReward(values, max(scale, float(np.max(np.abs(value)))))
+            level, rest = graph.values(means, gamma)
+            values = (raw - level) - rest[graph.first_node] + gamma * rest[graph.next_node]
+            # The solved part of V is a sum of discounted rewards: its rounding is relative to
+            # its own size, which can exceed |R| by up to 1 / (1 − γ).
+            out["value"] = CanonicalReward(values, max(scale, float(np.max(np.abs(rest)))))
         return {c: out[c] for c in self.canonicalizations}

@@ -175,6 +175,13 @@ def compare_rewards(reward: RewardLike, others: Mapping[str, RewardLike | Counte
     """
     measures = _check_measures(measures)
     check_resampling(bootstrap, level)
+    if not isinstance(others, Mapping):
+        raise SymrewardError(f"others must map labels to rewards; got {type(others).__name__}")
+    # Every reward is checked (and an artifact compiled) before anything is sampled.
+    audited_fn = _reward_fn(reward, dataset)
+    counterparts = {label: other if isinstance(other, Counterpart) else Counterpart(other)
+                    for label, other in others.items()}
+    other_fns = {label: _reward_fn(c.reward, dataset) for label, c in counterparts.items()}
     canonicalizations = list(dict.fromkeys(_canonicalization(m) for m in measures))
     canonicalizer = Canonicalizer(dataset, discount=discount,
                                   canonicalizations=canonicalizations, n_eval=n_eval,
@@ -183,11 +190,10 @@ def compare_rewards(reward: RewardLike, others: Mapping[str, RewardLike | Counte
     # The resamples have a stream of their own, so that the number of resamples never moves
     # the evaluated transitions or the canonicalisations' samples.
     resample_seed = (seed, 1)
-    audited = canonicalizer(_reward_fn(reward), "the audited reward")
+    audited = canonicalizer(audited_fn, "the audited reward")
     results = []
-    for label, other in others.items():
-        counterpart = other if isinstance(other, Counterpart) else Counterpart(other)
-        canonical = canonicalizer(_reward_fn(counterpart.reward), repr(label))
+    for label, counterpart in counterparts.items():
+        canonical = canonicalizer(other_fns[label], repr(label))
         results.append(Distance(
             against=str(label), source=counterpart.source, path=counterpart.path,
             formula=counterpart.formula,
@@ -210,8 +216,8 @@ def dard_distance(reward_a: RewardLike, reward_b: RewardLike, dataset: Dataset, 
     canonicalizer = Canonicalizer(dataset, discount=discount, canonicalizations=("dard",),
                                   n_eval=n_eval, n_mean=1, neighbours=neighbours,
                                   n_pool=n_pool, seed=seed, max_batch_bytes=max_batch_bytes)
-    a = canonicalizer(_reward_fn(reward_a), "reward_a")["dard"]
-    b = canonicalizer(_reward_fn(reward_b), "reward_b")["dard"]
+    a = canonicalizer(_reward_fn(reward_a, dataset), "reward_a")["dard"]
+    b = canonicalizer(_reward_fn(reward_b, dataset), "reward_b")["dard"]
     return _point("DARD", a, b, "reward_a", "reward_b")
 
 
@@ -230,8 +236,8 @@ def starc_distance(reward_a: RewardLike, reward_b: RewardLike, dataset: Dataset,
                                   canonicalizations=(canonicalization,), n_eval=n_eval,
                                   n_mean=n_mean, neighbours=neighbours, n_pool=n_pool,
                                   seed=seed, max_batch_bytes=max_batch_bytes)
-    a = canonicalizer(_reward_fn(reward_a), "reward_a")[canonicalization]
-    b = canonicalizer(_reward_fn(reward_b), "reward_b")[canonicalization]
+    a = canonicalizer(_reward_fn(reward_a, dataset), "reward_a")[canonicalization]
+    b = canonicalizer(_reward_fn(reward_b, dataset), "reward_b")[canonicalization]
     return _point(name, a, b, "reward_a", "reward_b")
 
 
@@ -296,8 +302,12 @@ def _measure(measure: str, a: CanonicalReward, b: CanonicalReward, name_b: str, 
                          estimate.transitions)
 
 
-def _reward_fn(reward: RewardLike) -> RewardFn:
+def _reward_fn(reward: RewardLike, dataset: Dataset) -> RewardFn:
+    """The batched reward of ``reward``; for an artifact, after checking that its features read
+    only inputs ``dataset`` has (the kernels do not check their indices)."""
     if isinstance(reward, RewardArtifact):
+        reward.features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
+                                          data_source=dataset.source)
         return reward.reward_fn()
     if isinstance(reward, str | os.PathLike):
         raise SymrewardError(f"{reward}: a path; load it with RewardArtifact.load first")

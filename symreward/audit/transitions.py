@@ -182,13 +182,17 @@ class TransitionGraph:
 
     # -------------------------------------------------------------------- value function
 
-    def values(self, means: np.ndarray, discount: float) -> np.ndarray:
-        """The value of every node under the chain: ``V = G + γ P V``, with ``P`` moving from a
+    def values(self, means: np.ndarray, discount: float) -> tuple[float, np.ndarray]:
+        """The value of every node under the chain, ``V = G + γ P V``, with ``P`` moving from a
         node to each of its successors' next states with probability 1/k and ``G`` the
         ``state_means`` of a reward. Needs a ``closed`` graph and ``discount < 1``.
 
-        Solved by BiCGSTAB to a residual of ``_SOLVE_RTOL``, and where that fails to converge by
-        value iteration to the same tolerance; both are deterministic."""
+        Returned as ``(level, rest)`` with ``V = level / (1 − γ) + rest``: ``level`` is the mean
+        of ``G``, whose value is exact (every row of P sums to 1), and ``rest`` solves the
+        equation for ``G − level`` (``_solve``). A canonical reward ``R − V(s) + γV(s')`` is
+        then ``(R − level) − rest(s) + γ rest(s')``, which never forms ``level / (1 − γ)``:
+        for a reward with a large offset that term is 100 times the offset at γ = 0.99, and its
+        rounding would swamp a small reward's shape."""
         if self.successor_node is None:
             raise SymrewardError("the value function needs a closed transition graph")
         if not discount < 1.0:
@@ -201,15 +205,25 @@ class TransitionGraph:
              np.arange(0, n_nodes * k + 1, k)), shape=(n_nodes, n_nodes))
         chain.sum_duplicates()
         system = scipy.sparse.identity(n_nodes, format="csr") - discount * chain
-        target = np.linalg.norm(means) * _SOLVE_RTOL
-        solution, info = scipy.sparse.linalg.bicgstab(system, means, rtol=_SOLVE_RTOL,
-                                                      atol=0.0, maxiter=10 * n_nodes)
-        if info == 0 and np.linalg.norm(system @ solution - means) <= 10 * target:
-            return solution
-        # Value iteration: the error shrinks by γ a sweep, so it always gets there.
-        value = means.copy()
-        while True:
-            updated = means + discount * (chain @ value)
-            if np.linalg.norm(updated - value) <= target * (1.0 - discount):
-                return updated
-            value = updated
+        level = float(np.mean(means))
+        return level, _solve(system, chain, discount, means - level)
+
+
+def _solve(system: scipy.sparse.csr_matrix, chain: scipy.sparse.csr_matrix, discount: float,
+           target: np.ndarray) -> np.ndarray:
+    """``x`` with ``(I − γP) x = target``: BiCGSTAB to a residual of ``_SOLVE_RTOL``, and where
+    that fails to converge value iteration to the same tolerance (its error shrinks by γ a
+    sweep, so it always gets there). Both are deterministic."""
+    tolerance = np.linalg.norm(target) * _SOLVE_RTOL
+    if tolerance == 0.0:
+        return np.zeros_like(target)
+    solution, info = scipy.sparse.linalg.bicgstab(system, target, rtol=_SOLVE_RTOL, atol=0.0,
+                                                  maxiter=10 * system.shape[0])
+    if info == 0 and np.linalg.norm(system @ solution - target) <= 10 * tolerance:
+        return solution
+    solution = target.copy()
+    while True:
+        updated = target + discount * (chain @ solution)
+        if np.linalg.norm(updated - solution) <= tolerance * (1.0 - discount):
+            return updated
+        solution = updated
