@@ -150,16 +150,24 @@ class Canonicalizer:
     def transitions(self) -> int:
         return len(self.rows)
 
-    def __call__(self, reward: RewardFn, name: str = "reward") -> dict[str, CanonicalReward]:
-        """The canonical reward of ``reward`` under each canonicalisation asked for. ``name``
-        names the reward in error messages."""
+    def __call__(self, reward: RewardFn, name: str = "reward",
+                 canonicalizations: Sequence[str] | None = None) -> dict[str, CanonicalReward]:
+        """The canonical reward of ``reward`` under each canonicalisation asked for (all of the
+        constructor's, or those of them in ``canonicalizations``). ``name`` names the reward in
+        error messages."""
+        wanted = (self.canonicalizations if canonicalizations is None
+                  else tuple(dict.fromkeys(canonicalizations)))
+        missing = [c for c in wanted if c not in self.canonicalizations]
+        if missing:
+            raise SymrewardError(f"this canonicalizer was built for "
+                                 f"{', '.join(self.canonicalizations)}, not {', '.join(missing)}")
         out: dict[str, CanonicalReward] = {}
-        if "epic" in self.canonicalizations:
+        if "epic" in wanted:
             inputs = {**self._epic_inputs, "coverage_obs": self._epic_inputs["coverage_next_obs"]}
             values, scale = _canonicalize(reward, name, **inputs, discount=self.discount,
                                           max_batch_bytes=self.max_batch_bytes)
             out["epic"] = CanonicalReward(values, scale)
-        if self.graph is None:
+        if self.graph is None or not {"dard", "value"} & set(wanted):
             return out
         inputs = self._epic_inputs
         raw = _call(reward, name, inputs["obs"], inputs["act"], inputs["next_obs"],
@@ -167,16 +175,16 @@ class Canonicalizer:
         graph, gamma = self.graph, self.discount
         means, scale = graph.state_means(reward, name, self.max_batch_bytes)
         scale = max(scale, float(np.max(np.abs(raw))))
-        if "dard" in self.canonicalizations:
+        if "dard" in wanted:
             successors, successor_scale = graph.successor_means(reward, name,
                                                                 self.max_batch_bytes)
             values = (raw + gamma * means[graph.next_node] - means[graph.first_node]
                       - gamma * successors)
             out["dard"] = CanonicalReward(values, max(scale, successor_scale))
-        if "value" in self.canonicalizations:
+        if "value" in wanted:
             level, rest = graph.values(means, gamma)
             values = (raw - level) - rest[graph.first_node] + gamma * rest[graph.next_node]
             # The solved part of V is a sum of discounted rewards: its rounding is relative to
             # its own size, which can exceed |R| by up to 1 / (1 − γ).
             out["value"] = CanonicalReward(values, max(scale, float(np.max(np.abs(rest)))))
-        return {c: out[c] for c in self.canonicalizations}
+        return {c: out[c] for c in wanted}

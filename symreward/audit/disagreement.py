@@ -30,7 +30,7 @@ import numpy as np
 from symreward.artifact import RewardArtifact
 from symreward.audit.canonical import CANONICALIZATIONS, Canonicalizer
 from symreward.audit.comparisons import DEFAULT_RUNNERS_UP, runners_up
-from symreward.audit.distances import RewardLike, _reward_fn
+from symreward.audit.distances import RewardLike, _reward_fn, single_threaded_blas
 from symreward.audit.epic import _call, is_constant
 from symreward.audit.transitions import DEFAULT_NEIGHBOURS, DEFAULT_POOL
 from symreward.data.dataset import Dataset
@@ -59,6 +59,7 @@ class Uncertainty:
                 "canonicalization": self.canonicalization, "transitions": self.transitions}
 
 
+@single_threaded_blas
 def disagreement(members: Sequence[RewardLike], dataset: Dataset, *,
                  canonicalization: str = "epic", discount: float = 0.99, top: int = 10,
                  n_eval: int = 4096, n_mean: int = 1024, neighbours: int = DEFAULT_NEIGHBOURS,
