@@ -3,7 +3,7 @@ how DARD and the STARC family rank learned rewards beside EPIC.
 
     PYTHONPATH=. python benchmarks/audit_distances.py timing [--transitions 100000] [--repeat 3]
     PYTHONPATH=. python benchmarks/audit_distances.py recovery [--tasks pendulum,...]
-                 [--pairs 250,1000] [--label-seeds 0-2] [--runners-up 3]
+                 [--pairs 100,250,1000] [--label-seeds 0-2] [--runners-up 5]
 
 ``timing``: HalfCheetah-v5 data from the recovery benchmark's policy mix (``recovery.TASKS``,
 ``recovery.collect_mix``; 1000-step parts), ``--transitions`` of them. One artifact (the task's
@@ -63,7 +63,7 @@ from symreward.audit import (  # noqa: E402
 )
 from symreward.audit.bootstrap import bootstrap_estimate  # noqa: E402
 from symreward.audit.canonical import Canonicalizer  # noqa: E402
-from symreward.audit.distances import _statistic  # noqa: E402
+from symreward.audit.distances import _statistic, single_threaded_blas  # noqa: E402
 from symreward.data import bradley_terry_preferences  # noqa: E402
 from symreward.errors import SymrewardError  # noqa: E402
 from symreward.learner import SymbolicRewardLearner  # noqa: E402
@@ -94,9 +94,10 @@ def other_reward(task: recovery.Task) -> RewardArtifact:
         Term("before", "0.15*vx_before"), Term("tilt", "-0.2*max(0, pitch - 0.3)")])
 
 
+@single_threaded_blas   # as compare_rewards runs
 def step_times(true_fn: Any, other_fn: Any, data: Any, measures: tuple[str, ...],
                n_eval: int) -> dict[str, float]:
-    """The warm time of each step of ``compare_rewards`` at its defaults, by calling its parts."""
+    """The warm time of each step of ``compare_rewards``, by calling its parts."""
     canon_kinds = list(dict.fromkeys(
         m.split("-")[1] if m.startswith("STARC-") else m.lower() for m in measures))
     times: dict[str, float] = {}
@@ -193,7 +194,7 @@ def learned_rewards(task: recovery.Task, train: Any, temperature: float, pairs: 
 
 def correlations(table: list[dict[str, Any]], reference: str) -> dict[str, dict[str, Any]]:
     out = {}
-    for measure in ("EPIC (compare_rewards)", *MEASURES):
+    for measure in MEASURES:
         rows = [r for r in table if r.get(measure) is not None and r.get(reference) is not None]
         if len(rows) < 3:
             out[measure] = {"n": len(rows), "spearman": None, "pearson": None}
@@ -265,11 +266,11 @@ def recovery_run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 for m in by_label[row["reward"]].measures:
                     row[m.name] = m.value
                     row[f"{m.name} ci"] = m.ci
-                row["EPIC (compare_rewards)"] = row["EPIC"]
         say(f"{key}: {len(learned)} learned rewards; compare_rewards to the truth in "
             f"{seconds:.0f} s")
         result["tasks"][key] = {"rows": rows, "compare_seconds": seconds,
-                                "epic": correlations(rows, "EPIC (recovery.py)")}
+                                "epic": correlations(rows, "EPIC (recovery.py)"),
+                                "accuracy": correlations(rows, "accuracy")}
         table += rows
     for name, rows in (("pooled, all", table),
                        ("pooled, chosen only", [r for r in table if r["chosen"]])):
@@ -285,25 +286,21 @@ def fmt(value: float | None) -> str:
 
 
 def print_recovery(result: dict[str, Any], tasks: list[str]) -> None:
-    measures = ("EPIC (compare_rewards)", *MEASURES)
-    say("\nCorrelation with the EPIC to the true reward (recovery.py's), Spearman / Pearson:")
-    groups = [(key, result["tasks"][key]["epic"]) for key in tasks] + [
-        ("pooled, all", result["pooled, all"]["epic"]),
-        ("pooled, chosen only", result["pooled, chosen only"]["epic"])]
-    say("| measure | " + " | ".join(f"{g} (n={c[measures[0]]['n']})" for g, c in groups)
-        + " |")
-    say("|---|" + "---|" * len(groups))
-    for m in measures:
-        say(f"| {m} | " + " | ".join(f"{fmt(c[m]['spearman'])} / {fmt(c[m]['pearson'])}"
-                                     for _, c in groups) + " |")
-    say("\nCorrelation with the held-out preference accuracy (noiseless pairs), pooled, "
-        "Spearman / Pearson (a distance should correlate negatively):")
-    say("| measure | pooled, all | pooled, chosen only |")
-    say("|---|---|---|")
-    for m in measures:
-        cells = [result[g]["accuracy"][m] for g in ("pooled, all", "pooled, chosen only")]
-        say(f"| {m} | " + " | ".join(f"{fmt(c['spearman'])} / {fmt(c['pearson'])}"
-                                     for c in cells) + " |")
+    for reference, title in (
+            ("epic", "Correlation of each measure (compare_rewards, to the true reward) with the "
+                     "EPIC to the true reward as recovery.py computes it; Spearman / Pearson:"),
+            ("accuracy", "Correlation of each measure with the held-out accuracy on noiseless "
+                         "preference pairs (a distance should correlate negatively); Spearman / "
+                         "Pearson:")):
+        groups = [(key, result["tasks"][key][reference]) for key in tasks] + [
+            (name, result[name][reference]) for name in ("pooled, all", "pooled, chosen only")]
+        say(f"\n{title}")
+        say("| measure | " + " | ".join(f"{g} (n={c[MEASURES[0]]['n']})" for g, c in groups)
+            + " |")
+        say("|---|" + "---|" * len(groups))
+        for m in MEASURES:
+            say(f"| {m} | " + " | ".join(f"{fmt(c[m]['spearman'])} / {fmt(c[m]['pearson'])}"
+                                         for _, c in groups) + " |")
 
 
 # ---------------------------------------------------------------------------- main
@@ -316,10 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--transitions", type=int, default=100_000)
     t.add_argument("--repeat", type=int, default=3)
     r = sub.add_parser("recovery", help="DARD/STARC against EPIC on the recovery tasks")
-    r.add_argument("--tasks", default="pendulum,mountaincar,halfcheetah,hopper,reacher-gate")
-    r.add_argument("--pairs", default="250,1000")
+    r.add_argument("--tasks", default=",".join(recovery.TASKS))
+    r.add_argument("--pairs", default="100,250,1000")
     r.add_argument("--label-seeds", default="0-2")
-    r.add_argument("--runners-up", type=int, default=3)
+    r.add_argument("--runners-up", type=int, default=5)
     r.add_argument("--bootstrap", type=int, default=50)
     r.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -448,4 +448,8 @@ def test_bad_options_and_rewards_are_reported():
         Counterpart(R2, source="sibling")
     with pytest.raises(SymrewardError, match="at least 2 members"):
         disagreement([R1], DS)
+    with pytest.raises(SymrewardError, match="built for dard, not epic"):
+        Canonicalizer(DS, discount=GAMMA, canonicalizations=("dard",))(R1, "r", ("epic",))
+    with pytest.raises(SymrewardError, match="unknown canonicalisation"):
+        Canonicalizer(DS, discount=GAMMA, canonicalizations=("minimal",))
     assert not math.isnan(values(compare_rewards(R1, {"R2": R2}, DS, **SMALL))["EPIC"])

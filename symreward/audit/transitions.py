@@ -26,6 +26,8 @@ without replacement from the data (all of them in smaller data): the exact searc
 ``TransitionGraph`` holds, for one set of evaluated transitions, the states whose successors are
 needed (their first and next states and, for the value function, every successor of the pool,
 so that the states and successors close into a finite Markov chain) and their successors.
+Episode ends are ignored, as EPIC ignores them: the distances are defined for infinite-horizon
+problems, so a terminal state goes on to the successors of its neighbours like any other.
 """
 
 from __future__ import annotations
