@@ -296,7 +296,9 @@ def _point(measure: str, a: CanonicalReward, b: CanonicalReward, name_a: str,
     if _undefined(measure, a, b, name_a, name_b):
         return 0.0
     value = _statistic(measure, a, b)(a.values, b.values)
-    assert value is not None  # neither is constant
+    if value is None:   # a norm at rounding level while the spread is not (a lone tiny spike)
+        raise SymrewardError(f"{measure} distance is undefined: a canonical reward's norm is "
+                             "at the rounding level of the rewards evaluated")
     return value
 
 
@@ -306,7 +308,7 @@ def _measure(measure: str, a: CanonicalReward, b: CanonicalReward, name_b: str, 
         return MeasureResult(measure, 0.0, (0.0, 0.0), float(level), resamples,
                              a.values.shape[0])
     estimate: Estimate = bootstrap_estimate(_statistic(measure, a, b), a.values, b.values,
-                                   resamples=resamples, level=level, seed=seed)
+                                            resamples=resamples, level=level, seed=seed)
     ci = (None if estimate.low is None or estimate.high is None
           else (estimate.low, estimate.high))
     return MeasureResult(measure, estimate.value, ci, estimate.level, estimate.resamples,

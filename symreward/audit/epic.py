@@ -37,7 +37,8 @@ import numpy as np
 from symreward.data.dataset import Dataset
 from symreward.errors import SymrewardError
 
-__all__ = ["RewardFn", "canonicalize", "epic_distance", "pearson_distance"]
+__all__ = ["RewardFn", "canonicalize", "epic_distance", "epic_inputs", "is_constant",
+           "pearson_distance"]
 
 #: A batched reward: ``(obs (N, obs_dim), act (N, act_dim), next_obs (N, obs_dim), infos {name:
 #: (N,)}) -> (N,)``. It must be a pure function of its arguments; it may be called many times on
@@ -341,7 +342,7 @@ def epic_inputs(dataset: Dataset, *, n_eval: int, n_mean: int, rng: np.random.Ge
     ``discount``), drawn from ``rng`` exactly as ``epic_distance`` draws them: ``n_eval`` rows
     without replacement (every row when ``n_eval >= N``), then ``n_mean`` samples each of S, A
     and S' with replacement. Shared by the other distances of ``symreward.audit``, so that
-    their EPIC is ``epic_distance``'s to the last bit."""
+    for one seed they evaluate the transitions ``epic_distance`` evaluates, with its samples."""
     n = dataset.n
     rows = np.arange(n) if n_eval >= n else np.sort(rng.choice(n, size=n_eval, replace=False))
     pool_obs = np.concatenate((dataset.observations, dataset.next_observations), axis=0)
