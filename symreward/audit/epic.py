@@ -37,7 +37,8 @@ import numpy as np
 from symreward.data.dataset import Dataset
 from symreward.errors import SymrewardError
 
-__all__ = ["RewardFn", "canonicalize", "epic_distance", "pearson_distance"]
+__all__ = ["RewardFn", "canonicalize", "epic_distance", "epic_inputs", "is_constant",
+           "pearson_distance"]
 
 #: A batched reward: ``(obs (N, obs_dim), act (N, act_dim), next_obs (N, obs_dim), infos {name:
 #: (N,)}) -> (N,)``. It must be a pure function of its arguments; it may be called many times on
@@ -315,31 +316,14 @@ def epic_distance(
     if n < 2:
         raise SymrewardError(f"{dataset.source}: EPIC needs at least 2 transitions; got {n}")
 
-    rng = np.random.default_rng(seed)
-    rows = np.arange(n) if n_eval >= n else np.sort(rng.choice(n, size=n_eval, replace=False))
-    pool_obs = np.concatenate((dataset.observations, dataset.next_observations), axis=0)
-    pool_info_rows = _pool_info_rows(dataset)
-    s_idx = rng.integers(2 * n, size=n_mean)
-    a_idx = rng.integers(n, size=n_mean)
-    sp_idx = rng.integers(2 * n, size=n_mean)
-    sp_info_rows = pool_info_rows[sp_idx]
-
-    shared = {
-        "obs": dataset.observations[rows],
-        "act": dataset.actions[rows],
-        "next_obs": dataset.next_observations[rows],
-        "infos": {key: col[rows] for key, col in dataset.infos.items()},
-        "coverage_obs": pool_obs[s_idx],
-        "coverage_act": dataset.actions[a_idx],
-        "coverage_next_obs": pool_obs[sp_idx],
-        "coverage_infos": {key: col[sp_info_rows] for key, col in dataset.infos.items()},
-        "discount": discount,
-        "max_batch_bytes": max_batch_bytes,
-    }
-    canon_a, scale_a = _canonicalize(reward_a, "reward_a", **shared)
-    canon_b, scale_b = _canonicalize(reward_b, "reward_b", **shared)
-    const_a = bool(np.std(canon_a) <= _CONSTANT_RTOL * scale_a)
-    const_b = bool(np.std(canon_b) <= _CONSTANT_RTOL * scale_b)
+    _, shared = epic_inputs(dataset, n_eval=n_eval, n_mean=n_mean,
+                            rng=np.random.default_rng(seed))
+    canon_a, scale_a = _canonicalize(reward_a, "reward_a", **shared, discount=discount,
+                                     max_batch_bytes=max_batch_bytes)
+    canon_b, scale_b = _canonicalize(reward_b, "reward_b", **shared, discount=discount,
+                                     max_batch_bytes=max_batch_bytes)
+    const_a = is_constant(canon_a, scale_a)
+    const_b = is_constant(canon_b, scale_b)
     if const_a and const_b:
         return 0.0
     if const_a or const_b:
@@ -350,6 +334,40 @@ def epic_distance(
             "potential-shaping term), so it cannot be correlated with the other reward"
         )
     return pearson_distance(canon_a, canon_b)
+
+
+def epic_inputs(dataset: Dataset, *, n_eval: int, n_mean: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, dict[str, object]]:
+    """The evaluated rows of ``dataset`` and the keyword arguments of ``canonicalize`` (all but
+    ``discount``), drawn from ``rng`` exactly as ``epic_distance`` draws them: ``n_eval`` rows
+    without replacement (every row when ``n_eval >= N``), then ``n_mean`` samples each of S, A
+    and S' with replacement. Shared by the other distances of ``symreward.audit``, so that
+    for one seed they evaluate the transitions ``epic_distance`` evaluates, with its samples."""
+    n = dataset.n
+    rows = np.arange(n) if n_eval >= n else np.sort(rng.choice(n, size=n_eval, replace=False))
+    pool_obs = np.concatenate((dataset.observations, dataset.next_observations), axis=0)
+    pool_info_rows = _pool_info_rows(dataset)
+    s_idx = rng.integers(2 * n, size=n_mean)
+    a_idx = rng.integers(n, size=n_mean)
+    sp_idx = rng.integers(2 * n, size=n_mean)
+    sp_info_rows = pool_info_rows[sp_idx]
+    shared = {
+        "obs": dataset.observations[rows],
+        "act": dataset.actions[rows],
+        "next_obs": dataset.next_observations[rows],
+        "infos": {key: col[rows] for key, col in dataset.infos.items()},
+        "coverage_obs": pool_obs[s_idx],
+        "coverage_act": dataset.actions[a_idx],
+        "coverage_next_obs": pool_obs[sp_idx],
+        "coverage_infos": {key: col[sp_info_rows] for key, col in dataset.infos.items()},
+    }
+    return rows, shared
+
+
+def is_constant(canonical: np.ndarray, scale: float) -> bool:
+    """Whether a canonical reward is constant up to the rounding noise canonicalisation leaves
+    (a spread of at most ``_CONSTANT_RTOL`` times ``scale``, the largest |reward| evaluated)."""
+    return bool(np.std(canonical) <= _CONSTANT_RTOL * scale)
 
 
 def _pool_info_rows(dataset: Dataset) -> np.ndarray:
@@ -386,8 +404,9 @@ def _call(
         i = int(np.argmax(bad))
         raise SymrewardError(
             f"{name} returned {out[i]} for obs={obs[i].tolist()}, act={act[i].tolist()}, "
-            f"next_obs={next_obs[i].tolist()}; EPIC evaluates rewards on synthetic transitions "
-            "(any state, action and next state of the data combined), so they must be finite there"
+            f"next_obs={next_obs[i].tolist()}; the distances evaluate rewards on synthetic "
+            "transitions (states, actions and next states of the data combined), so they must be "
+            "finite there"
         )
     return out
 
