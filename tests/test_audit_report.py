@@ -81,9 +81,13 @@ def test_audit_builds_every_section_it_can(tmp_path):
     (entry,) = report["distances"]
     assert entry["path"] == str(other) and entry["source"] == "compare"
     assert entry["against"] == str(other)  # its name is the audited reward's: named by file
-    (epic,) = entry["measures"]
-    assert epic["name"] == "EPIC" and 0 < epic["value"] < 1
-    assert epic["ci"] is None and epic["resamples"] == 0
+    measures = {m["name"]: m for m in entry["measures"]}
+    assert {"EPIC", "DARD", "STARC-epic-L2", "STARC-value-L2"} <= set(measures)
+    for measure in measures.values():
+        low, high = measure["ci"]
+        assert low <= measure["value"] <= high and measure["resamples"] == 200
+    assert 0 < measures["EPIC"]["value"] < 1
+    assert report["uncertainty"]["members"] >= 2  # the front's runners-up beside the reward
     attribution = report["attribution"]
     assert set(attribution["variance_share"]) == {"upright", "forward"}
     assert sum(attribution["variance_share"].values()) == pytest.approx(1.0)
@@ -296,8 +300,8 @@ def test_the_page_renders_in_a_headless_browser(tmp_path):
                              "Partial dependence", "The Pareto front", "EPIC", NOTE):
                 assert expected in text
             sections = page.evaluate("[...document.querySelectorAll('section')].map(s => s.id)")
-            assert sections == ["artifact", "data", "distances", "exploits", "attribution",
-                                "calibration", "partial_dependence", "front"]
+            assert sections == ["artifact", "data", "distances", "uncertainty", "exploits",
+                                "attribution", "calibration", "partial_dependence", "front"]
             assert page.problems == []
 
 

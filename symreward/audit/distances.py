@@ -122,6 +122,7 @@ class Distance:
     path: str | None
     measures: tuple[MeasureResult, ...]
     formula: str | None = None
+    error: str | None = None  # why no measure is defined (``measures`` is empty then)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"against": self.against, "source": self.source,
@@ -129,6 +130,8 @@ class Distance:
                                "measures": [m.as_dict() for m in self.measures]}
         if self.formula is not None:
             out["formula"] = self.formula
+        if self.error is not None:
+            out["error"] = self.error
         return out
 
 
@@ -145,7 +148,8 @@ def compare_rewards(reward: RewardLike, others: Mapping[str, RewardLike | Counte
                     measures: Sequence[str] = DEFAULT_MEASURES, n_eval: int = 4096,
                     n_mean: int = 1024, neighbours: int = DEFAULT_NEIGHBOURS,
                     n_pool: int = DEFAULT_POOL,
-                    max_batch_bytes: int = DEFAULT_BATCH_BYTES) -> list[Distance]:
+                    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+                    skip_undefined: bool = False) -> list[Distance]:
     """The distances from ``reward`` to each of ``others`` on ``dataset``, with intervals.
 
     Parameters
@@ -170,6 +174,9 @@ def compare_rewards(reward: RewardLike, others: Mapping[str, RewardLike | Counte
         Any of ``MEASURES``.
     n_eval, n_mean, neighbours, n_pool, max_batch_bytes
         See ``Canonicalizer``.
+    skip_undefined : bool, default=False
+        Where the distances to one of ``others`` are undefined (below), give its entry no
+        measures and the reason as ``error`` instead of raising: an audit goes on.
 
     Returns
     -------
@@ -202,14 +209,21 @@ def compare_rewards(reward: RewardLike, others: Mapping[str, RewardLike | Counte
     audited = canonicalizer(audited_fn, "the audited reward")
     results = []
     for label, counterpart in counterparts.items():
-        canonical = canonicalizer(other_fns[label], repr(label))
-        results.append(Distance(
-            against=str(label), source=counterpart.source, path=counterpart.path,
-            formula=counterpart.formula,
-            measures=tuple(_measure(m, audited[_canonicalization(m)],
-                                    canonical[_canonicalization(m)], repr(label),
-                                    resamples=bootstrap, level=level, seed=resample_seed)
-                           for m in measures)))
+        found: tuple[MeasureResult, ...] = ()
+        error = None
+        try:
+            canonical = canonicalizer(other_fns[label], repr(label))
+            found = tuple(
+                _measure(m, audited[_canonicalization(m)], canonical[_canonicalization(m)],
+                         repr(label), resamples=bootstrap, level=level, seed=resample_seed)
+                for m in measures)
+        except SymrewardError as exc:
+            if not skip_undefined:
+                raise
+            error = str(exc)
+        results.append(Distance(against=str(label), source=counterpart.source,
+                                path=counterpart.path, formula=counterpart.formula,
+                                measures=found, error=error))
     return results
 
 

@@ -4,7 +4,9 @@
 
 * ``artifact`` and ``data`` — what was audited on what (and whether the data is the data the
   reward was learned from, by the dataset's digest);
-* ``distances`` — EPIC to each compared artifact;
+* ``distances`` — EPIC, DARD and the STARC family, with bootstrap intervals, to each compared
+  artifact (by default the parent and the front's runners-up), and ``uncertainty``, the
+  disagreement among the front's members per transition;
 * ``attribution`` — term shares and the worst-predicted preference pairs
   (``audit.attribution``), and ``calibration`` of the preference model where there are pairs;
 * ``exploits`` — the reward's certified maximum and minimum over the domain, how far they lie
@@ -33,7 +35,10 @@ from symreward.audit.attribution import (
     calibration,
     pair_predictions,
 )
+from symreward.audit.comparisons import default_comparisons
 from symreward.audit.dependence import partial_dependence, used_features
+from symreward.audit.disagreement import front_uncertainty
+from symreward.audit.distances import DEFAULT_MEASURES, Counterpart, compare_rewards
 from symreward.audit.exploit import exploit_search
 from symreward.audit.report import plain
 from symreward.errors import DataError, FeatureError, SymrewardError
@@ -46,11 +51,12 @@ if TYPE_CHECKING:
     from symreward.kernels import RewardKernels
 
 __all__ = ["SCHEMA", "artifact_summary", "audit", "check_options", "data_summary",
-           "epic_distances"]
+           "distances", "uncertainty"]
 
 SCHEMA = "symreward-audit/1"
 #: EPIC's evaluation transitions and coverage samples (``epic_distance``'s own defaults).
-EPIC_EVAL, EPIC_MEAN = 4096, 1024
+#: Bootstrap resamples of every distance's confidence interval.
+BOOTSTRAP = 200
 _MEMORY = ("<memory>", "<string>")
 
 
@@ -68,7 +74,8 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
     Parameters
     ----------
     compare
-        Artifacts to measure the distance to (EPIC), each named by its file.
+        Artifacts to measure the distances to, each named by its name or file; by default the
+        parent (when its file lies beside the artifact) and the front's runners-up.
     discount
         The discount ``γ`` of the distances' canonicalisation (potential shaping
         ``γΦ(s') − Φ(s)`` is what they ignore).
@@ -115,10 +122,13 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
         "artifact": artifact_summary(artifact),
         "data": data_summary(artifact, dataset, evaluation),
     }
-    if compare:
-        say(f"EPIC distances to {len(compare)} artifact(s)")
-        report["distances"] = epic_distances(artifact, dataset, compare, discount=discount,
-                                             seed=seed)
+    say("distances")
+    found = distances(artifact, dataset, compare, discount=discount, seed=seed)
+    if found:
+        report["distances"] = found
+    spread = uncertainty(artifact, dataset, discount=discount, seed=seed)
+    if spread is not None:
+        report["uncertainty"] = spread
     if domain is None:
         domain = {name: (bound["lo"], bound["hi"], bound["source"])
                   for name, bound in feature_domain(artifact).as_dict().items()}
@@ -244,33 +254,48 @@ def _stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> float | 
         return float(function(values))
 
 
-def epic_distances(artifact: RewardArtifact, dataset: Dataset,
-                   compare: Sequence[RewardArtifact], *, discount: float, seed: int
-                   ) -> list[dict[str, Any]]:
-    """The ``distances`` section: EPIC from ``artifact`` to each compared artifact, without a
-    confidence interval (``ci`` None, ``resamples`` 0). Where EPIC is undefined (one reward
-    is equivalent to a constant on the data) the value is None and ``error`` says why."""
-    from symreward.audit.epic import epic_distance
+def distances(artifact: RewardArtifact, dataset: Dataset, compare: Sequence[RewardArtifact],
+              *, discount: float, seed: int, bootstrap: int = BOOTSTRAP) -> list[dict[str, Any]]:
+    """The ``distances`` section: EPIC, DARD and the STARC family, each with a bootstrap
+    interval (``audit.distances.compare_rewards``), from ``artifact`` to each of ``compare`` or,
+    when none is given, to its default comparisons (its parent when its file is found beside
+    it, and its front's runners-up). Where the distances to one reward are undefined (it is
+    equivalent to a constant on the data) its entry has no measures and ``error`` says why."""
+    if compare:
+        names = [artifact.name, *(other.name for other in compare)]
+        others: dict[str, Any] = {}
+        for other in compare:
+            path = None if other.source in _MEMORY else other.source
+            # Named by its name where that tells it apart (a re-learned reward keeps the name
+            # of the one it came from), else by its file.
+            label = (other.name if other.name and names.count(other.name) == 1 else path
+                     ) or other.name or "compared reward"
+            others[label] = Counterpart(other, source="compare", path=path)
+    else:
+        others = default_comparisons(artifact)
+    if not others:
+        return []
+    measures = [m for m in DEFAULT_MEASURES if discount < 1 or "value" not in m]
+    try:
+        found = compare_rewards(artifact, others, dataset, discount=discount,
+                                bootstrap=bootstrap, seed=seed, measures=measures,
+                                skip_undefined=True)
+    except SymrewardError as exc:  # the audited reward itself has no shape to compare
+        return [{"against": label, "source": other.source, "path": other.path,
+                 "measures": [], "error": str(exc)} for label, other in others.items()]
+    return [entry.as_dict() for entry in found]
 
-    reward = artifact.reward_fn()
-    names = [artifact.name, *(other.name for other in compare)]
-    out = []
-    for other in compare:
-        path = None if other.source in _MEMORY else other.source
-        # Named by its name where that tells it apart (a re-learned reward keeps the name of
-        # the one it came from), else by its file.
-        label = other.name if other.name and names.count(other.name) == 1 else path
-        measure: dict[str, Any] = {"name": "EPIC", "value": None, "ci": None, "level": None,
-                                   "resamples": 0, "transitions": min(dataset.n, EPIC_EVAL)}
-        try:
-            measure["value"] = epic_distance(reward, other.reward_fn(), dataset,
-                                             discount=discount, n_eval=EPIC_EVAL,
-                                             n_mean=EPIC_MEAN, seed=seed)
-        except SymrewardError as exc:
-            measure["error"] = str(exc)
-        out.append({"against": label or other.name or "compared reward", "source": "compare",
-                    "path": path, "measures": [measure]})
-    return out
+
+def uncertainty(artifact: RewardArtifact, dataset: Dataset, *, discount: float, seed: int
+                ) -> dict[str, Any] | None:
+    """The ``uncertainty`` section: how much the front's members disagree per transition
+    (``audit.disagreement.front_uncertainty``); None without comparable runners-up or where
+    a member has no shape to compare."""
+    try:
+        found = front_uncertainty(artifact, dataset, discount=discount, seed=seed)
+    except SymrewardError:
+        return None
+    return None if found is None else found.as_dict()
 
 
 def _dependence(artifact: RewardArtifact, dataset: Dataset, kernels: RewardKernels, *,
