@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import nonlinear_system
 
 from symreward.artifact import RewardArtifact, Term
 from symreward.audit import (
@@ -39,26 +40,9 @@ SMALL = {"n_eval": 256, "n_mean": 64, "n_pool": 512, "bootstrap": 20}
 
 
 def trajectories(seed: int = 0, episodes: int = 8, length: int = 50) -> Dataset:
-    """Episodes of a noisy, mildly nonlinear 3-D system driven by 2-D actions; the info ``h``
-    is a function of the next state."""
-    rng = np.random.default_rng(seed)
-    obs, act, nxt = [], [], []
-    for _ in range(episodes):
-        s = rng.normal(size=3)
-        for _ in range(length):
-            a = rng.uniform(-1.0, 1.0, size=2)
-            s2 = 0.9 * s + 0.2 * np.array([np.sin(s[1]), a[0], a[1] * s[0]])
-            s2 = s2 + 0.1 * rng.normal(size=3)
-            obs.append(s)
-            act.append(a)
-            nxt.append(s2)
-            s = s2
-    obs, act, nxt = (np.asarray(x) for x in (obs, act, nxt))
-    timeouts = np.zeros(len(obs), dtype=bool)
-    timeouts[length - 1::length] = True
-    return Dataset(observations=obs, actions=act, next_observations=nxt,
-                   terminals=np.zeros(len(obs), dtype=bool), timeouts=timeouts,
-                   infos={"h": np.tanh(nxt[:, 0])})
+    """Episodes of a noisy, mildly nonlinear 3-D system driven by 2-D actions
+    (``support.nonlinear_system``)."""
+    return nonlinear_system(seed, episodes, length)
 
 
 DS = trajectories()
@@ -418,9 +402,9 @@ def test_an_artifact_that_does_not_fit_the_dataset_is_named_before_anything_runs
                           terms=[Term("main", "far")])
     with pytest.raises(FeatureError, match=r"reads obs\[7\] but .* width 3"):
         compare_rewards(R1, {"wide": wide}, DS)
-    needs_info = RewardArtifact(name="v", features=FeatureSet({"v": "info.x_velocity"}),
+    needs_info = RewardArtifact(name="v", features=FeatureSet({"v": "info.y_velocity"}),
                                 terms=[Term("main", "v")])
-    with pytest.raises(FeatureError, match="no key 'infos/x_velocity'"):
+    with pytest.raises(FeatureError, match="no key 'infos/y_velocity'"):
         compare_rewards(needs_info, {"R1": R1}, DS)
 
 
