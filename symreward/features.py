@@ -11,10 +11,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import sympy
-import tomlkit
 
 from symreward import formula
 from symreward.errors import FeatureError, FormulaError
+from symreward.tomlfiles import read_toml
 
 _INPUT_NAME = re.compile(r"^(obs|act|next_obs)\[(\d+)\]$")
 
@@ -52,15 +52,7 @@ class FeatureSet(Mapping[str, str]):
     @classmethod
     def from_toml(cls, path: str | Path) -> FeatureSet:
         """Read ``[features] name = "formula"`` from a TOML file."""
-        path = Path(path)
-        try:
-            document = tomlkit.parse(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FeatureError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FeatureError(f"{path}: cannot read: {exc}") from None
-        except tomlkit.exceptions.ParseError as exc:
-            raise FeatureError(f"{path}: not valid TOML: {exc}") from None
+        document = read_toml(path, FeatureError)
         table = document.get("features")
         if table is None:
             raise FeatureError(f"{path}: missing the [features] table")

@@ -42,6 +42,7 @@ import tomlkit
 
 from symreward.atomic import atomic_write_text
 from symreward.errors import SymrewardError
+from symreward.tomlfiles import read_toml
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
@@ -252,17 +253,7 @@ def read_findings(path: str | os.PathLike, artifact: RewardArtifact | FeatureSet
                   ) -> Findings:
     """Read and validate the findings file at ``path`` against the features of ``artifact``
     (an artifact or a feature set); raises ``FindingsError`` listing every problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FindingsError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FindingsError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError as exc:
-        raise FindingsError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, FindingsError).unwrap()
     features = getattr(artifact, "features", artifact)
     return parse_findings(data, features.names, str(path))
 

@@ -8,10 +8,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
-
-import tomlkit
 
 from symreward import validation
 from symreward.errors import InvariantError, OptionError, SymrewardError
@@ -20,6 +17,7 @@ from symreward.findings import SCHEMA as FINDINGS_SCHEMA
 from symreward.findings import Finding, FindingsError, parse_findings
 from symreward.invariants.rules import RULES
 from symreward.invariants.spec import Invariant, read
+from symreward.tomlfiles import read_toml
 
 # The least gap R(other) - R(state) a hard "below" constraint keeps, in reward units: enough
 # for the strict order to survive rounding, too little to force a slope on a short segment.
@@ -96,15 +94,7 @@ def read_constraints(path: str | os.PathLike, features: FeatureSet) -> Constrain
     artifact's format, and/or a findings file's ``[[findings]]`` (with its ``schema``), both
     checked against ``features``. Raises a ``SymrewardError`` naming the file, the table's
     index and the field."""
-    path = Path(path)
-    try:
-        data = tomlkit.parse(path.read_text(encoding="utf-8")).unwrap()
-    except FileNotFoundError:
-        raise SymrewardError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SymrewardError(f"{path}: cannot read: {exc}") from None
-    except tomlkit.exceptions.ParseError as exc:
-        raise SymrewardError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path).unwrap()
     names = features.names
     findings: list[Finding] = []
     if "schema" in data or "findings" in data:
