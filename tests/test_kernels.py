@@ -62,7 +62,12 @@ MATH_NAMES = ("exp", "log", "sin", "cos", "tanh", "arctan", "arctan2", "power")
 
 class ReferencePrinter(NumPyPrinter):
     """lambdify's numpy printer, with powers that numpy computes by its own pow (all but x**2,
-    x**-1 and square roots) sent through ``power``, so through the kernels' power."""
+    x**-1 and square roots) sent through ``power``, so through the kernels' power, and every
+    number written as the double it is (the default writes 15 significant digits: another
+    double than the kernels', which ``sin`` of it shows)."""
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        return repr(float(expr))
 
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
         if expr.exp in (2, -1, sympy.S.Half, -sympy.S.Half):
@@ -235,6 +240,9 @@ def rewards(draw: st.DrawFn) -> tuple[list, list]:
                                        sympy.Max(1, INFO_V), evaluate=False))],
                  [("t0", symbol("q"))]),
          table=np.array([[1.0, 1.0, 1.0, np.nan]] * 24))
+@example(reward=([("p", OBS0), ("q", ACT0), ("f1", OBS0), ("f2", sympy.Float(125.89254117941749)),
+                  ("unused", OBS0)], [("t0", sympy.sin(symbol("f2")))]),
+         table=np.full((24, 4), 0.5))
 def test_kernels_match_numpy(reward: tuple[list, list], table: np.ndarray,
                              cache_dir: Path) -> None:
     features, terms = reward
