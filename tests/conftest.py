@@ -6,9 +6,17 @@ from collections.abc import Callable
 from subprocess import CompletedProcess
 
 import pytest
+from hypothesis import settings
 from support import random_walk, run_cli
 
 from symreward.data import Dataset
+
+# The property tests draw the same examples on every run and every machine, so a fresh clone's
+# run is reproducible (a fresh clone has no example database to replay a failure from).
+# `pytest --hypothesis-profile=explore` draws new examples, to look for more.
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("reproducible")
 
 
 @pytest.fixture
