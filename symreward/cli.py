@@ -430,6 +430,15 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if counts["violated"] else EXIT_OK
 
 
+def _check_output(flag: str, path: Path | None, what: str) -> None:
+    """Before any work: an output file ``path`` can be written (its folder exists, and it is no
+    folder itself)."""
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        raise SymrewardError(f"{flag} {path}: " + (
+            f"is a folder; give {what}'s file name" if path.is_dir() else
+            f"folder {path.parent} does not exist"))
+
+
 def _progress(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
@@ -455,10 +464,7 @@ def _learn(args: argparse.Namespace) -> int:
         generations=args.generations, population=args.population,
         library=TermLibrary(user_terms=tuple(args.user_terms)), progress=_progress)
     learner.check_options()
-    if not args.output.parent.is_dir() or args.output.is_dir():
-        raise SymrewardError(f"-o {args.output}: " + (
-            "is a folder; give the artifact's file name" if args.output.is_dir() else
-            f"folder {args.output.parent} does not exist"))
+    _check_output("-o", args.output, "the artifact")
     base = RewardArtifact.load(args.base) if args.base else None
     if args.features is not None:
         features = FeatureSet.from_toml(args.features)
@@ -497,11 +503,8 @@ def _audit(args: argparse.Namespace) -> int:
 
     check_options(discount=args.discount, seed=args.seed, worst=args.worst,
                   exploit_time=args.exploit_time)
-    for flag, path in (("-o", args.output), ("--findings", args.findings)):
-        if path is not None and (path.is_dir() or not path.parent.is_dir()):
-            raise SymrewardError(f"{flag} {path}: " + (
-                "is a folder; give the file's name" if path.is_dir() else
-                f"folder {path.parent} does not exist"))
+    _check_output("-o", args.output, "the report")
+    _check_output("--findings", args.findings, "the findings")
     artifact = RewardArtifact.load(args.artifact)
     compare = [RewardArtifact.load(path) for path in args.compare]
     dataset = load_dataset(args.data)
@@ -536,10 +539,7 @@ def _harden(args: argparse.Namespace) -> int:
     from symreward.harden import harden
     from symreward.invariants import format_result
 
-    if not args.output.parent.is_dir() or args.output.is_dir():
-        raise SymrewardError(f"-o {args.output}: " + (
-            "is a folder; give the artifact's file name" if args.output.is_dir() else
-            f"folder {args.output.parent} does not exist"))
+    _check_output("-o", args.output, "the artifact")
     artifact = RewardArtifact.load(args.artifact)
     findings = read_findings(args.findings, artifact) if args.findings is not None else None
     if findings is not None and findings.artifact_hash not in ("", artifact.content_hash()):
