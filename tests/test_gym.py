@@ -14,7 +14,7 @@ import textwrap
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import SyncVectorEnv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +22,10 @@ from symreward import RewardArtifact
 from symreward.data import Dataset
 from symreward.errors import DataError, FeatureError
 from symreward.gym import ArtifactRewardVectorWrapper, ArtifactRewardWrapper, autoreset_mode
+
+#: gymnasium >= 1.1 has autoreset modes; 1.0 only the next-step one (and no ``AutoresetMode``).
+AutoresetMode = getattr(gym.vector, "AutoresetMode", None)
+MODES = ["NextStep", "SameStep"] if AutoresetMode is not None else ["NextStep"]
 
 
 def make_artifact(features: dict[str, str], terms: dict[str, str]) -> RewardArtifact:
@@ -198,11 +202,15 @@ def vector_rollout(envs, steps: int, seed: int, info_names: tuple[str, ...] = ()
     return out
 
 
-def vector_env(make, n: int, mode: AutoresetMode) -> SyncVectorEnv:
-    return SyncVectorEnv([make for _ in range(n)], autoreset_mode=mode)
+def vector_env(make, n: int, mode: str) -> SyncVectorEnv:
+    if AutoresetMode is None:
+        if mode != "NextStep":
+            pytest.skip(f"gymnasium {gym.__version__} has no {mode} autoreset mode (1.1 has)")
+        return SyncVectorEnv([make for _ in range(n)])
+    return SyncVectorEnv([make for _ in range(n)], autoreset_mode=AutoresetMode(mode))
 
 
-@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
 def test_vector_rewards_equal_evaluate_on_the_true_transitions(mode):
     make = lambda: pendulum(7)  # noqa: E731 - episodes end often, at different steps per env
     wrapped = vector_rollout(ArtifactRewardVectorWrapper(vector_env(make, 3, mode), PENDULUM),
@@ -212,7 +220,7 @@ def test_vector_rewards_equal_evaluate_on_the_true_transitions(mode):
     got = np.array([wrapped["reward"][t, i] for t, i in wrapped["where"]])
     np.testing.assert_allclose(got, reference, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(wrapped["original"], bare["reward"])
-    if mode == AutoresetMode.NEXT_STEP:
+    if mode == "NextStep":
         assert len(wrapped["reset_steps"]) == 9  # each env resets after steps 7, 15 and 23
         for t, i in wrapped["reset_steps"]:
             assert wrapped["reward"][t, i] == 0.0 == bare["reward"][t, i]
@@ -221,7 +229,7 @@ def test_vector_rewards_equal_evaluate_on_the_true_transitions(mode):
 
 
 def test_vector_disabled_mode_restarts_only_the_masked_envs():
-    envs = ArtifactRewardVectorWrapper(vector_env(lambda: pendulum(4), 2, AutoresetMode.DISABLED),
+    envs = ArtifactRewardVectorWrapper(vector_env(lambda: pendulum(4), 2, "Disabled"),
                                        PENDULUM)
     assert envs.autoreset_mode == "Disabled"
     envs.action_space.seed(0)
@@ -241,7 +249,7 @@ def test_vector_disabled_mode_restarts_only_the_masked_envs():
     np.testing.assert_allclose(rewards, expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
 def test_vector_halfcheetah_info_rewards_equal_each_sub_environment_wrapped_alone(mode):
     make = lambda: gym.make("HalfCheetah-v5", max_episode_steps=5)  # noqa: E731
     envs = ArtifactRewardVectorWrapper(vector_env(make, 2, mode), CHEETAH)
@@ -265,7 +273,7 @@ def test_vector_halfcheetah_info_rewards_equal_each_sub_environment_wrapped_alon
 def test_vector_missing_info_names_the_sub_environment_and_its_keys():
     wanted = make_artifact({"lift": "info.z_velocity"}, {"t": "lift"})
     envs = ArtifactRewardVectorWrapper(
-        vector_env(lambda: gym.make("HalfCheetah-v5"), 2, AutoresetMode.NEXT_STEP), wanted)
+        vector_env(lambda: gym.make("HalfCheetah-v5"), 2, "NextStep"), wanted)
     envs.reset(seed=0)
     with pytest.raises(FeatureError, match=r"info\.z_velocity but the step info of "
                        r"sub-environment 0 of vector environment .* has no key 'z_velocity' "
@@ -328,7 +336,7 @@ def test_reward_fn_equals_evaluate_on_any_batch(n, discrete, seed):
 
 @settings(max_examples=12, deadline=None)
 @given(episode=st.integers(1, 6), n_envs=st.integers(1, 3),
-       mode=st.sampled_from([AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]),
+       mode=st.sampled_from(MODES),
        seed=st.integers(0, 1000))
 def test_vector_rewards_equal_evaluate_for_any_episode_length(episode, n_envs, mode, seed):
     envs = ArtifactRewardVectorWrapper(vector_env(lambda: pendulum(episode), n_envs, mode),
