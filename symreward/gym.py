@@ -184,6 +184,7 @@ class ArtifactRewardVectorWrapper(VectorWrapper):
         self._last: np.ndarray | None = None
         #: Sub-environments whose next step is a reset (next-step mode): no transition there.
         self._resets_next = np.zeros(envs.num_envs, dtype=bool)
+        self._no_env, self._every_env = (np.full(envs.num_envs, v) for v in (False, True))
 
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -205,21 +206,21 @@ class ArtifactRewardVectorWrapper(VectorWrapper):
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
         rows = self._rows(obs, "observations")
         ended = np.logical_or(terminations, truncations)
-        successors, final = rows, np.zeros(self.num_envs, dtype=bool)
+        successors, final = rows, self._no_env
         if self.autoreset_mode == SAME_STEP and ended.any():
             successors, final = rows.copy(), ended
             for i in np.flatnonzero(ended):
                 successors[i] = np.reshape(infos["final_obs"][i], -1)
-        transition = ~self._resets_next
         act = flat_rows(actions, "actions", self._shown)
-        info = self._info_table(infos, transition, final)
+        info = self._info_table(infos, ~self._resets_next, final) if self._inputs.info_names \
+            else None
         values = self._inputs.kernels.rewards(self._last, act, successors, info)
         if self.autoreset_mode == NEXT_STEP:
             values[self._resets_next] = 0.0
             self._resets_next = ended
         self._last = rows
         infos["original_reward"] = rewards
-        infos["_original_reward"] = np.ones(self.num_envs, dtype=bool)
+        infos["_original_reward"] = self._every_env.copy()
         return obs, values, terminations, truncations, infos
 
     def _rows(self, obs: Any, what: str) -> np.ndarray:
@@ -231,12 +232,10 @@ class ArtifactRewardVectorWrapper(VectorWrapper):
         return rows.copy() if np.may_share_memory(rows, obs) else rows
 
     def _info_table(self, infos: dict[str, Any], transition: np.ndarray, final: np.ndarray
-                    ) -> np.ndarray | None:
+                    ) -> np.ndarray:
         """The kernels' info array: each transition's info fields, from the step's infos or,
         for a sub-environment reset in the same step, from ``infos["final_info"]``."""
         inputs = self._inputs
-        if not inputs.info_names:
-            return None
         table = np.zeros((self.num_envs, len(inputs.kernels.info_names)))
         sources = ((infos, transition & ~final), (infos.get("final_info", {}), final))
         for source, rows in sources:
