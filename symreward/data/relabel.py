@@ -21,8 +21,9 @@ What a relabelled dataset is:
   actions, flags, infos, seeds and dataset metadata, with the new rewards; its description and
   ``symreward_*`` metadata fields name the artifact, and the source is left as it is. An
   episode of T steps has T + 1 observations, so its transition t is ``(obs[t], act[t],
-  obs[t + 1])`` and its step infos are rows t + 1 (``symreward.data.minari``). Episodes with no
-  steps are left out, as symreward reads none.
+  obs[t + 1])`` and its step infos are rows t + 1 (``symreward.data.minari``). Each episode's
+  reward statistics (Minari's ``rewards_sum``, ``rewards_mean``, ...) are the new rewards'.
+  Episodes with no steps are left out, as symreward reads none.
 
 Nothing is written until the rewards are computed, and files are written atomically: a failure
 leaves no output and no temporary file. An npz is read member by member: the arrays the kernel
@@ -314,7 +315,8 @@ def _relabel_hdf5(artifact: RewardArtifact, source: Path, output: Path,
 _MINARI_OWN = frozenset({"dataset_id", "observation_space", "action_space", "env_spec",
                          "data_format", "jpeg_encoding", "minari_version", "total_episodes",
                          "total_steps", "dataset_size"})
-# Episode metadata Minari writes itself, or takes from the episode buffer.
+# Episode metadata Minari writes itself, or takes from the episode buffer (the reward
+# statistics, rewards_*, are recomputed).
 _EPISODE_OWN = frozenset({"id", "total_steps", "seed", "options"})
 
 
@@ -353,14 +355,13 @@ def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
                                 artifact, new_id, source, minari.__version__)
     temporary = get_dataset_path() / f".{new_id.replace('/', '_')}.{secrets.token_hex(6)}.tmp"
     try:
+        temporary.mkdir()
         storage = MinariStorage.new(temporary / "data", observation_space=mds.observation_space,
                                     action_space=mds.action_space, env_spec=mds.spec.env_spec,
                                     data_format=mds.storage.FORMAT)
-        kept: list[dict[str, Any]] = []
-        storage.update_episodes(_episodes(mds, rewards, kept))
-        extras = [{k: v for k, v in meta.items() if k not in _EPISODE_OWN} for meta in kept]
-        if any(extras):
-            storage.update_episode_metadata(extras, range(len(kept)))
+        episode_metadata: list[dict[str, Any]] = []
+        storage.update_episodes(_episodes(mds, rewards, episode_metadata))
+        storage.update_episode_metadata(episode_metadata, range(len(episode_metadata)))
         storage.update_metadata(metadata)
         if namespace is not None and namespace not in list_local_namespaces():
             create_namespace(namespace)
@@ -372,26 +373,33 @@ def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
     return _summary(shown_out, rewards, f"unchanged in the source dataset {source}", artifact)
 
 
-def _episodes(mds: Any, rewards: np.ndarray, kept: list[dict[str, Any]]) -> Any:
-    """The source's episodes as Minari episode buffers with the new rewards, one at a time;
-    the metadata of each episode yielded is appended to ``kept``."""
+def _episodes(mds: Any, rewards: np.ndarray, episode_metadata: list[dict[str, Any]]) -> Any:
+    """The source's episodes as Minari episode buffers with the new rewards, one at a time.
+
+    The metadata of each episode yielded is appended to ``episode_metadata``: the source's,
+    with the reward statistics Minari's collector records (``rewards_sum``, ...) those of the
+    new rewards, as Minari's own ``EpisodeMetadataCallback`` computes them."""
+    from minari.data_collector.callbacks import EpisodeMetadataCallback
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
+    statistics = EpisodeMetadataCallback()
     indices = mds.episode_indices
-    episode_metadata = list(mds.storage.get_episode_metadata(indices))
+    source_metadata = list(mds.storage.get_episode_metadata(indices))
     position = 0
-    for episode, meta in zip(mds.storage.get_episodes(indices), episode_metadata, strict=True):
+    for episode, meta in zip(mds.storage.get_episodes(indices), source_metadata, strict=True):
         steps = len(episode["rewards"])
         if not steps:
             continue
-        kept.append(meta)
+        new = rewards[position:position + steps]
+        position += steps
+        kept = {k: v for k, v in meta.items()
+                if k not in _EPISODE_OWN and not k.startswith("rewards_")}
+        episode_metadata.append({**kept, **statistics({"rewards": new})})
         yield EpisodeBuffer(
             seed=meta.get("seed"), options=meta.get("options"),
-            observations=episode["observations"], actions=episode["actions"],
-            rewards=rewards[position:position + steps],
+            observations=episode["observations"], actions=episode["actions"], rewards=new,
             terminations=episode["terminations"], truncations=episode["truncations"],
             infos=episode.get("infos"))
-        position += steps
 
 
 def _minari_metadata(raw: dict[str, Any], artifact: RewardArtifact, new_id: str, source: str,
