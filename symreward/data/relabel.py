@@ -28,8 +28,9 @@ What a relabelled dataset is:
 Nothing is written until the rewards are computed, and files are written atomically: a failure
 leaves no output and no temporary file. An npz is read member by member: the arrays the kernel
 and the data contract's checks read are held in memory once (as ``numpy.load`` would), float32
-ones are converted to float64 ``CHUNK_ROWS`` rows at a time, and every other member is copied in
-blocks, so memory peaks at about one copy of the inputs plus the rewards.
+ones are converted to float64 at most ``CHUNK_ROWS`` rows at a time (only in the columns the
+features read), and every other member is copied in blocks, so memory peaks at about one copy
+of the inputs plus the rewards.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK_ROWS", "ORIGINAL_REWARDS", "Relabelled", "artifact_metadata", "relabel",
            "to_d3rlpy"]
 
-#: Rows computed at a time: float32 inputs are converted to float64 one chunk at a time, and
-#: every chunk is large enough for the parallel kernel.
-CHUNK_ROWS = 1 << 18
+#: The most rows computed at a time: float32 inputs are converted to float64 one chunk at a
+#: time. The rows are split in chunks of equal size, each (from twice PARALLEL_ROWS rows on)
+#: large enough for the parallel kernel, so only that one is loaded.
+CHUNK_ROWS = 1 << 19
 #: Where the input's rewards are kept.
 ORIGINAL_REWARDS = "original_rewards"
 _MINARI = "minari:"
@@ -164,18 +166,24 @@ def _kind(source: str) -> str:
 
 
 def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.ndarray:
-    """The artifact's reward of every transition, computed ``chunk_rows`` rows at a time."""
+    """The artifact's reward of every transition, computed at most ``chunk_rows`` rows at a
+    time (in chunks of equal size, so the last is no smaller kernel call than the others)."""
     artifact.features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
                                        data_source=dataset.source)
     kernels = artifact.compile()
     n = dataset.n
+    size = -(-n // -(-n // chunk_rows))
+    used = artifact.features.inputs()
+    tables = [_Chunks(array, used[name], size) for array, name in (
+        (dataset.observations, "obs"), (dataset.actions, "act"),
+        (dataset.next_observations, "next_obs"))]
     rewards = np.empty(n)
-    for start in range(0, n, chunk_rows):
-        rows = slice(start, min(n, start + chunk_rows))
+    for start in range(0, n, size):
+        rows = slice(start, min(n, start + size))
         infos = {name: dataset.infos[name][rows] for name in kernels.info_names}
-        rewards[rows] = kernels.rewards(
-            dataset.observations[rows], dataset.actions[rows], dataset.next_observations[rows],
-            info_matrix(infos, kernels.info_names, rows.stop - rows.start))
+        rewards[rows] = kernels.rewards(*(table.rows(rows) for table in tables),
+                                        info_matrix(infos, kernels.info_names,
+                                                    rows.stop - rows.start))
     bad = ~np.isfinite(rewards)
     if bad.any():
         row = int(np.argmax(bad))
@@ -184,6 +192,32 @@ def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.
             f"({int(bad.sum())} non-finite in all); relabel writes only finite rewards, as "
             "symreward reads no others back (`symreward eval` shows them all)")
     return rewards
+
+
+class _Chunks:
+    """Rows of an (N, d) input as the kernels take them: C-contiguous float64.
+
+    A float64 C-contiguous input is passed as it is. Any other (float32, as most datasets
+    store observations) is converted one chunk at a time into one buffer, and only in the
+    columns the features read: the kernels read no other, so the rest stay zero."""
+
+    def __init__(self, array: np.ndarray, columns: set[int], size: int):
+        self.array = array
+        self.direct = array.dtype == np.float64 and array.flags.c_contiguous
+        self.columns = sorted(columns)
+        if not self.direct:
+            self.buffer = np.zeros((min(size, len(array)), array.shape[1]))
+
+    def rows(self, rows: slice) -> np.ndarray:
+        if self.direct:
+            return self.array[rows]
+        out = self.buffer[:rows.stop - rows.start]
+        if 2 * len(self.columns) > self.array.shape[1]:  # most columns: one block copy
+            out[:] = self.array[rows]
+        else:
+            for column in self.columns:
+                out[:, column] = self.array[rows, column]
+        return out
 
 
 def _summary(output: str, rewards: np.ndarray, original: str,
