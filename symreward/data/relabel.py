@@ -356,7 +356,7 @@ _EPISODE_OWN = frozenset({"id", "total_steps", "seed", "options"})
 
 def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
                     chunk_rows: int) -> Relabelled:
-    from symreward.data.minari import _import_minari, find_minari_data_dir
+    from symreward.data.minari import _import_minari, find_minari_data_dir, load_minari_id
 
     shown_out = f"{_MINARI}{new_id}"
     minari = _import_minari(shown_out)
@@ -373,16 +373,13 @@ def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
     if target.exists():
         raise DataError(f"{shown_out}: a local Minari dataset with this id already exists "
                         f"({target}); give a new id or version")
-    if source.startswith(_MINARI):
-        dataset = load_dataset(source[len(_MINARI):])
-        mds = minari.load_dataset(source[len(_MINARI):], download=False)
-    elif Path(source).is_dir():
-        data_dir = find_minari_data_dir(source)
+    if Path(source).is_dir() and not source.startswith(_MINARI):
         dataset = load_dataset(source)  # the error for a directory that is no Minari dataset
-        mds = minari.MinariDataset(str(data_dir))
+        mds = minari.MinariDataset(str(find_minari_data_dir(source)))
     else:
-        dataset = load_dataset(source)
-        mds = minari.load_dataset(source, download=False)
+        dataset_id = source.removeprefix(_MINARI)
+        dataset = load_minari_id(dataset_id)
+        mds = minari.load_dataset(dataset_id, download=False)
     rewards = _rewards(artifact, dataset, chunk_rows)
     del dataset
     metadata = _minari_metadata(MinariStorage.read_raw_metadata(mds.storage.data_path),
