@@ -107,6 +107,8 @@ def test_npz_keeps_every_other_member_byte_for_byte_with_its_compression(tmp_pat
         else:
             assert after[name] == (payload, compression), name
     assert set(after) == {*before, f"{ORIGINAL_REWARDS}.npy", *(f"{k}.npy" for k in META_KEYS)}
+    with zipfile.ZipFile(tmp_path / "out.npz") as archive:
+        assert archive.testzip() is None  # every member's CRC
 
     expected = expected_rewards(artifact, source)
     with np.load(tmp_path / "out.npz", allow_pickle=False) as out:
@@ -133,6 +135,16 @@ def test_chunks_do_not_change_a_byte_and_runs_are_deterministic(tmp_path):
     relabel(artifact, source, tmp_path / "a.npz")
     relabel(artifact, source, tmp_path / "b.npz", chunk_rows=7)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_members_copied_through_a_buffer_where_the_kernel_cannot(tmp_path, monkeypatch):
+    """Without ``os.copy_file_range`` (not Linux, or another file system) the same bytes."""
+    artifact = write_artifact(tmp_path)
+    source = write_npz(tmp_path / "data.npz", transitions(), deflated={"actions"})
+    relabel(artifact, source, tmp_path / "kernel.npz")
+    monkeypatch.delattr("os.copy_file_range", raising=False)
+    relabel(artifact, source, tmp_path / "buffer.npz")
+    assert (tmp_path / "kernel.npz").read_bytes() == (tmp_path / "buffer.npz").read_bytes()
 
 
 def test_float64_input_and_a_file_without_rewards(tmp_path):

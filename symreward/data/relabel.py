@@ -58,14 +58,12 @@ from symreward.data.io import (
     load_dataset,
 )
 from symreward.data.npzmembers import (
-    BLOCK,
     READ_ERRORS,
-    copy_member,
+    ArchiveWriter,
+    check_member,
     member_key,
-    new_member,
     read_array,
     read_header,
-    write_array,
 )
 from symreward.errors import DataError, OptionError
 from symreward.evaluate import info_matrix
@@ -83,6 +81,8 @@ CHUNK_ROWS = 1 << 19
 #: Where the input's rewards are kept.
 ORIGINAL_REWARDS = "original_rewards"
 _MINARI = "minari:"
+_METADATA = frozenset({"symreward_artifact_hash", "symreward_artifact_formula",
+                       "symreward_artifact_name", "symreward_artifact_source"})
 # Keys the data contract's checks read besides the kernel's inputs (load_dataset checks them).
 _CHECKED = frozenset({*REQUIRED_KEYS, "pref_a", "pref_b", "pref_label", "rank_segments",
                       "rank_scores", "expert"})
@@ -103,7 +103,8 @@ class Relabelled:
 
 
 def artifact_metadata(artifact: RewardArtifact) -> dict[str, str]:
-    """The fields a relabelled dataset records about the artifact that computed its rewards."""
+    """The fields a relabelled dataset records about the artifact that computed its rewards
+    (``_METADATA``'s keys)."""
     return {"symreward_artifact_hash": artifact.content_hash(),
             "symreward_artifact_formula": artifact.formula_text(),
             "symreward_artifact_name": artifact.name,
@@ -255,36 +256,38 @@ def _relabel_npz(artifact: RewardArtifact, source: Path, output: Path,
         members = {key: info for info in archive.infolist()
                    if (key := member_key(info)) is not None}
         held = {}
-        for key, info in members.items():
+        for info in archive.infolist():
+            key = member_key(info)
+            if key is None or key in _METADATA:  # not an array, or replaced
+                check_member(archive, info, shown)
+                continue
             header = read_header(archive, info, shown)  # refuses pickled members by name
             if key in _CHECKED or (_is_info(key) and len(header.shape) == 1
                                    and header.dtype.kind in "biuf"):
-                held[key] = read_array(archive, info, shown)
-        dataset = Dataset.from_arrays({key: array for key, (_, array) in held.items()},
-                                      source=shown)
+                held[key] = read_array(archive, info, shown, header)
+            else:  # copied as it is: checked now, so a corrupt file fails before any writing
+                check_member(archive, info, shown)
+        dataset = Dataset.from_arrays(held, source=shown)
         rewards = _rewards(artifact, dataset, chunk_rows)
         metadata = artifact_metadata(artifact)
         like = members.get("rewards") or members.get("observations")
+        source_fd = archive.fp.fileno()
 
         def write(fh: Any) -> None:
-            with zipfile.ZipFile(fh, "w", allowZip64=True) as out:
-                out.comment = archive.comment
-                for info in archive.infolist():
-                    key = member_key(info)
-                    if key == "rewards":
-                        write_array(out, new_member(info.filename, info), rewards)
-                        if ORIGINAL_REWARDS not in members:
-                            copy_member(archive, info, out, shown,
-                                        name=f"{ORIGINAL_REWARDS}.npy")
-                    elif key in held:
-                        header, array = held[key]
-                        write_array(out, new_member(info.filename, info), array, header)
-                    elif key not in metadata:  # the metadata is the new artifact's
-                        copy_member(archive, info, out, shown)
-                if "rewards" not in members:
-                    write_array(out, new_member("rewards.npy", like), rewards)
-                for key, text in metadata.items():
-                    write_array(out, new_member(f"{key}.npy", like), np.array(text))
+            out = ArchiveWriter(fh)
+            for info in archive.infolist():
+                key = member_key(info)
+                if key == "rewards":
+                    out.write_array(info.filename, rewards, info)
+                    if ORIGINAL_REWARDS not in members:
+                        out.copy(source_fd, info, shown, name=f"{ORIGINAL_REWARDS}.npy")
+                elif key not in metadata:  # the metadata is the new artifact's
+                    out.copy(source_fd, info, shown)
+            if "rewards" not in members:
+                out.write_array("rewards.npy", rewards, like)
+            for key, text in metadata.items():
+                out.write_array(f"{key}.npy", np.array(text), like)
+            out.close(archive.comment)
 
         atomic_write(output, write)
     original = _where_original("rewards" in members, ORIGINAL_REWARDS in members, "key")
@@ -323,7 +326,7 @@ def _relabel_hdf5(artifact: RewardArtifact, source: Path, output: Path,
 
     def write(fh: Any) -> None:
         with open(source, "rb") as original:
-            shutil.copyfileobj(original, fh, BLOCK)
+            shutil.copyfileobj(original, fh, 16 << 20)
         fh.flush()
         with h5py.File(fh, "r+") as f:
             like = f["rewards" if "rewards" in had else "observations"]
