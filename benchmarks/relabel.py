@@ -1,7 +1,7 @@
 """Benchmark of ``symreward relabel`` on a large npz (a script, not a test).
 
     PYTHONPATH=. python benchmarks/relabel.py [--rows 10000000] [--dtype float32] [--compress]
-                                              [--repeat 2] [--dir /tmp]
+                                              [--repeat 3] [--dir /tmp]
 
 Builds a MuJoCo-shaped dataset (HalfCheetah's sizes: 17 observation and 6 action columns; float32
 as D4RL and Minari store MuJoCo data, or float64) with ``numpy.savez`` (``--compress``:
@@ -18,9 +18,11 @@ new process:
   size.
 
 The reward reads observations, next observations, actions and an info column, so the kernel
-reads every big array. Each command's peak resident memory (``ru_maxrss`` of the process) is
-printed beside the size of the arrays it must read. Rounds alternate the commands, so all see
-the same background load; the best of each is compared (the machine may be shared).
+reads every big array. Before each command, everything written earlier is synced to disk
+(``os.sync``, not timed), so no command pays for another's writeback. Each command's peak
+resident memory (``ru_maxrss`` of the process) is printed beside the size of the arrays it
+must read. Rounds alternate the commands, so all see the same background load; the best of
+each is compared (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--compress", action="store_true",
                         help="a deflated npz (savez_compressed) instead of a stored one")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the temporary files go")
     parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -166,6 +168,9 @@ def main() -> None:
                 results[name].append(measured(command))
                 for leftover in ("rewritten.npz", "copied.npz", "relabelled.npz"):
                     (root / leftover).unlink(missing_ok=True)
+                # every command starts with nothing left to write back: a command that does not
+                # fsync would otherwise leave its writeback to slow the next one
+                os.sync()
         best = {name: min(runs) for name, runs in results.items()}
         print(f"{'command':<22}{'best s':>9}{'runs s':>22}{'peak RSS GiB':>14}")
         for name, runs in results.items():
