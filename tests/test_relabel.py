@@ -19,7 +19,7 @@ from support import run_cli
 
 from symreward.artifact import RewardArtifact
 from symreward.data import Dataset, load_dataset
-from symreward.data.relabel import ORIGINAL_REWARDS, artifact_metadata, relabel, to_d3rlpy
+from symreward.data.relabel import METADATA_KEYS, ORIGINAL_REWARDS, relabel, to_d3rlpy
 from symreward.errors import DataError, FeatureError
 
 ARTIFACT = """\
@@ -36,8 +36,6 @@ height = "info.h"
 name = "main"
 expr = "{weight} * x**2 + 0.5 * step - 0.1 * effort**2 + sin(height)"
 """
-META_KEYS = sorted(artifact_metadata(RewardArtifact.loads(ARTIFACT.format(name="a",
-                                                                          weight=-1.0))))
 
 
 def write_artifact(directory: Path, name: str = "first", weight: float = -1.0) -> Path:
@@ -97,6 +95,8 @@ def test_npz_keeps_every_other_member_byte_for_byte_with_its_compression(tmp_pat
     artifact = write_artifact(tmp_path)
     source = write_npz(tmp_path / "data.npz", transitions(),
                        deflated={"actions", "rewards", "infos/qpos"})
+    with zipfile.ZipFile(source, "a") as archive:  # a member that is no array: kept too
+        archive.writestr("README.txt", "made by the tests")
     result = relabel(artifact, source, tmp_path / "out.npz")
 
     before, after = members(source), members(tmp_path / "out.npz")
@@ -106,7 +106,7 @@ def test_npz_keeps_every_other_member_byte_for_byte_with_its_compression(tmp_pat
             assert after[name][1] == compression
         else:
             assert after[name] == (payload, compression), name
-    assert set(after) == {*before, f"{ORIGINAL_REWARDS}.npy", *(f"{k}.npy" for k in META_KEYS)}
+    assert set(after) == {*before, f"{ORIGINAL_REWARDS}.npy", *(f"{k}.npy" for k in METADATA_KEYS)}
     with zipfile.ZipFile(tmp_path / "out.npz") as archive:
         assert archive.testzip() is None  # every member's CRC
 
@@ -172,7 +172,7 @@ def test_relabelling_twice_keeps_the_first_rewards_and_names_the_last_artifact(t
         assert str(out["symreward_artifact_name"]) == "second"
         np.testing.assert_allclose(out["rewards"], expected_rewards(second, source),
                                    rtol=0, atol=1e-12)
-        assert sorted(out.files) == sorted([*raw.files, ORIGINAL_REWARDS, *META_KEYS])
+        assert sorted(out.files) == sorted([*raw.files, ORIGINAL_REWARDS, *METADATA_KEYS])
 
 
 def test_relabel_in_place(tmp_path):
