@@ -144,6 +144,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="where to write the float64 rewards (.npy)")
     evaluate.set_defaults(run=_eval)
 
+    relabelling = commands.add_parser(
+        "relabel", parents=[common],
+        help="copy an offline RL dataset with the artifact's rewards (npz, HDF5, Minari); the "
+             "old rewards are kept as original_rewards")
+    relabelling.add_argument("artifact", type=Path)
+    relabelling.add_argument("data", help="an .npz, .h5/.hdf5, Minari directory or minari:ID")
+    relabelling.add_argument("-o", "--output", required=True,
+                             help="a file of the input's kind, or minari:NEW_ID for Minari")
+    relabelling.set_defaults(run=_relabel)
+
     check = commands.add_parser("check", parents=[common],
                                 help="decide a reward's invariants: proved, held under property "
                                      "tests, or violated (with a counterexample)")
@@ -385,6 +395,17 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"  non-finite: {non_finite}" + (
         f"  (NaN {int(np.isnan(rewards).sum())}, inf {int(np.isinf(rewards).sum())}; first at "
         f"row {int(np.flatnonzero(~np.isfinite(rewards))[0])})" if non_finite else ""))
+    return EXIT_OK
+
+
+def _relabel(args: argparse.Namespace) -> int:
+    from symreward.data.relabel import relabel
+
+    result = relabel(args.artifact, args.data, args.output)
+    print(f"wrote {result.output}: {result.rows} rewards from {args.artifact}")
+    print(f"  mean {result.mean:.6g}  min {result.minimum:.6g}  max {result.maximum:.6g}")
+    print(f"  old rewards: {result.original_rewards}")
+    print(f"  artifact hash: {result.artifact_hash}")
     return EXIT_OK
 
 
