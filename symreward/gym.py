@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise ImportError("symreward.gym needs gymnasium: install symreward[gym]") from exc
 
 from symreward.artifact import RewardArtifact
-from symreward.data.collect import _describe
+from symreward.data.collect import describe_env
 from symreward.data.spaces import require_supported_spaces
 from symreward.errors import DataError
 from symreward.reuse import RewardInputs, flat_rows
@@ -84,7 +84,7 @@ class ArtifactRewardWrapper(gymnasium.Wrapper):
     def __init__(self, env: gymnasium.Env, artifact: ArtifactLike):
         super().__init__(env)
         self.artifact = _artifact(artifact)
-        self._shown = f"environment {_describe(env)!r}"
+        self._shown = f"environment {describe_env(env)!r}"
         obs_shape, act_shape = _widths(env.observation_space, env.action_space, self._shown)
         inputs = RewardInputs(self.artifact)
         inputs.check_widths(math.prod(obs_shape), math.prod(act_shape), self._shown)
@@ -153,7 +153,7 @@ def autoreset_mode(envs: VectorEnv) -> str:
     mode = envs.metadata.get("autoreset_mode", NEXT_STEP)
     value = getattr(mode, "value", mode)
     if value not in (NEXT_STEP, SAME_STEP, DISABLED):
-        raise DataError(f"vector environment {_describe(envs)!r}: unknown autoreset_mode "
+        raise DataError(f"vector environment {describe_env(envs)!r}: unknown autoreset_mode "
                         f"{mode!r}")
     return value
 
@@ -173,7 +173,7 @@ class ArtifactRewardVectorWrapper(VectorWrapper):
     def __init__(self, envs: VectorEnv, artifact: ArtifactLike):
         super().__init__(envs)
         self.artifact = _artifact(artifact)
-        self._shown = f"vector environment {_describe(envs)!r}"
+        self._shown = f"vector environment {describe_env(envs)!r}"
         self._obs_shape, act_shape = _widths(envs.single_observation_space,
                                              envs.single_action_space, self._shown)
         inputs = RewardInputs(self.artifact)

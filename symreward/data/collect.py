@@ -51,7 +51,7 @@ def _scalar(value: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _describe(env: Any) -> str:
+def describe_env(env: Any) -> str:
     """The env's registered id, or its class name when it was built without ``gymnasium.make``."""
     spec = getattr(env, "spec", None)
     spec_id = getattr(spec, "id", None)
@@ -101,7 +101,7 @@ def collect(
                 "max_episode_steps applies only when env is an id; wrap an environment instance "
                 "in gymnasium.wrappers.TimeLimit instead"
             )
-        instance, env_id, owned = env, _describe(env), False
+        instance, env_id, owned = env, describe_env(env), False
     else:
         raise TypeError(f"env must be an environment id or a gymnasium.Env, got {env!r}")
     try:

@@ -23,11 +23,11 @@ from symreward.errors import DataError
 
 __all__ = ["load_dataset", "save_dataset"]
 
-_NPZ = (".npz",)
-_HDF5 = (".h5", ".hdf5")
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+NPZ_SUFFIXES = (".npz",)
+HDF5_SUFFIXES = (".h5", ".hdf5")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # (namespace/)name-vN, as Minari spells dataset ids.
-_MINARI_ID = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+$")
+MINARI_ID = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+$")
 
 
 def load_dataset(path: str | os.PathLike[str]) -> Dataset:
@@ -51,15 +51,15 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
         return load_minari(data_dir, source=shown)
     suffix = p.suffix.lower()
     if p.exists():
-        if suffix in _NPZ:
+        if suffix in NPZ_SUFFIXES:
             return _load_npz(p, shown)
-        if suffix in _HDF5:
+        if suffix in HDF5_SUFFIXES:
             return _load_hdf5(p, shown)
         raise DataError(
             f"{shown}: unknown dataset extension {p.suffix!r}; expected .npz, .h5, .hdf5, or a "
             "Minari dataset directory"
         )
-    if suffix not in _NPZ + _HDF5 and _MINARI_ID.match(shown):
+    if suffix not in NPZ_SUFFIXES + HDF5_SUFFIXES and MINARI_ID.match(shown):
         from symreward.data.minari import load_minari_id
 
         return load_minari_id(shown)
@@ -77,9 +77,9 @@ def save_dataset(
     p = Path(path)
     suffix = p.suffix.lower()
     arrays = {k: np.ascontiguousarray(v) for k, v in dataset.to_arrays().items()}
-    if suffix in _NPZ:
+    if suffix in NPZ_SUFFIXES:
         writer = _npz_writer(arrays, compress)
-    elif suffix in _HDF5:
+    elif suffix in HDF5_SUFFIXES:
         writer = _hdf5_writer(arrays, compress, str(path))
     else:
         raise DataError(
@@ -98,7 +98,7 @@ def _npz_writer(arrays: dict[str, np.ndarray], compress: bool) -> Callable[[Bina
 def _hdf5_writer(
     arrays: dict[str, np.ndarray], compress: bool, shown: str
 ) -> Callable[[BinaryIO], None]:
-    h5py = _import_h5py(shown)
+    h5py = import_h5py(shown)
 
     def write(fh: BinaryIO) -> None:
         # 'infos/x' creates the 'infos' group: the D4RL layout.
@@ -119,7 +119,7 @@ def _load_npz(path: Path, shown: str) -> Dataset:
             magic = fh.read(4)
     except OSError as e:
         raise DataError(f"{shown}: cannot read file: {e.strerror or e}") from e
-    if magic not in _ZIP_MAGIC:
+    if magic not in ZIP_MAGIC:
         raise DataError(f"{shown}: not an npz archive (not a zip file)")
     arrays: dict[str, np.ndarray] = {}
     try:
@@ -159,7 +159,7 @@ def _feature_infos_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------- hdf5
 
 
-def _import_h5py(shown: str) -> Any:
+def import_h5py(shown: str) -> Any:
     try:
         import h5py
     except ImportError as e:  # pragma: no cover - h5py is installed in the test environment
@@ -171,13 +171,13 @@ def _import_h5py(shown: str) -> Any:
 
 
 def _load_hdf5(path: Path, shown: str) -> Dataset:
-    h5py = _import_h5py(shown)
+    h5py = import_h5py(shown)
     if not h5py.is_hdf5(str(path)):
         raise DataError(f"{shown}: not an HDF5 file")
     try:
         with h5py.File(path, "r") as f:
-            minari_file = _looks_like_minari(f) and (path.parent / "metadata.json").exists()
-            arrays = {} if minari_file else _read_hdf5_arrays(h5py, f, shown)
+            minari_file = looks_like_minari(f) and (path.parent / "metadata.json").exists()
+            arrays = {} if minari_file else read_hdf5_arrays(h5py, f, shown)
     except OSError as e:
         raise DataError(f"{shown}: unreadable HDF5 file: {e}") from e
     if minari_file:
@@ -188,12 +188,12 @@ def _load_hdf5(path: Path, shown: str) -> Dataset:
     return Dataset.from_arrays(arrays, source=shown)
 
 
-def _looks_like_minari(f: Any) -> bool:
+def looks_like_minari(f: Any) -> bool:
     keys = list(f.keys())
     return "observations" not in keys and any(k.startswith("episode_") for k in keys)
 
 
-def _read_hdf5_arrays(h5py: Any, f: Any, shown: str) -> dict[str, np.ndarray]:
+def read_hdf5_arrays(h5py: Any, f: Any, shown: str) -> dict[str, np.ndarray]:
     """Read only the datasets symreward uses, so large D4RL extras (qpos, metadata) stay on disk.
 
     Names are the full HDF5 paths, so ``infos/x`` is found whether it was written as a group

@@ -25,7 +25,7 @@ __all__ = ["find_minari_data_dir", "load_minari", "load_minari_id"]
 _INSTALL_HINT = "reading Minari datasets needs the minari package: install symreward[minari]"
 
 
-def _import_minari(shown: str) -> Any:
+def import_minari(shown: str) -> Any:
     try:
         import minari
     except ImportError as e:
@@ -48,7 +48,7 @@ def load_minari(path: str | os.PathLike[str], *, source: str | None = None) -> D
     data_dir = find_minari_data_dir(path)
     if data_dir is None:
         raise DataError(f"{shown}: not a Minari dataset (no metadata.json)")
-    minari = _import_minari(shown)
+    minari = import_minari(shown)
     try:
         mds = minari.MinariDataset(str(data_dir))
     except (ValueError, OSError, KeyError, ImportError) as e:
@@ -61,7 +61,7 @@ def load_minari_id(dataset_id: str) -> Dataset:
 
     Nothing is downloaded: a missing dataset is an error telling the user how to fetch it.
     """
-    minari = _import_minari(dataset_id)
+    minari = import_minari(dataset_id)
     try:
         mds = minari.load_dataset(dataset_id, download=False)
     except FileNotFoundError as e:

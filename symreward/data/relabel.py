@@ -49,14 +49,14 @@ import numpy as np
 from symreward.atomic import atomic_write
 from symreward.data.dataset import REQUIRED_KEYS, Dataset
 from symreward.data.io import (
-    _HDF5,
-    _MINARI_ID,
-    _NPZ,
-    _ZIP_MAGIC,
-    _import_h5py,
-    _looks_like_minari,
-    _read_hdf5_arrays,
+    HDF5_SUFFIXES,
+    MINARI_ID,
+    NPZ_SUFFIXES,
+    ZIP_MAGIC,
+    import_h5py,
     load_dataset,
+    looks_like_minari,
+    read_hdf5_arrays,
 )
 from symreward.data.npzmembers import (
     READ_ERRORS,
@@ -136,7 +136,7 @@ def relabel(artifact: RewardArtifact | str | os.PathLike[str], data: str | os.Pa
                             "give -o minari:NEW_ID")
         return _relabel_minari(artifact, source, out[len(_MINARI):], chunk_rows)
     target = Path(out)
-    wanted = _NPZ if kind == "npz" else _HDF5
+    wanted = NPZ_SUFFIXES if kind == "npz" else HDF5_SUFFIXES
     if out.startswith(_MINARI) or target.suffix.lower() not in wanted:
         raise DataError(f"{out}: relabel keeps the input's format; give an output ending in "
                         f"{' or '.join(wanted)}")
@@ -155,13 +155,13 @@ def _kind(source: str) -> str:
         return "minari"
     suffix = path.suffix.lower()
     if path.exists():
-        if suffix in _NPZ:
+        if suffix in NPZ_SUFFIXES:
             return "npz"
-        if suffix in _HDF5:
+        if suffix in HDF5_SUFFIXES:
             return "hdf5"
         raise DataError(f"{source}: unknown dataset extension {path.suffix!r}; expected .npz, "
                         ".h5, .hdf5, or a Minari dataset directory")
-    if suffix not in _NPZ + _HDF5 and _MINARI_ID.match(source):
+    if suffix not in NPZ_SUFFIXES + HDF5_SUFFIXES and MINARI_ID.match(source):
         return "minari"
     raise DataError(f"{source}: no such file")
 
@@ -249,7 +249,7 @@ def _relabel_npz(artifact: RewardArtifact, source: Path, output: Path,
         archive = zipfile.ZipFile(source)
     except READ_ERRORS as e:
         raise DataError(f"{shown}: unreadable npz archive: {e}") from e
-    if magic not in _ZIP_MAGIC:
+    if magic not in ZIP_MAGIC:
         archive.close()
         raise DataError(f"{shown}: not an npz archive (not a zip file)")
     with archive:
@@ -306,15 +306,15 @@ def _is_info(key: str) -> bool:
 def _relabel_hdf5(artifact: RewardArtifact, source: Path, output: Path,
                   chunk_rows: int) -> Relabelled:
     shown = str(source)
-    h5py = _import_h5py(shown)
+    h5py = import_h5py(shown)
     if not h5py.is_hdf5(str(source)):
         raise DataError(f"{shown}: not an HDF5 file")
     try:
         with h5py.File(source, "r") as f:
-            if _looks_like_minari(f):
+            if looks_like_minari(f):
                 raise DataError(f"{shown}: is a Minari dataset's data file; relabel the "
                                 "dataset (its directory, or minari:ID) with -o minari:NEW_ID")
-            arrays = _read_hdf5_arrays(h5py, f, shown)
+            arrays = read_hdf5_arrays(h5py, f, shown)
             had = {key for key in ("rewards", ORIGINAL_REWARDS)
                    if isinstance(f.get(key), h5py.Dataset)}
     except OSError as e:
@@ -359,10 +359,10 @@ _EPISODE_OWN = frozenset({"id", "total_steps", "seed", "options"})
 
 def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
                     chunk_rows: int) -> Relabelled:
-    from symreward.data.minari import _import_minari, find_minari_data_dir, load_minari_id
+    from symreward.data.minari import find_minari_data_dir, import_minari, load_minari_id
 
     shown_out = f"{_MINARI}{new_id}"
-    minari = _import_minari(shown_out)
+    minari = import_minari(shown_out)
     from minari.dataset.minari_dataset import parse_dataset_id
     from minari.dataset.minari_storage import MinariStorage
     from minari.namespace import create_namespace, list_local_namespaces
