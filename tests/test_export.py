@@ -93,6 +93,22 @@ expr = "0.5 * (gap > 0) - (push < 0)"
 name = "band"
 expr = "-(0 < speed) * (speed < 1) * ratio**2 + where(abs(ratio) < 0.9, 0, -1)"
 """,
+    # Names that are keywords or library names in an exported language, and non-ASCII names.
+    "names": HEADER.format(name="names: \\\"quoted\\\" */ %") + """\
+"θ" = "obs[0]"
+double = "act[0]"
+numpy = "info.größe"
+reward = "next_obs[1] * θ"
+n = "obs[2]"
+
+[[terms]]
+name = "höhe"
+expr = "θ**2 + double"
+
+[[terms]]
+name = "int"
+expr = "numpy * n - reward"
+""",
 }
 
 
@@ -121,15 +137,15 @@ class Transitions:
 
 
 def transitions(n: int, seed: int = 0, values: np.ndarray | None = None) -> Transitions:
-    """Random transitions (obs and next_obs of width 4, act of width 2, info fields aaa_unused,
-    height, speed); ``values`` draws every number from a list instead."""
+    """Random transitions (obs and next_obs of width 4, act of width 2, the info fields the
+    artifacts read); ``values`` draws every number from a list instead."""
     rng = np.random.default_rng(seed)
 
     def draw(*shape: int) -> np.ndarray:
         return rng.normal(size=shape) if values is None else rng.choice(values, size=shape)
 
     return Transitions(draw(n, 4), draw(n, 2), draw(n, 4),
-                       {"speed": draw(n), "height": draw(n), "aaa_unused": draw(n)})
+                       {name: draw(n) for name in ("speed", "height", "aaa_unused", "größe")})
 
 
 def kernel_values(artifact: RewardArtifact, data: Transitions) -> tuple[np.ndarray, np.ndarray]:

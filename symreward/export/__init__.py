@@ -5,7 +5,8 @@ symreward import: each feature the terms read is defined in it (a local variable
 from the raw inputs), then each term, then their sum. Every export starts with a comment naming
 the artifact's name, source and content hash and the order of the info fields. The code computes
 what ``artifact.evaluate`` computes, operation for operation and number for number (see
-``printers``): the same values to the last bit where the math library is the same.
+``printers``): the same bits where the math library is the same, else within a few units in the
+last place of exp, sin, ... (1e-12 relative in the tests).
 
 - ``numpy``: ``reward(obs, act, next_obs, info=None)`` over (N, dim) arrays (``info`` a mapping
   from field name to an (N,) array) returning (N,), and ``terms(...)``, a dict of (N,) arrays.

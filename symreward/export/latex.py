@@ -55,20 +55,20 @@ class RewardLatexPrinter(LatexPrinter):
         lhs, rhs = (self._print(arg) for arg in expr.args)
         return f"{lhs} {_RELATIONS[expr.operator]} {rhs}"
 
-    def _print_Function(self, expr: sympy.Function, exp: Any = None) -> str:
-        # sympy's printers look up _print_<Class> by the exact class of a Function.
-        if isinstance(expr, Comparison):
-            text = rf"\left[{self._relation(expr)}\right]"
-        elif isinstance(expr, Where):
-            condition, if_true, if_false = expr.args
-            test = (self._relation(condition) if isinstance(condition, Comparison)
-                    else rf"{self._print(condition)} \neq 0")
-            text = (rf"\begin{{cases}} {self._print(if_true)} & \text{{if }} {test} \\ "
-                    rf"{self._print(if_false)} & \text{{otherwise}} \end{{cases}}")
-            text = rf"\left({text}\right)" if exp is not None else text
-        else:
-            return super()._print_Function(expr, exp)
+    def _print_comparison(self, expr: Comparison, exp: Any = None) -> str:
+        text = rf"\left[{self._relation(expr)}\right]"
         return text if exp is None else rf"{text}^{{{exp}}}"
+
+    # sympy's printers look up _print_<Class> by a Function's own class, not its bases.
+    _print_Less = _print_LessEqual = _print_Greater = _print_GreaterEqual = _print_comparison
+
+    def _print_Where(self, expr: Where, exp: Any = None) -> str:
+        condition, if_true, if_false = expr.args
+        test = (self._relation(condition) if isinstance(condition, Comparison)
+                else rf"{self._print(condition)} \neq 0")
+        text = (rf"\begin{{cases}} {self._print(if_true)} & \text{{if }} {test} \\ "
+                rf"{self._print(if_false)} & \text{{otherwise}} \end{{cases}}")
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 
 def latex_source(plan: ExportPlan) -> str:

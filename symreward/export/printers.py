@@ -6,9 +6,11 @@ powers up to 4 as multiplications, other powers with ``pow``, square roots with 
 ``min``/``max`` as a left fold that propagates NaN, a comparison as 1.0 or 0.0 (NaN compares
 false), ``where`` choosing its second argument where the condition is non-zero (NaN counts as
 non-zero). Every number is written as the double the kernels use, in the shortest text that reads
-back as that double. So the exported code computes the same reward: to the bit where the math
-library is the same (C and pure Python call the C library's ``exp``, ``sin``, ...; numpy's SIMD
-versions, like the kernels' vector ones, can differ from it in the last bit).
+back as that double. So the exported code computes the same reward, with the same bits from the
+same inputs wherever the math library is the same: ``exp``, ``log``, ``sin``, ``cos``, ``tanh``,
+``atan2`` and ``pow`` come from numpy's SIMD loops, the C library, or glibc's vector functions
+in the kernels, which can differ in the last bit (and LLVM writes the kernels' ``pow(x, 0.5)``
+as a square root); everything else is correctly rounded IEEE arithmetic everywhere.
 
 Pure Python's ``math`` raises where IEEE arithmetic gives an infinity or NaN (``1.0 / 0.0``,
 ``math.log(0.0)``, ``math.exp(1000.0)``), so the Python printer calls helpers, written into the
@@ -182,18 +184,19 @@ class _ExportPrinter:
     _print_Abs = _print_exp = _print_log = _print_sin = _print_cos = _print_tanh = _call
     _print_atan = _print_atan2 = _call
 
-    def _print_Function(self, expr: sympy.Function) -> str:
-        # sympy's printers look up _print_<Class> by the exact class of a Function.
-        if isinstance(expr, Comparison):
-            lhs, rhs = expr.args
-            return self.choose(self.compare(lhs, expr.operator, rhs), "1.0", "0.0")
-        if isinstance(expr, Where):
-            condition, if_true, if_false = expr.args
-            test = (self.compare(*condition.args[:1], condition.operator, *condition.args[1:])
-                    if isinstance(condition, Comparison)
-                    else self.compare(condition, "!=", sympy.S.Zero))
-            return self.choose(test, self._print(if_true), self._print(if_false))
-        raise SymrewardError(f"{expr.func.__name__} cannot be exported (in {expr})")
+    def _print_comparison(self, expr: Comparison) -> str:
+        lhs, rhs = expr.args
+        return self.choose(self.compare(lhs, expr.operator, rhs), "1.0", "0.0")
+
+    # sympy's printers look up _print_<Class> by a Function's own class, not its bases.
+    _print_Less = _print_LessEqual = _print_Greater = _print_GreaterEqual = _print_comparison
+
+    def _print_Where(self, expr: Where) -> str:
+        condition, if_true, if_false = expr.args
+        test = (self.compare(*condition.args[:1], condition.operator, *condition.args[1:])
+                if isinstance(condition, Comparison)
+                else self.compare(condition, "!=", sympy.S.Zero))
+        return self.choose(test, self._print(if_true), self._print(if_false))
 
     def compare(self, lhs: sympy.Expr, operator: str, rhs: sympy.Expr) -> str:
         """The test ``lhs operator rhs`` (false where either side is NaN)."""

@@ -96,11 +96,14 @@ def _names(plan: ExportPlan, inputs: dict[str, str], info: dict[int, str]) -> di
 
 
 def _body(plan: ExportPlan, printer: NumpyPrinter | PythonPrinter | CPrinter,
-          assign: str) -> tuple[list[str], list[str]]:
-    """Lines defining each feature (``assign`` formats ``local`` and ``text``), and each term's
-    expression."""
-    lines = [assign.format(local=plan.feature_local(name), text=printer.doprint(expr))
-             for name, expr in plan.features]
+          assign: str, comment: str) -> tuple[list[str], list[str]]:
+    """Lines defining each feature (``assign`` formats ``local`` and ``text``; ``comment``
+    formats the name of a feature whose local is numbered), and each term's expression."""
+    lines = []
+    for name, expr in plan.features:
+        local = plan.feature_local(name)
+        line = assign.format(local=local, text=printer.doprint(expr))
+        lines.append(line if local == f"f_{name}" else line + comment.format(name=name))
     return lines, [printer.doprint(expr) for _, expr in plan.terms]
 
 
@@ -126,7 +129,7 @@ def numpy_source(plan: ExportPlan) -> str:
     reads = plan.reads()
     printer = NumpyPrinter(_names(plan, dict.fromkeys(INPUT_ARRAYS, "{array}[:, {k}]"),
                                   {k: _info_local(plan, k) for k in reads["info"]}))
-    features, terms = _body(plan, printer, "        {local} = {text}")
+    features, terms = _body(plan, printer, "        {local} = {text}", "  # {name}")
     columns = {array: max(reads[array], default=-1) + 1 for array in INPUT_ARRAYS}
     total = " + ".join(f"t[:, {k}]" for k in range(len(terms)))
     lines = [
@@ -162,7 +165,7 @@ def python_source(plan: ExportPlan) -> str:
     reads = plan.reads()
     printer = PythonPrinter(_names(plan, dict.fromkeys(INPUT_ARRAYS, "{array}_{k}"),
                                    {k: _info_local(plan, k) for k in reads["info"]}))
-    features, terms = _body(plan, printer, "    {local} = {text}")
+    features, terms = _body(plan, printer, "    {local} = {text}", "  # {name}")
     lines = [
         _comment("#", plan.header("python", _PYTHON_USAGE.splitlines())),
         "import math",
@@ -201,7 +204,8 @@ def c_source(plan: ExportPlan) -> str:
     reads = plan.reads()
     printer = CPrinter(_names(plan, dict.fromkeys(INPUT_ARRAYS, "{array}[{k}]"),
                               {k: f"info[{k}]" for k in range(len(plan.info_names))}))
-    features, terms = _body(plan, printer, "    const double {local} = {text};")
+    features, terms = _body(plan, printer, "    const double {local} = {text};",
+                             "  /* {name} */")
     names = ", ".join(_c_string(name) for name in plan.term_names)
     lines = [
         "/*",
