@@ -93,6 +93,28 @@ expr = "0.5 * (gap > 0) - (push < 0)"
 name = "band"
 expr = "-(0 < speed) * (speed < 1) * ratio**2 + where(abs(ratio) < 0.9, 0, -1)"
 """,
+    # Division by zero, logs of 0 and of negatives, roots of negatives, overflow.
+    "edges": HEADER.format(name="edges") + """\
+x = "obs[0]"
+y = "obs[1]"
+z = "act[0]"
+
+[[terms]]
+name = "reciprocal"
+expr = "1 / x + x**-3 - 2 / (y * z) + 1 / sqrt(abs(x))"
+
+[[terms]]
+name = "logs"
+expr = "log(abs(x)) + log(y)"
+
+[[terms]]
+name = "roots"
+expr = "sqrt(y) + abs(z)**0.3 + y**0.7 + x**y"
+
+[[terms]]
+name = "overflow"
+expr = "exp(z) + exp(-z) + sigmoid(100 * z) + z**7 + (0.5 * z)**-5"
+""",
     # Names that are keywords or library names in an exported language, and non-ASCII names.
     "names": HEADER.format(name="names: \\\"quoted\\\" */ %") + """\
 "θ" = "obs[0]"
