@@ -262,6 +262,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds each invariant's proof may take (default 2)")
     harden.set_defaults(run=_harden)
 
+    export = commands.add_parser("export", parents=[common],
+                                 help="the reward as standalone code (numpy, pure Python, C) "
+                                      "or LaTeX, with no symreward import")
+    export.add_argument("artifact", type=Path)
+    export.add_argument("--to", required=True, choices=_export_formats())
+    export.add_argument("-o", "--output", type=Path,
+                        help="write the code here (default: print it)")
+    export.set_defaults(run=_export)
+
     demo = commands.add_parser("demo", parents=[common],
                                help="learn Pendulum-v1's reward from preferences, end to end")
     demo.add_argument("-o", "--output", type=Path, default=Path("symreward-demo"),
@@ -608,6 +617,29 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"wrote {result.output} and {result.rewards_path} "
           f"({result.train_transitions} transitions, {result.pairs} pairs, "
           f"{result.seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _export_formats() -> tuple[str, ...]:
+    from symreward.export import FORMATS
+
+    return FORMATS
+
+
+def _export(args: argparse.Namespace) -> int:
+    from symreward.artifact import RewardArtifact
+    from symreward.atomic import atomic_write_text
+    from symreward.export import export
+
+    _check_output("-o", args.output, "the exported code")
+    artifact = RewardArtifact.load(args.artifact)
+    text = export(artifact, args.to)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    atomic_write_text(args.output, text)
+    print(f"wrote {args.output}: {args.to} code of {artifact.name or 'the reward'} "
+          f"({len(artifact.terms)} terms, content hash {artifact.content_hash()})")
     return EXIT_OK
 
 
