@@ -147,7 +147,7 @@ def timing(args: argparse.Namespace, command: str) -> dict[str, Any]:
             out = compare_rewards(fresh_true, {"other": fresh_other}, data,
                                   measures=measures, n_eval=n_eval)
             run["cold_seconds"] = time.perf_counter() - started
-            true_fn, other_fn = fresh_true.reward_fn(), fresh_other.reward_fn()
+            true_fn, other_fn = fresh_true.batch_reward(), fresh_other.batch_reward()
             warm = []
             for _ in range(args.repeat):
                 started = time.perf_counter()
@@ -240,13 +240,13 @@ def recovery_run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 learned += learned_rewards(task, train, temperature, pairs, label_seed, seed,
                                            args.runners_up)
         true_art = task.true_artifact()
-        true_fn = true_art.reward_fn()
+        true_fn = true_art.batch_reward()
         rows = []
         comparable = {}
         for label, art in learned:
             row: dict[str, Any] = {"task": key, "reward": label, "formula": art.formula_text(),
                                    "chosen": label.endswith("chosen")}
-            fn = art.reward_fn()
+            fn = art.batch_reward()
             try:
                 row["EPIC (recovery.py)"] = epic_distance(
                     fn, true_fn, heldout, discount=recovery.DISCOUNT, n_eval=recovery.EPIC_EVAL,

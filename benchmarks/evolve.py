@@ -259,7 +259,7 @@ def recovery_run(task: Task, seed: int, soft: bool = False, n_pairs: int = N_PAI
                         for e in learner.front_.entries),
         "exact_as_written": exact_structure(artifact.formula(), true_expr),
         "unrounded": formula.to_text(unrounded),
-        "epic": round(epic_distance(artifact.reward_fn(), true.reward_fn(), heldout,
+        "epic": round(epic_distance(artifact.batch_reward(), true.batch_reward(), heldout,
                                     seed=seed), 4),
         "formula": artifact.formula_text(), "true": formula.to_text(true_expr),
         **{k: v for k, v in learner.search_.items() if k not in ("engine", "seconds")},

@@ -996,7 +996,7 @@ def prepare_task(task: Task, seed: int, say: Callable[[str], None], result: dict
     compile_seconds = time.perf_counter() - started
     feature_matrix(heldout, features)   # first execution (numba's thread pool starts here)
 
-    true_fn = true_art.reward_fn()
+    true_fn = true_art.batch_reward()
     inputs = epic_inputs(heldout, n_eval=EPIC_EVAL, n_mean=EPIC_MEAN, seed=seed)
     canon_true = canonicalize(true_fn, **inputs)
     test_pairs = bradley_terry_preferences(heldout, heldout.rewards, TEST_PAIRS, SEGMENT_LENGTH,
@@ -1055,7 +1055,7 @@ def symreward_run(task: Task, ctx: Prepared, pairs: int, variant: Variant, label
         learner.fit(labelled, features)
         fit_seconds, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
         artifact = learner.artifact_
-        learned_fn = artifact.reward_fn()
+        learned_fn = artifact.batch_reward()
         try:
             epic = epic_distance(learned_fn, ctx.true_fn, ctx.heldout, discount=DISCOUNT,
                                  n_eval=EPIC_EVAL, n_mean=EPIC_MEAN, seed=seed)

@@ -41,6 +41,7 @@ from symreward.evaluate import (
 )
 from symreward.features import FeatureSet
 from symreward.invariants.rules import RULES
+from symreward.reuse import ImitationRewardFn, reward_function
 
 if TYPE_CHECKING:
     from symreward.data import Dataset
@@ -254,9 +255,10 @@ class RewardArtifact:
         """The numba kernels of this reward (cached in memory and on disk)."""
         return compile_terms(self.features, self._named_terms(), cache_dir=cache_dir)
 
-    def reward_fn(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray]],
-                                    np.ndarray]:
-        """The compiled reward as ``fn(obs, act, next_obs, infos) -> rewards`` (e.g. for EPIC)."""
+    def batch_reward(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray,
+                                        Mapping[str, np.ndarray]], np.ndarray]:
+        """The compiled reward as ``fn(obs, act, next_obs, infos) -> rewards`` (e.g. for EPIC):
+        (N, width) arrays and every info field of the features as ``infos[name]``."""
         kernels = self.compile()
 
         def reward(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
@@ -265,6 +267,15 @@ class RewardArtifact:
             return kernels.rewards(obs, act, next_obs, info)
 
         return reward
+
+    def reward_fn(self) -> ImitationRewardFn:
+        """The reward in the imitation library's protocol (``RewardVecEnvWrapper(venv,
+        reward_fn=artifact.reward_fn())``): ``fn(state, action, next_state, done, *,
+        infos=None) -> rewards``, batched, (N,) float64. ``done`` is ignored: the reward is a
+        function of the transition. A reward reading ``info.<name>`` needs ``infos={name:
+        values}``; without it the call raises ``DataError`` naming the fields
+        (``symreward.reuse.reward_function``)."""
+        return reward_function(self)
 
     def evaluate(self, dataset: Dataset, *, kernels: RewardKernels | None = None) -> Evaluation:
         """Per-transition rewards and per-term columns on ``dataset``."""

@@ -103,7 +103,7 @@ def run_demo(output_dir: str | Path, *, steps_per_policy: int = 4000, pairs: int
 
     say("comparing with the true reward on fresh held-out data")
     heldout = pendulum_dataset(steps_per_policy // 2, seed + 7919)
-    learned_fn, true_fn = artifact.reward_fn(), true_reward.reward_fn()
+    learned_fn, true_fn = artifact.batch_reward(), true_reward.batch_reward()
     epic = epic_distance(learned_fn, true_fn, heldout, seed=seed)
     test_pairs = bradley_terry_preferences(heldout, heldout.rewards, 2000, segment_length,
                                            temperature=0.0, seed=seed + 1)

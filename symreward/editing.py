@@ -340,7 +340,7 @@ def _behaviour(result: ArtifactDiff, a: RewardArtifact, b: RewardArtifact, datas
     result.data = dataset.source
     rewards_a = a.evaluate(dataset).rewards
     rewards_b = b.evaluate(dataset).rewards
-    result.epic = float(epic_distance(a.reward_fn(), b.reward_fn(), dataset, **epic_options))
+    result.epic = float(epic_distance(a.batch_reward(), b.batch_reward(), dataset, **epic_options))
     prefs = dataset.preferences
     if prefs is not None and len(prefs):
         margin_a = return_differences(rewards_a, prefs)

@@ -7,7 +7,7 @@ cycle is an error that names the loop.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import sympy
@@ -97,10 +97,13 @@ class FeatureSet(Mapping[str, str]):
             stack.extend(_feature_uses(self.exprs[name], self._texts))
         return [name for name in self.order if name in needed]
 
-    def inputs(self) -> dict[str, set]:
-        """Raw inputs used: ``{"obs": {indices}, "act": ..., "next_obs": ..., "info": {names}}``."""
+    def inputs(self, names: Collection[str] | None = None) -> dict[str, set]:
+        """Raw inputs used: ``{"obs": {indices}, "act": ..., "next_obs": ..., "info": {names}}``;
+        by the features ``names`` only, when given."""
         used: dict[str, set] = {"obs": set(), "act": set(), "next_obs": set(), "info": set()}
-        for expr in self.exprs.values():
+        for name, expr in self.exprs.items():
+            if names is not None and name not in names:
+                continue
             for sym in expr.free_symbols:
                 match = _INPUT_NAME.match(sym.name)
                 if match:
@@ -112,11 +115,19 @@ class FeatureSet(Mapping[str, str]):
     def info_names(self) -> list[str]:
         return sorted(self.inputs()["info"])
 
-    def check_dimensions(self, obs_dim: int, act_dim: int, info_names: list[str] | set[str],
-                         *, data_source: str = "the dataset") -> None:
-        """Raise ``FeatureError`` if a feature reads an input the dataset does not have."""
+    def check_dimensions(self, obs_dim: int, act_dim: int, info_names: Collection[str],
+                         *, data_source: str = "the dataset",
+                         names: Collection[str] | None = None,
+                         info_key: str = "infos/{}") -> None:
+        """Raise ``FeatureError`` if a feature reads an input the dataset does not have.
+
+        ``names`` restricts the check to those features (all by default); ``info_key`` is how
+        the message writes an info field's key in ``data_source``."""
         limits = {"obs": obs_dim, "next_obs": obs_dim, "act": act_dim}
         for name in self.order:
+            if names is not None and name not in names:
+                continue
+            shown = f"its formula: {self._texts[name]!r}"
             for sym in sorted(self.exprs[name].free_symbols, key=lambda s: s.name):
                 match = _INPUT_NAME.match(sym.name)
                 if match and int(match.group(2)) >= limits[match.group(1)]:
@@ -126,12 +137,13 @@ class FeatureSet(Mapping[str, str]):
                     width = limits[array]
                     raise FeatureError(
                         f"{self.source}: feature '{name}' reads {array}[{index}] but {data_source} "
-                        f"has {key} of width {width} (valid indices 0..{width - 1})")
+                        f"has {key} of width {width} (valid indices 0..{width - 1}); {shown}")
                 if sym.name.startswith("info.") and sym.name[5:] not in info_names:
                     available = ", ".join(sorted(info_names)) or "none"
                     raise FeatureError(
                         f"{self.source}: feature '{name}' reads {sym.name} but {data_source} has "
-                        f"no key 'infos/{sym.name[5:]}' (infos present: {available})")
+                        f"no key '{info_key.format(sym.name[5:])}' (infos present: {available}); "
+                        f"{shown}")
 
     def to_dict(self) -> dict[str, str]:
         return dict(self._texts)

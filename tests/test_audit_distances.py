@@ -296,7 +296,7 @@ FRONT = [
 
 def test_artifacts_are_compared_as_their_compiled_rewards():
     a = artifact({"locked_effort": "-0.1*u**2", "main": "0.45*u - 1.24*x**2"})
-    fn = a.reward_fn()
+    fn = a.batch_reward()
     got = compare_rewards(a, {"itself": fn}, DS, measures=MEASURES)[0].measures
     assert all(m.value == 0.0 for m in got)
 

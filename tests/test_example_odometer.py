@@ -90,7 +90,7 @@ def test_the_flywheel_removes_the_spoofed_odometer(tmp_path, capsys):
 
     # On held-out data the hardened reward is no further from the truth (EPIC) than by 0.02.
     held_out = load_dataset(folder / "held_out.npz")
-    before, after = (epic_distance(RewardArtifact.load(path).reward_fn(), _truth, held_out)
+    before, after = (epic_distance(RewardArtifact.load(path).batch_reward(), _truth, held_out)
                      for path in (learned, hardened))
     with capsys.disabled():  # the figures for benchmarks/RESULTS.md, shown with -s
         print(f"\nseed {seed}: EPIC to the truth on held-out data: before {before:.4f}, "

@@ -186,7 +186,7 @@ def test_pendulum_end_to_end_epic():
                                                                     25, seed=seed))
         artifact = learn(train, features, seed=0)
         distances[artifact.formula_text()] = epic_distance(
-            artifact.reward_fn(), truth.reward_fn(), heldout, n_eval=2000, n_mean=256)
+            artifact.batch_reward(), truth.batch_reward(), heldout, n_eval=2000, n_mean=256)
     values = list(distances.values())
     assert sum(d <= 0.05 for d in values) >= 7, distances
     assert np.median(values) <= 0.05, distances

@@ -30,7 +30,7 @@ import numpy as np
 from symreward.artifact import RewardArtifact
 from symreward.audit.canonical import CANONICALIZATIONS, Canonicalizer
 from symreward.audit.comparisons import DEFAULT_RUNNERS_UP, runners_up
-from symreward.audit.distances import RewardLike, _reward_fn, single_threaded_blas
+from symreward.audit.distances import RewardLike, _batch_reward, single_threaded_blas
 from symreward.audit.epic import _call, is_constant
 from symreward.audit.transitions import DEFAULT_NEIGHBOURS, DEFAULT_POOL
 from symreward.data.dataset import Dataset
@@ -88,7 +88,7 @@ def disagreement(members: Sequence[RewardLike], dataset: Dataset, *,
     rows = canonicalizer.rows
     standardised = []
     for k, member in enumerate(members):
-        reward, name = _reward_fn(member, dataset), f"member {k}"
+        reward, name = _batch_reward(member, dataset), f"member {k}"
         if canonicalization == "none":
             values = _call(reward, name, dataset.observations[rows], dataset.actions[rows],
                            dataset.next_observations[rows],

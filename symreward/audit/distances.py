@@ -194,10 +194,10 @@ def compare_rewards(reward: RewardLike, others: Mapping[str, RewardLike | Counte
     if not isinstance(others, Mapping):
         raise SymrewardError(f"others must map labels to rewards; got {type(others).__name__}")
     # Every reward is checked (and an artifact compiled) before anything is sampled.
-    audited_fn = _reward_fn(reward, dataset)
+    audited_fn = _batch_reward(reward, dataset)
     counterparts = {label: other if isinstance(other, Counterpart) else Counterpart(other)
                     for label, other in others.items()}
-    other_fns = {label: _reward_fn(c.reward, dataset) for label, c in counterparts.items()}
+    other_fns = {label: _batch_reward(c.reward, dataset) for label, c in counterparts.items()}
     canonicalizations = list(dict.fromkeys(_canonicalization(m) for m in measures))
     canonicalizer = Canonicalizer(dataset, discount=discount,
                                   canonicalizations=canonicalizations, n_eval=n_eval,
@@ -240,8 +240,8 @@ def dard_distance(reward_a: RewardLike, reward_b: RewardLike, dataset: Dataset, 
     canonicalizer = Canonicalizer(dataset, discount=discount, canonicalizations=("dard",),
                                   n_eval=n_eval, n_mean=1, neighbours=neighbours,
                                   n_pool=n_pool, seed=seed, max_batch_bytes=max_batch_bytes)
-    a = canonicalizer(_reward_fn(reward_a, dataset), "reward_a")["dard"]
-    b = canonicalizer(_reward_fn(reward_b, dataset), "reward_b")["dard"]
+    a = canonicalizer(_batch_reward(reward_a, dataset), "reward_a")["dard"]
+    b = canonicalizer(_batch_reward(reward_b, dataset), "reward_b")["dard"]
     return _point("DARD", a, b, "reward_a", "reward_b")
 
 
@@ -261,8 +261,8 @@ def starc_distance(reward_a: RewardLike, reward_b: RewardLike, dataset: Dataset,
                                   canonicalizations=(canonicalization,), n_eval=n_eval,
                                   n_mean=n_mean, neighbours=neighbours, n_pool=n_pool,
                                   seed=seed, max_batch_bytes=max_batch_bytes)
-    a = canonicalizer(_reward_fn(reward_a, dataset), "reward_a")[canonicalization]
-    b = canonicalizer(_reward_fn(reward_b, dataset), "reward_b")[canonicalization]
+    a = canonicalizer(_batch_reward(reward_a, dataset), "reward_a")[canonicalization]
+    b = canonicalizer(_batch_reward(reward_b, dataset), "reward_b")[canonicalization]
     return _point(name, a, b, "reward_a", "reward_b")
 
 
@@ -329,13 +329,13 @@ def _measure(measure: str, a: CanonicalReward, b: CanonicalReward, name_b: str, 
                          estimate.transitions)
 
 
-def _reward_fn(reward: RewardLike, dataset: Dataset) -> RewardFn:
+def _batch_reward(reward: RewardLike, dataset: Dataset) -> RewardFn:
     """The batched reward of ``reward``; for an artifact, after checking that its features read
     only inputs ``dataset`` has (the kernels do not check their indices)."""
     if isinstance(reward, RewardArtifact):
         reward.features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
                                           data_source=dataset.source)
-        return reward.reward_fn()
+        return reward.batch_reward()
     if isinstance(reward, str | os.PathLike):
         raise SymrewardError(f"{reward}: a path; load it with RewardArtifact.load first")
     if not callable(reward):
