@@ -125,7 +125,7 @@ class Learner:
 ZOO = "rl-baselines3-zoo hyperparams"
 LEARNERS: dict[str, dict[str, Learner]] = {
     "pendulum": {
-        "sac": Learner("sac", 10_000, 1_500, f"{ZOO}/sac.yml Pendulum-v1 (n_timesteps 2e4)",
+        "sac": Learner("sac", 10_000, 500, f"{ZOO}/sac.yml Pendulum-v1 (n_timesteps 2e4)",
                        {"learning_rate": 1e-3}),
         "ppo": Learner("ppo", 100_000, 4_096, f"{ZOO}/ppo.yml Pendulum-v1 (n_timesteps 1e5)",
                        {"n_steps": 1024, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10,
@@ -133,7 +133,7 @@ LEARNERS: dict[str, dict[str, Learner]] = {
                         "use_sde": True, "sde_sample_freq": 4}, n_envs=4),
     },
     "reacher": {
-        "sac": Learner("sac", 20_000, 1_500,
+        "sac": Learner("sac", 20_000, 500,
                        f"{ZOO}/sac.yml has no Reacher entry: its 'default' (SB3's defaults)"),
         "ppo": Learner("ppo", 200_000, 2_048, f"{ZOO}/ppo.yml Reacher-v2 (n_timesteps 1e6)",
                        {"batch_size": 32, "n_steps": 512, "gamma": 0.9,
@@ -270,7 +270,8 @@ class NeuralRewardWrapper(gymnasium.Wrapper):
         next_obs = np.asarray(obs)
         learned = self.net(self._obs[None], np.asarray(action)[None], next_obs[None])[0]
         self._obs = next_obs
-        return obs, float(learned), terminated, truncated, {**info, "original_reward": reward}
+        info["original_reward"] = reward
+        return obs, float(learned), terminated, truncated, info
 
 
 # ---------------------------------------------------------------------------- one run
@@ -412,7 +413,8 @@ def run_jobs(jobs: list[Job], n_parallel: int, say: Callable[[str], None]
                 share = ("" if run["reward_share"] is None else
                          f", reward {run['reward_us_per_step']:.1f} us/step "
                          f"({run['reward_share']:.1%} of training)")
-                say(f"{label}: true return {run['mean_return']:.2f} (20-episode mean), "
+                say(f"{label}: true return {run['mean_return']:.2f} "
+                    f"({job.eval_episodes}-episode mean), "
                     f"{run['learn_seconds']:.0f} s training, "
                     f"{run['steps_per_second']:.0f} steps/s{share}")
             results.append(run)
