@@ -144,9 +144,12 @@ LEARNERS: dict[str, dict[str, Learner]] = {
 }
 REUSE_TASKS: dict[str, Task] = {"pendulum": TASKS["pendulum"], "reacher": REACHER}
 
-# Wall seconds per environment step of training, measured on the shared 2-core project
-# machine (one torch thread, load ~3), for the printed estimate.
-STEP_SECONDS = {"sac": 0.027, "ppo": 0.0013}
+# Wall seconds per environment step of training for the printed estimate: one process with
+# one torch thread on the shared 2-core project machine at a load of 1-3 (SAC 16 ms: a gradient
+# step of three 256x256 MLPs per environment step; PPO 1.1-1.4 ms). Two runs at a time, each
+# on a core of its own, should go at about this speed; on a loaded machine both go slower
+# (SAC 60-70 ms at a load of 4).
+STEP_SECONDS = {"sac": 0.016, "ppo": 0.0013}
 PREPARE_SECONDS = 150        # per task: data, the symbolic fit, the peer (50 epochs)
 
 
@@ -171,12 +174,13 @@ def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan
 
 
-def summarise(runs: list[dict[str, Any]], random_returns: dict[str, float]
-              ) -> list[dict[str, Any]]:
+def summarise(runs: list[dict[str, Any]], random_returns: dict[str, float],
+              still_returns: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """One row per (task, algo, reward) over the seeds that finished: raw and normalised
     returns (reference: the true reward's mean return with the same algo), training time and
-    the reward's share. A (task, algo) whose true-reward runs all failed gets no normalised
-    figures (NaN)."""
+    the reward's share; with ``still_returns`` (a task's zero-action policy), where that policy
+    lands on the same scale. A (task, algo) whose true-reward runs all failed gets no
+    normalised figures (NaN)."""
     done = [r for r in runs if "error" not in r]
     rows = []
     for task, algo in sorted({(r["task"], r["algo"]) for r in runs}):
@@ -191,8 +195,11 @@ def summarise(runs: list[dict[str, Any]], random_returns: dict[str, float]
             if planned == 0:
                 continue
             returns = [r["mean_return"] for r in mine]
-            norm = (normalised(returns, random_returns[task], ref) if mine and
-                    ref > random_returns[task] else np.full(len(mine), math.nan))
+            scale_ok = ref > random_returns[task]
+            norm = (normalised(returns, random_returns[task], ref) if mine and scale_ok
+                    else np.full(len(mine), math.nan))
+            still = (float(normalised([still_returns[task]], random_returns[task], ref)[0])
+                     if still_returns is not None and scale_ok else math.nan)
             shares = [r["reward_share"] for r in mine if r["reward_share"] is not None]
             rows.append({
                 "task": task, "algo": algo, "reward": reward, "seeds": [r["seed"] for r in mine],
@@ -200,6 +207,7 @@ def summarise(runs: list[dict[str, Any]], random_returns: dict[str, float]
                 "return_mean_std": mean_std(returns), "normalised": norm.tolist(),
                 "normalised_mean_std": mean_std(norm),
                 "random_return": random_returns[task], "reference_return": ref,
+                "zero_action_normalised": still,
                 "learn_seconds_mean": mean_std([r["learn_seconds"] for r in mine])[0],
                 "reward_share_mean": mean_std(shares)[0] if shares else None,
                 "reward_us_per_step_mean": (mean_std([r["reward_us_per_step"] for r in mine])[0]
@@ -330,6 +338,15 @@ def random_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> np.ndar
     space = gymnasium.make(env_id).action_space
     space.seed(seed)
     return episode_returns(env_id, lambda obs: space.sample(), episodes, seed)
+
+
+def zero_action_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> np.ndarray:
+    """A policy that does nothing (action 0) on the evaluation episodes. Not part of the
+    metric: it shows how much of the random-to-trained scale merely sitting still earns
+    (on Reacher, most of it: the random policy pays the torque cost)."""
+    space = gymnasium.make(env_id).action_space
+    still = np.zeros(space.shape, dtype=space.dtype)
+    return episode_returns(env_id, lambda obs: still, episodes, seed)
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -470,8 +487,10 @@ def learn_rewards(key: str, seed: int, out_dir: Path, peer_epochs: int, eval_epi
                 "symbolic": pair_accuracy(artifact.evaluate(heldout).rewards, test_pairs),
                 "neural": pair_accuracy(peer.eval_rewards, test_pairs)}
     baseline = random_returns(task.env_id, eval_episodes)
+    still = zero_action_returns(task.env_id, eval_episodes)
     say(f"{key}: held-out pair accuracy symbolic {accuracy['symbolic']:.3f}, neural "
-        f"{accuracy['neural']:.3f}; random policy return {baseline.mean():.2f}")
+        f"{accuracy['neural']:.3f}; return of the random policy {baseline.mean():.2f}, of "
+        f"the zero-action policy {still.mean():.2f}")
     return {
         "task": key, "env_id": task.env_id, "features": task.features,
         "true_reward": task.true_artifact().formula_text(), "notes": task.notes,
@@ -487,6 +506,7 @@ def learn_rewards(key: str, seed: int, out_dir: Path, peer_epochs: int, eval_epi
                    "layers": [list(w.shape) for w in peer.net.weights], "path": str(net_path)},
         "heldout_pair_accuracy": accuracy, "test_pairs": TEST_PAIRS,
         "random_returns": baseline.tolist(), "random_return": float(baseline.mean()),
+        "zero_action_returns": still.tolist(), "zero_action_return": float(still.mean()),
     }
 
 
@@ -620,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs.sort(key=lambda j: -STEP_SECONDS[j.algo] * j.steps)
     runs = run_jobs(jobs, args.jobs, say)
     runs.sort(key=lambda r: (r["task"], r["algo"], REWARDS.index(r["reward"]), r["seed"]))
-    rows = summarise(runs, {k: v["random_return"] for k, v in prepared.items()})
+    rows = summarise(runs, {k: v["random_return"] for k, v in prepared.items()},
+                     {k: v["zero_action_return"] for k, v in prepared.items()})
     total = time.perf_counter() - t0
 
     meta = {"date": datetime.date.today().isoformat(), "command": command.strip(),
@@ -652,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
              f"True-reward return of each trained policy ({eval_episodes} episodes, "
              "deterministic), mean ± std over seeds; normalised: random policy 0, true-reward "
              "policy of the same learner 1:", "", *result_table(rows), "",
+             "For scale, a policy that always outputs action 0 scores (normalised): " + ", ".join(
+                 f"{r['task']} {r['algo']} {r['zero_action_normalised']:.3f}" for r in rows
+                 if r["reward"] == "true"), "",
              f"Target (symbolic >= {TARGET} normalised and >= neural):", *target_lines(rows)]
     if failures or any("error" in r for r in runs):
         lines += ["", "FAILURES:", *(f"- {k}: {v['type']}: {v['message']}"

@@ -64,7 +64,8 @@ def test_summarise_normalises_by_the_true_reward_mean_of_the_same_learner():
             _run("neural", 0, -1000.0, 0.05),
             {**_run("neural", 1, 0.0), "error": {"type": "RuntimeError"}},
             _run("true", 0, -500.0, algo="ppo"), _run("symbolic", 0, -500.0, 0.02, algo="ppo")]
-    rows = {(r["algo"], r["reward"]): r for r in reuse.summarise(runs, {"pendulum": -1100.0})}
+    rows = {(r["algo"], r["reward"]): r
+            for r in reuse.summarise(runs, {"pendulum": -1100.0}, {"pendulum": -625.0})}
     # the reference is the mean of the true-reward runs of the same learner: -150, span 950
     true = rows["sac", "true"]
     assert true["reference_return"] == -150.0
@@ -77,6 +78,7 @@ def test_summarise_normalises_by_the_true_reward_mean_of_the_same_learner():
     assert neural["failed"] == 1 and neural["seeds"] == [0]
     assert neural["normalised"] == pytest.approx([100 / 950])
     assert true["reward_share_mean"] is None        # computed inside the env's step
+    assert true["zero_action_normalised"] == pytest.approx(475 / 950)
     # PPO's scale is its own: one true run, so its symbolic run at the same return is 1
     assert rows["ppo", "symbolic"]["normalised"] == pytest.approx([1.0])
     lines = reuse.target_lines(list(rows.values()))
