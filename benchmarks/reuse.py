@@ -77,6 +77,7 @@ from recovery import (  # noqa: E402
 )
 
 from symreward.artifact import RewardArtifact  # noqa: E402
+from symreward.atomic import atomic_write_text  # noqa: E402
 from symreward.data import bradley_terry_preferences  # noqa: E402
 from symreward.learner import SymbolicRewardLearner  # noqa: E402
 
@@ -403,10 +404,12 @@ def run_job(job: Job) -> dict[str, Any]:
             "mean_return": float(returns.mean())}
 
 
-def run_jobs(jobs: list[Job], n_parallel: int, say: Callable[[str], None]
+def run_jobs(jobs: list[Job], n_parallel: int, say: Callable[[str], None],
+             on_result: Callable[[list[dict[str, Any]]], None] | None = None
              ) -> list[dict[str, Any]]:
     """Every job, ``n_parallel`` worker processes at a time (spawned, one run each, so that
-    no state leaks from one run into the next); a failing run is recorded, not raised."""
+    no state leaks from one run into the next); a failing run is recorded, not raised.
+    ``on_result`` gets the results so far after each run."""
     results: list[dict[str, Any]] = []
     # One thread per run (the runs go in parallel, one per core), set before the workers
     # start: a spawned worker imports numpy (and so its BLAS) before any initializer runs.
@@ -435,6 +438,8 @@ def run_jobs(jobs: list[Job], n_parallel: int, say: Callable[[str], None]
                     f"{run['learn_seconds']:.0f} s training, "
                     f"{run['steps_per_second']:.0f} steps/s{share}")
             results.append(run)
+            if on_result is not None:
+                on_result(results)
     return results
 
 
@@ -636,23 +641,34 @@ def main(argv: list[str] | None = None) -> int:
             steps = learner.quick_steps if args.quick else learner.steps
             jobs += [Job(key, REUSE_TASKS[key].env_id, algo, reward, seed, steps,
                          eval_episodes, paths[reward]) for seed in seeds for reward in REWARDS]
-    # Longest first, so that the two processes finish together.
-    jobs.sort(key=lambda j: -STEP_SECONDS[j.algo] * j.steps)
-    runs = run_jobs(jobs, args.jobs, say)
-    runs.sort(key=lambda r: (r["task"], r["algo"], REWARDS.index(r["reward"]), r["seed"]))
-    rows = summarise(runs, {k: v["random_return"] for k, v in prepared.items()},
-                     {k: v["zero_action_return"] for k, v in prepared.items()})
-    total = time.perf_counter() - t0
+    # Seed by seed (a run stopped early has every cell at its first seeds), the longest
+    # first within a seed, so that the processes finish together.
+    jobs.sort(key=lambda j: (j.seed, -STEP_SECONDS[j.algo] * j.steps))
 
-    meta = {"date": datetime.date.today().isoformat(), "command": command.strip(),
-            "machine": machine(), "load_average_before": load_before,
-            "load_average_after": os.getloadavg(), "total_seconds": round(total, 1),
-            "estimated_seconds": round(estimate), "jobs": args.jobs, "quick": args.quick,
-            "seed": args.seed, "policy_seeds": seeds, "eval_episodes": eval_episodes,
-            "eval_seed": EVAL_SEED, "peer_epochs": peer_epochs,
-            "learners": {t: {a: asdict(LEARNERS[t][a]) for a in algos} for t in tasks}}
-    out.write_text(json.dumps({"meta": meta, "tasks": prepared, "task_failures": failures,
-                               "runs": runs, "summary": rows}, indent=1))
+    def save(runs: list[dict[str, Any]], finished: bool) -> list[dict[str, Any]]:
+        """The JSON of everything so far (rewritten after every run, so that a stopped
+        benchmark keeps what it measured); returns the summary rows."""
+        runs = sorted(runs, key=lambda r: (r["task"], r["algo"], REWARDS.index(r["reward"]),
+                                           r["seed"]))
+        rows = summarise(runs, {k: v["random_return"] for k, v in prepared.items()},
+                         {k: v["zero_action_return"] for k, v in prepared.items()})
+        meta = {"date": datetime.date.today().isoformat(), "command": command.strip(),
+                "finished": finished, "runs_planned": len(jobs), "machine": machine(),
+                "load_average_before": load_before, "load_average_now": os.getloadavg(),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "estimated_seconds": round(estimate), "jobs": args.jobs, "quick": args.quick,
+                "seed": args.seed, "policy_seeds": seeds, "eval_episodes": eval_episodes,
+                "eval_seed": EVAL_SEED, "peer_epochs": peer_epochs,
+                "learners": {t: {a: asdict(LEARNERS[t][a]) for a in algos} for t in tasks}}
+        atomic_write_text(out, json.dumps({"meta": meta, "tasks": prepared,
+                                           "task_failures": failures, "runs": runs,
+                                           "summary": rows}, indent=1))
+        return rows
+
+    runs = run_jobs(jobs, args.jobs, say, on_result=lambda done: save(done, False))
+    rows = save(runs, True)
+    total = time.perf_counter() - t0
+    load_after = os.getloadavg()
     hyper = [f"- {t} {a}: {LEARNERS[t][a].steps if not args.quick else LEARNERS[t][a].quick_steps}"
              f" steps, {LEARNERS[t][a].source}; n_envs {LEARNERS[t][a].n_envs}"
              f"{', VecNormalize' if LEARNERS[t][a].normalize else ''}; "
@@ -663,12 +679,12 @@ def main(argv: list[str] | None = None) -> int:
                f"{v['heldout_pair_accuracy']['neural']:.3f}; label flips "
                f"{v['label_noise']['flip_rate']:.1%}; random policy "
                f"{v['random_return']:.2f}" for k, v in prepared.items()]
-    m = meta["machine"]
-    lines = [f"date {meta['date']}; {m['cpu']}, {m['cpu_count']} cores; load average "
-             f"{load_before[0]:.1f} before, {meta['load_average_after'][0]:.1f} after; total "
+    m, today = machine(), datetime.date.today().isoformat()
+    lines = [f"date {today}; {m['cpu']}, {m['cpu_count']} cores; load average "
+             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; total "
              f"{total / 60:.1f} min (estimated {estimate / 60:.0f} min)",
              f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
-             f"command: {meta['command']}", "", "Learners (rl-zoo3 hyperparameters):", *hyper,
+             f"command: {command.strip()}", "", "Learners (rl-zoo3 hyperparameters):", *hyper,
              "", "Learned rewards:", *rewards, "",
              f"True-reward return of each trained policy ({eval_episodes} episodes, "
              "deterministic), mean ± std over seeds; normalised: random policy 0, true-reward "
@@ -684,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['error']['type']}: {r['error']['message']}" for r in runs
                     if "error" in r)]
     print("\n".join(lines))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(f"\nraw results: {out}")
     return 1 if failures or any("error" in r for r in runs) else 0
 
