@@ -83,10 +83,14 @@ def test_summarise_normalises_by_the_true_reward_mean_of_the_same_learner():
     assert rows["ppo", "symbolic"]["normalised"] == pytest.approx([1.0])
     lines = reuse.target_lines(list(rows.values()))
     assert lines == [
-        "- pendulum ppo: symbolic 1.000 (>= 0.9: yes), neural nan (symbolic >= neural: yes): "
-        "MET",
-        "- pendulum sac: symbolic 0.763 (>= 0.9: no), neural 0.105 (symbolic >= neural: yes): "
-        "MISSED"]
+        "- pendulum ppo: symbolic 1.0000 (>= 0.9: yes), no neural figure: MISSED",
+        "- pendulum sac: symbolic 0.7632 ± 0.3349 (>= 0.9: no), neural 0.1053, symbolic - "
+        "neural +0.6579 (>= 0: yes): MISSED"]
+    tie = [{**rows["sac", "true"], "reward": "symbolic", "normalised_mean_std": (0.9996, 0.001)},
+           {**rows["sac", "true"], "reward": "neural", "normalised_mean_std": (1.0004, 0.0003)}]
+    assert reuse.target_lines(tie) == [
+        "- pendulum sac: symbolic 0.9996 ± 0.0010 (>= 0.9: yes), neural 1.0004 ± 0.0003, "
+        "symbolic - neural -0.0008 (>= 0: no): MISSED"]
 
 
 def test_summarise_without_a_finished_true_run_has_no_normalised_figures():
