@@ -26,7 +26,9 @@ the environment's own reward as the truth, three rewards, two policy learners, t
 * **Metric.** Each trained policy's return under the *true* reward, mean of 20 evaluation
   episodes (fixed reset seeds, deterministic actions), normalised per (task, learner): 0 is a
   uniform random policy on the same episodes, 1 the mean over seeds of the policies trained on
-  the true reward with the same learner. Reported as mean +- sample std over the seeds.
+  the true reward with the same learner. Reported as mean +- sample std over the seeds. For
+  scale, where a policy that always outputs action 0 lands is printed too (on Reacher about
+  0.82: the random policy pays the torque cost, so most of the scale is merely not moving).
 * **Cost.** Each run's training wall time (``model.learn``) and the share of it spent in the
   reward: the time inside the reward wrapper's ``step`` less the time inside the environment's
   own ``step`` (two clocks around the wrapper), over the wall time. The true reward is computed
@@ -34,7 +36,8 @@ the environment's own reward as the truth, three rewards, two policy learners, t
 
 One training run per process, ``torch.set_num_threads(1)`` and one thread for BLAS and numba,
 ``--jobs`` processes at a time (default 2, one per core). ``--quick`` proves the pipeline with
-tiny budgets and one seed in a few minutes. Results go to ``benchmarks/.out/reuse.json`` (the
+tiny budgets and one seed in a few minutes (2 min here); the full run took 65 min on the shared
+2-core machine (load ~2, its own two processes). Results go to ``benchmarks/.out/reuse.json`` (the
 learned artifacts and nets beside it, in ``benchmarks/.out/reuse/``); the command, the machine
 and the measured figures are printed. Needs the ``bench`` extra (stable-baselines3, with
 ``torch==2.13.0`` installed first) and the peer's venv (``peer_imitation.ensure_peer_venv``).
