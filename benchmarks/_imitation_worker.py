@@ -18,6 +18,10 @@ is taken to equal ``observations[t + 1]``; the number of transitions where that 
 hold is reported (``n_next_obs_mismatch``).  The true rewards are not given to the peer:
 ``rews`` are zeros (``imitation`` only uses them for a ground-truth metric, never for the
 loss).
+
+The trained net's weights go back too (``net_weight_<k>``/``net_bias_<k>``, float32, the
+``Linear`` layers in order, ReLU between them), so that the caller can evaluate the same MLP
+outside this venv, e.g. as a training reward (``peer_imitation.RewardMLP``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,25 @@ def _check_segments(name: str, seg: np.ndarray, n: int) -> None:
         raise ValueError(f"{name} must have shape (P, 2), got {seg.shape}")
     if np.any(seg[:, 0] < 0) or np.any(seg[:, 1] > n) or np.any(seg[:, 1] <= seg[:, 0]):
         raise ValueError(f"{name} holds an empty or out-of-range [start, stop) segment")
+
+
+def mlp_weights(mlp) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(weight, bias)`` of each ``Linear`` layer of ``BasicRewardNet.mlp``, in order,
+    after checking that the net is exactly what ``RewardMLP`` evaluates: ``Linear`` layers
+    with a ReLU after every one but the last, then the squeeze (no input normalisation, no
+    dropout); anything else raises."""
+    from torch import nn
+
+    layers = list(mlp.children())
+    if not layers or type(layers[-1]).__name__ != "SqueezeLayer":
+        raise ValueError("the reward MLP does not end with imitation's SqueezeLayer")
+    layers = layers[:-1]
+    expected = [nn.Linear if k % 2 == 0 else nn.ReLU for k in range(len(layers))]
+    if len(layers) % 2 != 1 or [type(layer) for layer in layers] != expected:
+        names = ", ".join(type(layer).__name__ for layer in layers)
+        raise ValueError(f"the reward MLP is not Linear/ReLU alternating: {names}")
+    return [(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+            for layer in layers[::2]]
 
 
 def main(argv: list[str]) -> int:
@@ -187,8 +210,13 @@ def main(argv: list[str]) -> int:
 
     import imitation
 
+    weights = {}
+    for k, (weight, bias) in enumerate(mlp_weights(reward_net.mlp)):
+        weights[f"net_weight_{k}"], weights[f"net_bias_{k}"] = weight, bias
+
     np.savez(
         out_path,
+        **weights,
         eval_rewards=eval_rewards,
         train_seconds=np.float64(train_seconds),
         epochs=np.int64(epochs),

@@ -47,6 +47,69 @@ DEFAULT_LR = 1e-3
 DEFAULT_BATCH_SIZE = 32
 
 
+@dataclass(frozen=True)
+class RewardMLP:
+    """The peer's trained ``BasicRewardNet`` evaluated in numpy, outside the peer venv.
+
+    The net reads the flattened state, action and next state, concatenated in that order,
+    as float32 (imitation's preprocessing of ``Box`` spaces), through ``Linear`` layers with a
+    ReLU after every one but the last (the worker checks that the net is exactly this).
+    Computed in float32 as torch does; the summation order of the matrix products may differ
+    from torch's, so values agree with the worker's to float32 rounding, not to the bit.
+    """
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RewardMLP:
+        """From ``net_weight_<k>``/``net_bias_<k>`` arrays (the worker's output, or
+        :meth:`save`'s file)."""
+        count = sum(1 for key in arrays if key.startswith("net_weight_"))
+        if count == 0:
+            raise ValueError("no net_weight_<k> arrays: not a reward MLP")
+        weights = tuple(np.asarray(arrays[f"net_weight_{k}"], np.float32) for k in range(count))
+        biases = tuple(np.asarray(arrays[f"net_bias_{k}"], np.float32) for k in range(count))
+        for k, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+            fan_in = weights[k - 1].shape[0] if k else weight.shape[1]
+            if weight.ndim != 2 or bias.shape != weight.shape[:1] or weight.shape[1] != fan_in:
+                raise ValueError(f"layer {k}: weight {weight.shape} and bias {bias.shape} "
+                                 "do not chain")
+        if weights[-1].shape[0] != 1:
+            raise ValueError("the last layer must have one output (the reward)")
+        return cls(weights, biases)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RewardMLP:
+        with np.load(path, allow_pickle=False) as data:
+            return cls.from_arrays({key: data[key] for key in data.files})
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        arrays = {}
+        for k, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            arrays[f"net_weight_{k}"], arrays[f"net_bias_{k}"] = weight, bias
+        np.savez(path, **arrays)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.weights[0].shape[1])
+
+    def __call__(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        """Rewards of a batch of transitions: ``(N, ...)`` arrays in, ``(N,)`` float64 out."""
+        parts = [np.asarray(x, dtype=np.float32) for x in (obs, act, next_obs)]
+        parts = [x.reshape(len(x), -1) for x in parts]
+        hidden = np.concatenate(parts, axis=1)
+        if hidden.shape[1] != self.input_size:
+            raise ValueError(f"the net reads {self.input_size} inputs, the transitions give "
+                             f"{hidden.shape[1]}")
+        last = len(self.weights) - 1
+        for k, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            hidden = hidden @ weight.T + bias
+            if k < last:
+                np.maximum(hidden, 0.0, out=hidden)
+        return hidden[:, 0].astype(np.float64)
+
+
 @dataclass
 class PeerResult:
     """What the peer returns: its rewards on the evaluation transitions and its cost."""
@@ -55,6 +118,8 @@ class PeerResult:
     train_seconds: float
     epochs: int
     final_loss: float
+    # The trained net, to evaluate on other transitions (e.g. as a training reward).
+    net: RewardMLP | None = None
     # Extras beyond the benchmark's needs (diagnostics).
     final_accuracy: float = float("nan")
     loss_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -243,6 +308,7 @@ def train_peer(
 
     return PeerResult(
         eval_rewards=res["eval_rewards"],
+        net=RewardMLP.from_arrays(res),
         train_seconds=float(res["train_seconds"]),
         epochs=int(res["epochs"]),
         final_loss=float(res["final_loss"]),
@@ -329,6 +395,8 @@ def _smoke(argv: list[str] | None = None) -> None:
     )
     wall = time.perf_counter() - t1
     corr = float(np.corrcoef(res.eval_rewards, _true_reward(e_obs))[0, 1])
+    assert res.net is not None
+    gap = float(np.max(np.abs(res.net(e_obs, e_act, e_nxt) - res.eval_rewards)))
     hist = ", ".join(f"{x:.3f}" for x in res.loss_history[:: max(1, args.epochs // 6)])
     print(f"{res.versions}")
     print(f"pairs={args.pairs} seg_len={args.seg_len} epochs={res.epochs} lr={args.lr}")
@@ -341,6 +409,8 @@ def _smoke(argv: list[str] | None = None) -> None:
     )
     print(f"loss history (every {max(1, args.epochs // 6)} epochs): {hist}")
     print(f"pearson(predicted, true) on {len(e_obs)} eval transitions: {corr:.4f}")
+    print(f"the net evaluated in numpy (RewardMLP) vs the worker's torch: max |diff| {gap:.1e} "
+          f"(rewards up to {np.max(np.abs(res.eval_rewards)):.2f})")
 
 
 if __name__ == "__main__":
