@@ -27,18 +27,25 @@ NPZ_SUFFIXES = (".npz",)
 HDF5_SUFFIXES = (".h5", ".hdf5")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # (namespace/)name-vN, as Minari spells dataset ids.
+MINARI_PREFIX = "minari:"
 MINARI_ID = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+$")
 
 
 def load_dataset(path: str | os.PathLike[str]) -> Dataset:
     """Read a dataset from ``.npz``, ``.h5``/``.hdf5``, a Minari dataset directory or a Minari id.
 
-    Dispatch is by extension for files; a directory is read as a Minari dataset; a string that is
-    not an existing path but looks like a Minari id (``pendulum/test-v0``) is looked up in Minari's
-    local storage (never downloaded: learning is offline and should not touch the network).
+    Dispatch is by extension for files (``dataset_kind``); a directory is read as a Minari
+    dataset; a string that is not an existing path but looks like a Minari id
+    (``pendulum/test-v0``, or ``minari:pendulum/test-v0``) is looked up in Minari's local
+    storage (never downloaded: learning is offline and should not touch the network).
     """
     p = Path(path)
     shown = str(path)
+    kind = dataset_kind(shown)
+    if kind == "npz":
+        return _load_npz(p, shown)
+    if kind == "hdf5":
+        return _load_hdf5(p, shown)
     if p.is_dir():
         from symreward.data.minari import find_minari_data_dir, load_minari
 
@@ -49,21 +56,31 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
                 "its data/ subdirectory)"
             )
         return load_minari(data_dir, source=shown)
+    from symreward.data.minari import load_minari_id
+
+    return load_minari_id(shown.removeprefix(MINARI_PREFIX))
+
+
+def dataset_kind(source: str) -> str:
+    """How ``load_dataset`` reads ``source``: ``"npz"``, ``"hdf5"`` or ``"minari"`` (a dataset
+    directory, or a Minari id with or without the ``minari:`` prefix); ``DataError`` when it is
+    none of them."""
+    p = Path(source)
+    if source.startswith(MINARI_PREFIX) or p.is_dir():
+        return "minari"
     suffix = p.suffix.lower()
     if p.exists():
         if suffix in NPZ_SUFFIXES:
-            return _load_npz(p, shown)
+            return "npz"
         if suffix in HDF5_SUFFIXES:
-            return _load_hdf5(p, shown)
+            return "hdf5"
         raise DataError(
-            f"{shown}: unknown dataset extension {p.suffix!r}; expected .npz, .h5, .hdf5, or a "
+            f"{source}: unknown dataset extension {p.suffix!r}; expected .npz, .h5, .hdf5, or a "
             "Minari dataset directory"
         )
-    if suffix not in NPZ_SUFFIXES + HDF5_SUFFIXES and MINARI_ID.match(shown):
-        from symreward.data.minari import load_minari_id
-
-        return load_minari_id(shown)
-    raise DataError(f"{shown}: no such file")
+    if suffix not in NPZ_SUFFIXES + HDF5_SUFFIXES and MINARI_ID.match(source):
+        return "minari"
+    raise DataError(f"{source}: no such file")
 
 
 def save_dataset(

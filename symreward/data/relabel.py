@@ -50,9 +50,10 @@ from symreward.atomic import atomic_write
 from symreward.data.dataset import REQUIRED_KEYS, Dataset
 from symreward.data.io import (
     HDF5_SUFFIXES,
-    MINARI_ID,
+    MINARI_PREFIX,
     NPZ_SUFFIXES,
     ZIP_MAGIC,
+    dataset_kind,
     import_h5py,
     load_dataset,
     looks_like_minari,
@@ -81,7 +82,6 @@ __all__ = ["CHUNK_ROWS", "METADATA_KEYS", "ORIGINAL_REWARDS", "Relabelled", "art
 CHUNK_ROWS = 1 << 19
 #: Where the input's rewards are kept.
 ORIGINAL_REWARDS = "original_rewards"
-_MINARI = "minari:"
 #: The keys (npz) or attributes (HDF5) naming the artifact, in ``artifact_metadata``'s order.
 METADATA_KEYS = ("symreward_artifact_hash", "symreward_artifact_formula",
                  "symreward_artifact_name", "symreward_artifact_source")
@@ -129,15 +129,15 @@ def relabel(artifact: RewardArtifact | str | os.PathLike[str], data: str | os.Pa
     if not isinstance(artifact, RewardArtifact):
         artifact = RewardArtifact.load(artifact)
     source, out = str(data), str(output)
-    kind = _kind(source)
+    kind = dataset_kind(source)
     if kind == "minari":
-        if not out.startswith(_MINARI) or len(out) == len(_MINARI):
+        if not out.startswith(MINARI_PREFIX) or len(out) == len(MINARI_PREFIX):
             raise DataError(f"{out}: a Minari dataset is relabelled into a new Minari dataset: "
                             "give -o minari:NEW_ID")
-        return _relabel_minari(artifact, source, out[len(_MINARI):], chunk_rows)
+        return _relabel_minari(artifact, source, out[len(MINARI_PREFIX):], chunk_rows)
     target = Path(out)
     wanted = NPZ_SUFFIXES if kind == "npz" else HDF5_SUFFIXES
-    if out.startswith(_MINARI) or target.suffix.lower() not in wanted:
+    if out.startswith(MINARI_PREFIX) or target.suffix.lower() not in wanted:
         raise DataError(f"{out}: relabel keeps the input's format; give an output ending in "
                         f"{' or '.join(wanted)}")
     if target.is_dir() or not target.parent.is_dir():
@@ -146,24 +146,6 @@ def relabel(artifact: RewardArtifact | str | os.PathLike[str], data: str | os.Pa
                                       f"folder {target.parent} does not exist"))
     relabel_file = _relabel_npz if kind == "npz" else _relabel_hdf5
     return relabel_file(artifact, Path(source), target, chunk_rows)
-
-
-def _kind(source: str) -> str:
-    """npz, hdf5 or minari, read as ``load_dataset`` reads ``source``."""
-    path = Path(source)
-    if source.startswith(_MINARI) or path.is_dir():
-        return "minari"
-    suffix = path.suffix.lower()
-    if path.exists():
-        if suffix in NPZ_SUFFIXES:
-            return "npz"
-        if suffix in HDF5_SUFFIXES:
-            return "hdf5"
-        raise DataError(f"{source}: unknown dataset extension {path.suffix!r}; expected .npz, "
-                        ".h5, .hdf5, or a Minari dataset directory")
-    if suffix not in NPZ_SUFFIXES + HDF5_SUFFIXES and MINARI_ID.match(source):
-        return "minari"
-    raise DataError(f"{source}: no such file")
 
 
 def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.ndarray:
@@ -349,7 +331,7 @@ def _relabel_hdf5(artifact: RewardArtifact, source: Path, output: Path,
 # ---------------------------------------------------------------------- minari
 
 # Dataset metadata Minari writes itself for a new dataset, or sets once: not copied.
-_MINARI_OWN = frozenset({"dataset_id", "observation_space", "action_space", "env_spec",
+MINARI_PREFIX_OWN = frozenset({"dataset_id", "observation_space", "action_space", "env_spec",
                          "data_format", "jpeg_encoding", "minari_version", "total_episodes",
                          "total_steps", "dataset_size"})
 # Episode metadata Minari writes itself, or takes from the episode buffer (the reward
@@ -361,7 +343,7 @@ def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
                     chunk_rows: int) -> Relabelled:
     from symreward.data.minari import find_minari_data_dir, import_minari, load_minari_id
 
-    shown_out = f"{_MINARI}{new_id}"
+    shown_out = f"{MINARI_PREFIX}{new_id}"
     minari = import_minari(shown_out)
     from minari.dataset.minari_dataset import parse_dataset_id
     from minari.dataset.minari_storage import MinariStorage
@@ -376,11 +358,11 @@ def _relabel_minari(artifact: RewardArtifact, source: str, new_id: str,
     if target.exists():
         raise DataError(f"{shown_out}: a local Minari dataset with this id already exists "
                         f"({target}); give a new id or version")
-    if Path(source).is_dir() and not source.startswith(_MINARI):
+    if Path(source).is_dir() and not source.startswith(MINARI_PREFIX):
         dataset = load_dataset(source)  # the error for a directory that is no Minari dataset
         mds = minari.MinariDataset(str(find_minari_data_dir(source)))
     else:
-        dataset_id = source.removeprefix(_MINARI)
+        dataset_id = source.removeprefix(MINARI_PREFIX)
         dataset = load_minari_id(dataset_id)
         mds = minari.load_dataset(dataset_id, download=False)
     rewards = _rewards(artifact, dataset, chunk_rows)
@@ -439,7 +421,7 @@ def _episodes(mds: Any, rewards: np.ndarray, episode_metadata: list[dict[str, An
 def _minari_metadata(raw: dict[str, Any], artifact: RewardArtifact, new_id: str, source: str,
                      version: str) -> dict[str, Any]:
     """The source's dataset metadata for the new dataset, naming the artifact."""
-    metadata = {key: value for key, value in raw.items() if key not in _MINARI_OWN}
+    metadata = {key: value for key, value in raw.items() if key not in MINARI_PREFIX_OWN}
     for key in ("author", "author_email"):  # stored as lists, set as sets
         if key in metadata:
             metadata[key] = set(metadata[key])
