@@ -29,3 +29,18 @@ def walk() -> Dataset:
 def cli() -> Callable[..., CompletedProcess[str]]:
     """Runs the real ``symreward`` command in a new process (``support.run_cli``)."""
     return run_cli
+
+
+# ---------------------------------------------------------------------- dask (issue 17)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A ``dask.distributed`` client of a real local cluster (two worker processes on the
+    loopback address), shared by a module's tests. It is not dask's default scheduler: a test
+    chooses it with ``dask.config.set(scheduler=dask_client)``."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        yield client

@@ -8,6 +8,7 @@ importing this package stays cheap.
 from symreward.data.collect import collect
 from symreward.data.dataset import Dataset, Preferences, Rankings
 from symreward.data.io import load_dataset, save_dataset
+from symreward.data.lazy import LazyDataset
 from symreward.data.oracle import (
     bradley_terry_preferences,
     episode_segments,
@@ -18,6 +19,7 @@ from symreward.data.oracle import (
 
 __all__ = [
     "Dataset",
+    "LazyDataset",
     "Preferences",
     "Rankings",
     "bradley_terry_preferences",

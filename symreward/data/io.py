@@ -13,15 +13,19 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from symreward.atomic import atomic_write
 from symreward.data.dataset import Dataset
-from symreward.errors import DataError
+from symreward.data.shards import is_sharded
+from symreward.errors import DataError, OptionError
 
-__all__ = ["load_dataset", "save_dataset"]
+if TYPE_CHECKING:
+    from symreward.data.lazy import LazyDataset
+
+__all__ = ["CONTRACT_KEYS", "load_dataset", "save_dataset"]
 
 NPZ_SUFFIXES = (".npz",)
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -29,22 +33,60 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # (namespace/)name-vN, as Minari spells dataset ids.
 MINARI_PREFIX = "minari:"
 MINARI_ID = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+$")
+#: The keys of the data contract a reader keeps (besides infos that can be features).
+CONTRACT_KEYS = frozenset({
+    "observations", "actions", "next_observations", "terminals", "timeouts", "rewards",
+    "pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores", "expert",
+})
 
 
-def load_dataset(path: str | os.PathLike[str]) -> Dataset:
-    """Read a dataset from ``.npz``, ``.h5``/``.hdf5``, a Minari dataset directory or a Minari id.
+def load_dataset(path: str | os.PathLike[str], *,
+                 lazy: bool | None = None) -> Dataset | LazyDataset:
+    """Read a dataset: ``.npz``, ``.h5``/``.hdf5``, a folder or glob of such shards, a Minari
+    dataset directory or a Minari id.
 
-    Dispatch is by extension for files (``dataset_kind``); a directory is read as a Minari
-    dataset; a string that is not an existing path but looks like a Minari id
-    (``pendulum/test-v0``, or ``minari:pendulum/test-v0``) is looked up in Minari's local
-    storage (never downloaded: learning is offline and should not touch the network).
+    Dispatch is by extension for files (``dataset_kind``); a folder holding ``.npz``/HDF5 files
+    (and no Minari ``metadata.json``), or a glob pattern, is a sharded dataset: the
+    concatenation of its shards in order of their names (``symreward.data.shards``); another
+    directory is read as a Minari dataset; a string that is not an existing path but looks like
+    a Minari id (``pendulum/test-v0``, or ``minari:pendulum/test-v0``) is looked up in Minari's
+    local storage (never downloaded: learning is offline and should not touch the network).
+
+    ``lazy=True`` gives a ``symreward.data.lazy.LazyDataset`` (dask arrays read a chunk at a
+    time; needs ``symreward[dask]``) of shards or of one npz/HDF5 file, ``lazy=False`` a
+    ``Dataset`` in memory; ``lazy=None`` is lazy when the arrays would take more than
+    ``symreward.data.lazy.LAZY_BYTES`` in memory. Minari datasets are read in memory.
     """
     p = Path(path)
     shown = str(path)
+    if lazy not in (None, True, False):
+        raise OptionError("lazy", lazy, "must be True, False or None (lazy for large data)")
+    if is_sharded(shown):
+        from symreward.data.lazy import LAZY_BYTES, LazyDataset, import_dask
+
+        lazy_dataset = LazyDataset(shown)
+        if lazy or (lazy is None and lazy_dataset.nbytes > LAZY_BYTES):
+            import_dask()
+            return lazy_dataset
+        return lazy_dataset.to_dataset()
     kind = dataset_kind(shown)
-    if kind == "npz":
-        return _load_npz(p, shown)
-    if kind == "hdf5":
+    if kind == "minari" or (kind == "hdf5" and lazy is not False and _minari_data_file(p)):
+        if lazy:
+            raise DataError(f"{shown}: a Minari dataset cannot be read lazily yet; read it in "
+                            "memory (lazy=False), or save it as npz/HDF5 shards to read lazily")
+        return _load_minari(p, shown, kind)
+    if lazy is not False:
+        from symreward.data.headers import read_file_header
+        from symreward.data.lazy import LAZY_BYTES, LazyDataset, import_dask
+
+        if lazy or read_file_header(shown).nbytes > LAZY_BYTES:
+            import_dask()
+            return LazyDataset(shown)
+    return _load_npz(p, shown) if kind == "npz" else _load_hdf5(p, shown)
+
+
+def _load_minari(p: Path, shown: str, kind: str) -> Dataset:
+    if kind == "hdf5":  # Minari's data/main_data.hdf5, pointed at: the dataset it belongs to
         return _load_hdf5(p, shown)
     if p.is_dir():
         from symreward.data.minari import find_minari_data_dir, load_minari
@@ -131,13 +173,7 @@ def _hdf5_writer(
 
 
 def _load_npz(path: Path, shown: str) -> Dataset:
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-    except OSError as e:
-        raise DataError(f"{shown}: cannot read file: {e.strerror or e}") from e
-    if magic not in ZIP_MAGIC:
-        raise DataError(f"{shown}: not an npz archive (not a zip file)")
+    check_npz_magic(path, shown)
     arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -155,22 +191,32 @@ def _load_npz(path: Path, shown: str) -> Dataset:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{shown}: unreadable npz archive: {e}") from e
-    return Dataset.from_arrays(_feature_infos_only(arrays), source=shown)
+    usable = {k: v for k, v in arrays.items()
+              if not k.startswith("infos/") or feature_info(k, v.shape, v.dtype)}
+    return Dataset.from_arrays(usable, source=shown)
 
 
-def _feature_infos_only(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keep only infos that can be features: one number per step under a plain name.
+def check_npz_magic(path: Path, shown: str) -> None:
+    """``DataError`` unless ``path`` can be read and starts as a zip archive does."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as e:
+        raise DataError(f"{shown}: cannot read file: {e.strerror or e}") from e
+    if magic not in ZIP_MAGIC:
+        raise DataError(f"{shown}: not an npz archive (not a zip file)")
+
+
+def feature_info(key: str, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Whether ``key`` is an info that can be a feature: one number per step under a plain name
+    (``infos/<name>``).
 
     D4RL stores vectors such as ``infos/qpos`` next to scalar infos; these are left out rather
     than rejected, so such files load as they are.
     """
-
-    def usable(key: str, value: np.ndarray) -> bool:
-        if not key.startswith("infos/"):
-            return True
-        return "/" not in key[len("infos/"):] and value.ndim == 1 and value.dtype.kind in "biuf"
-
-    return {k: v for k, v in arrays.items() if usable(k, v)}
+    name = key[len("infos/"):]
+    return (key.startswith("infos/") and bool(name) and "/" not in name and len(shape) == 1
+            and dtype.kind in "biuf")
 
 
 # ---------------------------------------------------------------------- hdf5
@@ -185,6 +231,18 @@ def import_h5py(shown: str) -> Any:
             "(or pip install h5py)"
         ) from e
     return h5py
+
+
+def _minari_data_file(path: Path) -> bool:
+    """Whether ``path`` is a Minari dataset's data file (``data/main_data.hdf5``)."""
+    h5py = import_h5py(str(path))
+    if not (path.parent / "metadata.json").exists() or not h5py.is_hdf5(str(path)):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return looks_like_minari(f)
+    except OSError as e:
+        raise DataError(f"{path}: unreadable HDF5 file: {e}") from e
 
 
 def _load_hdf5(path: Path, shown: str) -> Dataset:
@@ -210,32 +268,29 @@ def looks_like_minari(f: Any) -> bool:
     return "observations" not in keys and any(k.startswith("episode_") for k in keys)
 
 
-def read_hdf5_arrays(h5py: Any, f: Any, shown: str) -> dict[str, np.ndarray]:
-    """Read only the datasets symreward uses, so large D4RL extras (qpos, metadata) stay on disk.
+def hdf5_members(h5py: Any, f: Any) -> dict[str, Any]:
+    """The HDF5 datasets symreward reads (the data contract's, and infos that can be
+    features), by their full paths.
 
-    Names are the full HDF5 paths, so ``infos/x`` is found whether it was written as a group
-    member (the D4RL layout) or created with the slash in its name (which HDF5 turns into a group).
+    Full paths find ``infos/x`` whether it was written as a group member (the D4RL layout) or
+    created with the slash in its name (which HDF5 turns into a group).
     """
-    wanted = {
-        "observations", "actions", "next_observations", "terminals", "timeouts", "rewards",
-        "pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores", "expert",
-    }
     found: dict[str, Any] = {}
 
     def visit(name: str, obj: Any) -> None:
-        if not isinstance(obj, h5py.Dataset):
-            return
-        if name in wanted or (
-            name.startswith("infos/")
-            and name.count("/") == 1
-            and len(obj.shape) == 1
-            and obj.dtype.kind in "biuf"
-        ):
+        if isinstance(obj, h5py.Dataset) and (
+                name in CONTRACT_KEYS or feature_info(name, obj.shape, obj.dtype)):
             found[name] = obj
 
     f.visititems(visit)
+    return found
+
+
+def read_hdf5_arrays(h5py: Any, f: Any, shown: str) -> dict[str, np.ndarray]:
+    """Read only the datasets symreward uses (``hdf5_members``), so large D4RL extras (qpos,
+    metadata) stay on disk."""
     arrays: dict[str, np.ndarray] = {}
-    for name, obj in found.items():
+    for name, obj in hdf5_members(h5py, f).items():
         try:
             arrays[name] = obj[()]
         except (OSError, TypeError, ValueError) as e:

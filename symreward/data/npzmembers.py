@@ -29,7 +29,7 @@ import numpy as np
 from symreward.errors import DataError
 
 __all__ = ["READ_ERRORS", "ArchiveWriter", "NpyHeader", "check_member", "member_key",
-           "read_array", "read_header"]
+           "read_array", "read_header", "read_rows", "rows_readable"]
 
 #: Bytes read or written at a time.
 BLOCK = 16 << 20
@@ -170,6 +170,35 @@ def read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str,
                 raise DataError(f"{shown}: key {key!r} has bytes after its array data")
     order = "F" if header.fortran_order else "C"
     return buffer.view(header.dtype).reshape(header.shape, order=order)
+
+
+def rows_readable(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHeader) -> bool:
+    """Whether ``read_rows`` can read part of the member: it is stored (not compressed), in C
+    order, and exactly as long as its header says."""
+    return (info.compress_type == zipfile.ZIP_STORED and not header.fortran_order
+            and len(header.shape) >= 1 and archive.fp is not None and hasattr(os, "preadv")
+            and info.file_size == len(header.raw) + header.nbytes)
+
+
+def read_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, header: NpyHeader,
+              start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of an array member (along its first axis).
+
+    All rows are ``read_array``'s (CRC checked). Part of a member is read from its place in the
+    file, which needs ``rows_readable``; the archive's CRC covers the whole member only, so a
+    part is read unchecked."""
+    rows = header.shape[0] if header.shape else 0
+    if start == 0 and stop == rows:
+        return read_array(archive, info, shown, header)
+    key = member_key(info) or info.filename
+    if not rows_readable(archive, info, header):
+        raise DataError(f"{shown}: key {key!r} is compressed or in Fortran order: its rows "
+                        "can only be read all at once")
+    row_bytes = header.nbytes // rows
+    buffer = np.empty((stop - start) * row_bytes, dtype=np.uint8)
+    start_byte = data_offset(archive.fp.fileno(), info, shown) + len(header.raw)
+    _pread_into(archive.fp.fileno(), buffer, start_byte + start * row_bytes, key, shown)
+    return buffer.view(header.dtype).reshape((stop - start, *header.shape[1:]))
 
 
 def _pread_into(fd: int, buffer: np.ndarray, offset: int, key: str, shown: str) -> None:

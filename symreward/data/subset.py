@@ -90,6 +90,8 @@ def from_gathered(gathered: Mapping[str, np.ndarray], rows: np.ndarray, closes: 
 
     def renumber(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         segments = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+        if not len(position):  # no rows: no segment is taken (and the dataset is refused)
+            return segments, np.zeros(len(segments), dtype=bool)
         first = np.searchsorted(position, segments[:, 0])
         last = np.searchsorted(position, segments[:, 1] - 1)
         inside = ((first < len(position)) & (last < len(position))

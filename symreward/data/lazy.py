@@ -1,0 +1,474 @@
+"""Datasets larger than memory: dask arrays over npz/HDF5 shards (or one large file), read a
+chunk at a time by the tasks that need them.
+
+A ``LazyDataset`` is, value for value, the in-memory dataset it stands for: for a folder or
+glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``), for one file
+``load_dataset(file)``. What is read when:
+
+- At opening, the files' headers (keys, shapes, dtypes), and of every shard its episode flags
+  and supervision keys (``pref_*``, ``rank_*``): each shard is checked as ``load_dataset``
+  checks it, by the same code (``Dataset``'s checks, on arrays that stand in for the float
+  columns and take no memory), so a bad shard, a missing key or a preference segment crossing
+  an episode is the same ``DataError``, naming the shard. Shards must also agree with each
+  other: the same keys (a shard without preferences stores them empty, shape (0, 2)) and the
+  same columns. Memory: the flags of one shard at a time (plus, with supervision, 8 bytes per
+  row of it), then the episode ends and the supervision.
+- The arrays' values, by the tasks that need them: a task reads one member for one chunk of
+  rows and checks it (``Dataset`` again, on the chunk; messages name the shard, and the rows
+  of a file split in several chunks), so NaN in a shard's observations is an error when the
+  observations are computed. A chunk holds whole episodes: a shard is one chunk, unless it
+  is larger than ``chunk_rows`` and its members can be read in part (HDF5, an npz stored
+  uncompressed), then it is split at the episode ends nearest to every ``chunk_rows`` rows.
+
+Tasks are module-level functions of picklable arguments (paths, row ranges; no open file), so
+the arrays compute under dask's threads, processes or ``dask.distributed`` schedulers.
+``take`` (rows gathered chunk by chunk), ``sample`` and ``digest`` run under the current one.
+Needs the ``dask`` extra (``pip install symreward[dask]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from symreward.data.dataset import Dataset, Preferences, Rankings
+from symreward.data.headers import FileHeader, Member, read_file_header, read_members
+from symreward.data.io import dataset_kind
+from symreward.data.shards import find_shards, is_sharded
+from symreward.data.subset import from_gathered
+from symreward.errors import DataError, OptionError
+
+__all__ = ["CHUNK_ROWS", "LAZY_BYTES", "ChunkRef", "LazyDataset", "Shard", "import_dask",
+           "read_chunk"]
+
+#: ``load_dataset(..., lazy=None)`` reads a dataset lazily when its arrays take more bytes
+#: than this in memory (uncompressed): 4 GiB. Below it, in-memory work is faster and the few
+#: copies a learner or an audit makes still fit a laptop.
+LAZY_BYTES = 4 << 30
+#: About the most rows of a chunk when a file is split (a shard smaller than this is one
+#: chunk): 2**20 rows, some 70 MB of float32 observations with 17 columns.
+CHUNK_ROWS = 1 << 20
+# Chunks read at once by ``digest``, which must hash them in order.
+_PREFETCH = 4
+_SUPERVISION = ("pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores")
+_FLAGS = ("terminals", "timeouts", "expert")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A file of the dataset: its path, its rows, and the dataset row its first row is."""
+
+    path: str
+    rows: int
+    offset: int
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkRef:
+    """What a task needs to read one chunk: the file's header, the chunk's rows of the file,
+    and whether its last row ends a shard (which then closes an episode, as
+    ``Dataset.concatenate`` makes it)."""
+
+    header: FileHeader
+    start: int
+    stop: int
+    ends_shard: bool
+
+    @property
+    def rows(self) -> slice | None:
+        """The chunk's rows of the file; None for all of them."""
+        whole = self.start == 0 and self.stop == self.header.members["observations"].shape[0]
+        return None if whole else slice(self.start, self.stop)
+
+    @property
+    def shown(self) -> str:
+        """The chunk as messages name it: the file, and the rows when it is part of one."""
+        where = "" if self.rows is None else f" (rows {self.start}:{self.stop})"
+        return f"{self.header.path}{where}"
+
+
+def read_chunk(ref: ChunkRef) -> Dataset:
+    """The chunk's dataset, read and checked (``DataError`` naming the file); a module-level
+    function of a picklable argument, for tasks (``LazyDataset.to_delayed``)."""
+    return _chunk_dataset(ref, _row_keys(ref.header))
+
+
+class LazyDataset:
+    """A dataset whose arrays are dask arrays chunked along transitions (module docstring).
+
+    ``source`` is a folder or glob of npz/HDF5 shards, or one npz/HDF5 file. Per-row arrays
+    (``observations``, ..., ``rewards``, ``expert``, ``infos``) are dask arrays with row
+    chunks ``chunks``; ``preferences``, ``rankings`` and ``episode_ends`` are in memory, in
+    dataset rows.
+    """
+
+    def __init__(self, source: str | os.PathLike[str], *, chunk_rows: int = CHUNK_ROWS):
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise OptionError("chunk_rows", chunk_rows, "must be a positive integer")
+        self.source = str(source)
+        self._sharded = is_sharded(self.source)
+        if self._sharded:
+            paths = [str(p) for p in find_shards(self.source)]
+        else:
+            if dataset_kind(self.source) == "minari":
+                raise DataError(f"{self.source}: a Minari dataset cannot be read lazily yet; "
+                                "read it in memory (lazy=False)")
+            paths = [self.source]
+        shards, refs, ends, prefs, ranks = [], [], [], [], []
+        dtypes: dict[str, list[np.dtype]] = {}
+        offset = 0
+        for path in paths:
+            header, checked = _open_shard(path)
+            if shards:
+                _same_layout(refs[0].header, header)
+            for key, dtype in _checked_dtypes(header).items():
+                dtypes.setdefault(key, []).append(dtype)
+            shards.append(Shard(path, checked.n, offset))
+            refs += [ChunkRef(header, start, stop, self._sharded and stop == checked.n)
+                     for start, stop in _chunk_bounds(header, checked, chunk_rows)]
+            ends.append(checked.episode_ends + offset)
+            if checked.preferences is not None:
+                p = checked.preferences
+                prefs.append((p.a + offset, p.b + offset, p.label))
+            if checked.rankings is not None:
+                ranks.append((checked.rankings.segments + offset, checked.rankings.scores))
+            offset += checked.n
+        self.shards: tuple[Shard, ...] = tuple(shards)
+        self.chunk_refs: tuple[ChunkRef, ...] = tuple(refs)
+        self.chunks: tuple[int, ...] = tuple(ref.stop - ref.start for ref in refs)
+        self.n = offset
+        self.episode_ends = np.concatenate(ends)
+        self.preferences = Preferences(*_joined(prefs)) if prefs else None
+        self.rankings = Rankings(*_joined(ranks)) if ranks else None
+        self._dtypes = {key: np.result_type(*found) for key, found in dtypes.items()}
+        first = refs[0].header.members
+        self._tails = {key: first[key].shape[1:] for key in self._dtypes}
+        self.obs_dim = int(first["observations"].shape[1])
+        self.act_dim = int(first["actions"].shape[1])
+        self.nbytes = sum(ref.header.nbytes for ref in refs if ref.start == 0)
+        self._token = hashlib.sha256(repr(
+            [(s.path, os.stat(s.path).st_size, os.stat(s.path).st_mtime_ns) for s in shards]
+            + [self.chunks]).encode()).hexdigest()[:20]
+
+    # ------------------------------------------------------------------ shape and episodes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        extras = [name for name, present in (
+            ("rewards", "rewards" in self._dtypes), ("preferences", self.preferences is not None),
+            ("rankings", self.rankings is not None), ("expert", "expert" in self._dtypes))
+            if present]
+        if self.infos_names:
+            extras.append("infos=" + ",".join(self.infos_names))
+        return (f"LazyDataset(n={self.n}, obs_dim={self.obs_dim}, act_dim={self.act_dim}, "
+                f"episodes={self.n_episodes}, shards={len(self.shards)}, "
+                f"chunks={len(self.chunks)}, with=[{'; '.join(extras)}], "
+                f"source={self.source!r})")
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode_ends.shape[0])
+
+    @property
+    def infos_names(self) -> list[str]:
+        """The infos' names, without reading them."""
+        return [key[len("infos/"):] for key in self._dtypes if key.startswith("infos/")]
+
+    @cached_property
+    def chunk_offsets(self) -> np.ndarray:
+        """The dataset row of each chunk's first row."""
+        return np.concatenate(([0], np.cumsum(self.chunks)[:-1])).astype(np.int64)
+
+    # ------------------------------------------------------------------ the arrays
+
+    @cached_property
+    def observations(self) -> Any:
+        return self._array("observations")
+
+    @cached_property
+    def actions(self) -> Any:
+        return self._array("actions")
+
+    @cached_property
+    def next_observations(self) -> Any:
+        return self._array("next_observations")
+
+    @cached_property
+    def terminals(self) -> Any:
+        return self._array("terminals")
+
+    @cached_property
+    def timeouts(self) -> Any:
+        return self._array("timeouts")
+
+    @cached_property
+    def rewards(self) -> Any:
+        return self._array("rewards") if "rewards" in self._dtypes else None
+
+    @cached_property
+    def expert(self) -> Any:
+        return self._array("expert") if "expert" in self._dtypes else None
+
+    @cached_property
+    def infos(self) -> dict[str, Any]:
+        return {name: self._array(f"infos/{name}") for name in self.infos_names}
+
+    def _array(self, key: str) -> Any:
+        da = import_dask().array
+        tail, dtype = self._tails[key], self._dtypes[key]
+        column = _Column(self.chunk_refs, self.chunk_offsets, key, (self.n, *tail), dtype)
+        name = f"symreward-{key.replace('/', '-')}-{self._token}"
+        return da.from_array(column, chunks=(self.chunks, *((size,) for size in tail)),
+                             name=name, asarray=False, fancy=False, lock=False,
+                             meta=np.empty((0,) * (1 + len(tail)), dtype=dtype))
+
+    # ------------------------------------------------------------------ chunks and rows
+
+    def chunk(self, k: int) -> Dataset:
+        """Chunk ``k`` in memory, checked; its ``source`` names its file."""
+        return read_chunk(self.chunk_refs[k])
+
+    def to_delayed(self) -> list[Any]:
+        """Every chunk's dataset as a ``dask.delayed`` object (``read_chunk``), in order."""
+        delayed = import_dask().delayed
+        return [delayed(read_chunk)(ref, dask_key_name=f"symreward-chunk-{self._token}-{k}")
+                for k, ref in enumerate(self.chunk_refs)]
+
+    def to_dataset(self) -> Dataset:
+        """The whole dataset in memory: ``Dataset.concatenate`` of the shards (for one file,
+        ``load_dataset(file)``). Reads in this process; dask is not used."""
+        from symreward.data.io import load_dataset
+
+        if not self._sharded:
+            return load_dataset(self.source, lazy=False)
+        parts = [load_dataset(shard.path, lazy=False) for shard in self.shards]
+        return Dataset.concatenate(parts, source=self.source)
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> Dataset:
+        """``subset.take(self.to_dataset(), rows)``, reading only the chunks that hold
+        ``rows`` (sorted, distinct dataset rows) and keeping only those rows of them."""
+        rows = np.asarray(rows)
+        valid = rows.ndim == 1 and (rows.size == 0 or (
+            rows.dtype.kind in "iu" and rows[0] >= 0 and rows[-1] < self.n
+            and bool(np.all(np.diff(rows) > 0))))
+        if not valid:
+            raise OptionError("rows", f"<{rows.size} rows>",
+                              f"must be sorted, distinct integers in [0, {self.n})")
+        return self._take(rows.astype(np.int64), f"{self.source} (rows {len(rows)})")
+
+    def sample(self, max_rows: int, seed: int) -> tuple[Dataset, dict[str, int]]:
+        """Whole chunks drawn in a seeded random order, until the next would take the rows
+        past ``max_rows`` (the first is taken whatever its size), as one dataset (in dataset
+        order, preferences and rankings inside it kept, as ``take`` keeps them), and what was
+        drawn: ``{"chunks", "of_chunks", "rows", "of_rows"}``."""
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int | np.integer) \
+                or max_rows < 1:
+            raise OptionError("max_rows", max_rows, "must be a positive integer")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise OptionError("seed", seed, "must be a non-negative integer")
+        chosen: list[int] = []
+        total = 0
+        for k in np.random.default_rng(seed).permutation(len(self.chunks)):
+            if chosen and total + self.chunks[k] > max_rows:
+                break
+            chosen.append(int(k))
+            total += self.chunks[k]
+        chosen.sort()
+        rows = np.concatenate([np.arange(self.chunk_offsets[k],
+                                         self.chunk_offsets[k] + self.chunks[k])
+                               for k in chosen])
+        source = f"{self.source} (sample of {len(chosen)} of {len(self.chunks)} chunks)"
+        report = {"chunks": len(chosen), "of_chunks": len(self.chunks), "rows": int(total),
+                  "of_rows": self.n}
+        return self._take(rows, source), report
+
+    def _take(self, rows: np.ndarray, source: str) -> Dataset:
+        dask = import_dask()
+        chunk_of_row = np.searchsorted(self.chunk_offsets, rows, side="right") - 1
+        first = np.searchsorted(chunk_of_row, np.arange(len(self.chunks) + 1))
+        tasks = [dask.delayed(_gather, pure=True)(ref, rows[lo:hi] - self.chunk_offsets[k],
+                                                  self._dtypes)
+                 for k, (ref, lo, hi) in enumerate(zip(self.chunk_refs, first[:-1], first[1:],
+                                                       strict=True)) if hi > lo]
+        parts = dask.compute(*tasks)
+        gathered = {key: np.concatenate([part[key] for part in parts]) if parts else
+                    np.empty((0, *self._tails[key]), dtype=dtype)
+                    for key, dtype in self._dtypes.items()}
+        closes = np.isin(rows + 1, self.episode_ends)
+        return from_gathered(gathered, rows, closes, self.preferences, self.rankings, source)
+
+    def digest(self) -> str:
+        """``dataset_digest(self.to_dataset())``, computed chunk by chunk (a few chunks of
+        one array in memory at a time)."""
+        dask = import_dask()
+        in_memory: dict[str, np.ndarray] = {}
+        if self.preferences is not None:
+            in_memory |= {"pref_a": self.preferences.a, "pref_b": self.preferences.b,
+                          "pref_label": self.preferences.label}
+        if self.rankings is not None:
+            in_memory |= {"rank_segments": self.rankings.segments,
+                          "rank_scores": self.rankings.scores}
+        digest = hashlib.sha256()
+        for key in sorted([*self._dtypes, *in_memory]):
+            if key in in_memory:
+                array = np.ascontiguousarray(in_memory[key])
+                digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+                digest.update(array)
+                continue
+            dtype = self._dtypes[key]
+            digest.update(f"{key}|{dtype.str}|{(self.n, *self._tails[key])}|".encode())
+            for start in range(0, len(self.chunk_refs), _PREFETCH):
+                refs = self.chunk_refs[start:start + _PREFETCH]
+                blocks = dask.compute(*(dask.delayed(_read_block, pure=True)(ref, key, dtype)
+                                        for ref in refs))
+                for block in blocks:
+                    digest.update(np.ascontiguousarray(block))
+        return "sha256:" + digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- opening
+
+
+def _open_shard(path: str) -> tuple[FileHeader, Dataset]:
+    """A file's header, and the file checked as ``load_dataset`` checks it: its flags and
+    supervision read, its other arrays stood in for by ``_stand_in``."""
+    header = read_file_header(path)
+    wanted = [key for key in header.members if key in (*_SUPERVISION, "terminals", "timeouts")]
+    arrays = read_members(header, wanted)
+    for key, member in header.members.items():
+        arrays.setdefault(key, _stand_in(key, member, member.shape))
+    return header, Dataset.from_arrays(arrays, source=path)
+
+
+def _stand_in(key: str, member: Member, shape: tuple[int, ...]) -> np.ndarray:
+    """An array of the member's shape for ``Dataset``'s checks of a file whose values are
+    not read: zeros that take no memory (one broadcast value), as the checks convert them
+    (float64, or bool for flags); a member that holds no numbers keeps its dtype, so that the
+    checks report it."""
+    dtype = member.dtype if member.dtype.kind not in "biuf" else (
+        np.dtype(bool) if key in _FLAGS else np.dtype(np.float64))
+    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
+
+
+def _row_keys(header: FileHeader) -> list[str]:
+    return [key for key in header.members if key not in _SUPERVISION]
+
+
+def _checked_dtypes(header: FileHeader) -> dict[str, np.dtype]:
+    """The dtypes the per-row arrays have once checked (``Dataset`` converts some), from one
+    row of zeros."""
+    probe = {key: np.zeros((1, *header.members[key].shape[1:]), header.members[key].dtype)
+             for key in _row_keys(header)}
+    return {key: value.dtype for key, value in
+            Dataset.from_arrays(probe, source=header.path).to_arrays().items()}
+
+
+def _same_layout(first: FileHeader, header: FileHeader) -> None:
+    """``DataError`` unless ``header``'s shard has the first shard's keys and columns."""
+    for key in sorted(first.members.keys() | header.members.keys()):
+        hint = (" (a shard without preferences or rankings stores them empty: pref_a, pref_b "
+                "and rank_segments of shape (0, 2), pref_label and rank_scores of shape (0,))"
+                if key in _SUPERVISION else "")
+        if key not in header.members:
+            raise DataError(f"{header.path}: key {key!r} is missing, but {first.path} has it; "
+                            f"the shards of a dataset have the same keys{hint}")
+        if key not in first.members:
+            raise DataError(f"{header.path}: key {key!r} is not in {first.path}; the shards "
+                            f"of a dataset have the same keys{hint}")
+        shape, expected = header.members[key].shape, first.members[key].shape
+        if key not in _SUPERVISION and shape[1:] != expected[1:]:
+            raise DataError(f"{header.path}: key {key!r} has shape {shape} but shape "
+                            f"{expected} in {first.path}; the shards of a dataset have the "
+                            "same columns")
+
+
+def _chunk_bounds(header: FileHeader, checked: Dataset, chunk_rows: int) -> list[tuple[int, int]]:
+    """The file's chunks as ``(start, stop)`` rows: one, unless the file is larger than
+    ``chunk_rows`` and readable in part; then each stop is the episode end nearest to
+    ``chunk_rows`` rows after the previous one."""
+    n = checked.n
+    if n <= chunk_rows or not all(header.members[key].partial for key in _row_keys(header)):
+        return [(0, n)]
+    ends = np.asarray(checked.episode_ends)
+    bounds, start = [], 0
+    while start < n:
+        later = int(np.searchsorted(ends, start + chunk_rows))
+        candidates = [int(e) for e in ends[max(later - 1, 0):later + 1] if e > start]
+        stop = min(candidates, key=lambda end: (abs(end - start - chunk_rows), end))
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+def _chunk_dataset(ref: ChunkRef, keys: Sequence[str]) -> Dataset:
+    """The chunk checked by ``Dataset``, with ``keys`` read and the other members stood in
+    for; the last row of a shard closes an episode (``ChunkRef``)."""
+    keys = list(dict.fromkeys([*keys, *(["terminals"] if "timeouts" in keys else [])]))
+    arrays = read_members(ref.header, keys, ref.rows)
+    for key in _row_keys(ref.header):
+        member = ref.header.members[key]
+        arrays.setdefault(key, _stand_in(key, member, (ref.stop - ref.start, *member.shape[1:])))
+    dataset = Dataset.from_arrays(arrays, source=ref.shown)
+    if ref.ends_shard and "timeouts" in keys and not (
+            dataset.terminals[-1] or dataset.timeouts[-1]):
+        timeouts = dataset.timeouts.copy()
+        timeouts[-1] = True
+        dataset = dataset.replace(timeouts=timeouts, validate=False)  # checked: one flag set
+    return dataset
+
+
+def _read_block(ref: ChunkRef, key: str, dtype: np.dtype) -> np.ndarray:
+    """One member's rows of one chunk, checked, in the dataset's dtype."""
+    return _chunk_dataset(ref, [key]).to_arrays()[key].astype(dtype, copy=False)
+
+
+def _gather(ref: ChunkRef, rows: np.ndarray, dtypes: dict[str, np.dtype]) -> dict[str, Any]:
+    """The chunk's per-row arrays at ``rows`` (of the chunk), in the dataset's dtypes."""
+    arrays = read_chunk(ref).to_arrays()
+    return {key: np.asarray(arrays[key])[rows].astype(dtype, copy=False)
+            for key, dtype in dtypes.items()}
+
+
+class _Column:
+    """One member of every chunk, as ``dask.array.from_array`` reads it: indexed by one
+    chunk's rows at a time."""
+
+    def __init__(self, refs: tuple[ChunkRef, ...], offsets: np.ndarray, key: str,
+                 shape: tuple[int, ...], dtype: np.dtype):
+        self.refs, self.offsets, self.key = refs, offsets, key
+        self.shape, self.dtype, self.ndim = shape, dtype, len(shape)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        rows, *rest = index
+        k = int(np.searchsorted(self.offsets, rows.start, side="right")) - 1
+        ref = self.refs[k]
+        if rows.start != self.offsets[k] or rows.stop - rows.start != ref.stop - ref.start:
+            raise IndexError(f"rows {rows.start}:{rows.stop} are not one chunk")
+        return _read_block(ref, self.key, self.dtype)[(slice(None), *rest)]
+
+
+def _joined(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    """Each field of the shards' supervision, concatenated over the shards."""
+    return [np.concatenate(field) for field in zip(*parts, strict=True)]
+
+
+def import_dask() -> Any:
+    """The ``dask`` module with ``dask.array`` loaded; a ``DataError`` saying what to install
+    when it is missing."""
+    try:
+        import dask
+        import dask.array
+    except ImportError as e:
+        raise DataError("reading a dataset lazily needs dask: install symreward[dask]") from e
+    return dask
