@@ -7,12 +7,12 @@ glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``)
 
 - At opening, the files' headers (keys, shapes, dtypes), and of every shard its episode flags
   and supervision keys (``pref_*``, ``rank_*``): each shard is checked as ``load_dataset``
-  checks it, by the same code (``Dataset``'s checks, on arrays that stand in for the float
-  columns and take no memory), so a bad shard, a missing key or a preference segment crossing
-  an episode is the same ``DataError``, naming the shard. Shards must also agree with each
-  other: the same keys (a shard without preferences stores them empty, shape (0, 2)) and the
-  same columns. Memory: the flags of one shard at a time (plus, with supervision, 8 bytes per
-  row of it), then the episode ends and the supervision.
+  checks it, by the same code (``symreward.data.chunks``: ``Dataset``'s checks, on arrays
+  that stand in for the float columns and take no memory), so a bad shard, a missing key or
+  a preference segment crossing an episode is the same ``DataError``, naming the shard.
+  Shards must also agree with each other: the same keys (a shard without preferences stores
+  them empty, shape (0, 2)) and the same columns. Memory: the flags of one shard at a time
+  (plus, with supervision, 8 bytes per row of it), then the episode ends and the supervision.
 - The arrays' values, by the tasks that need them: a task reads one member for one chunk of
   rows and checks it (``Dataset`` again, on the chunk; messages name the shard, and the rows
   of a file split in several chunks), so NaN in a shard's observations is an error when the
@@ -20,10 +20,11 @@ glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``)
   is larger than ``chunk_rows`` and its members can be read in part (HDF5, an npz stored
   uncompressed), then it is split at the episode ends nearest to every ``chunk_rows`` rows.
 
-Tasks are module-level functions of picklable arguments (paths, row ranges; no open file), so
-the arrays compute under dask's threads, processes or ``dask.distributed`` schedulers.
-``take`` (rows gathered chunk by chunk), ``sample`` and ``digest`` run under the current one.
-Needs the ``dask`` extra (``pip install symreward[dask]``).
+Tasks are module-level functions of picklable arguments (a ``ChunkRef``: a file's header and
+rows; no open file), so the arrays compute under dask's threads, processes or
+``dask.distributed`` schedulers. ``take`` (rows gathered chunk by chunk), ``sample`` and
+``digest`` run under the current one. Needs the ``dask`` extra (``pip install
+symreward[dask]``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,18 @@ from typing import Any
 
 import numpy as np
 
+from symreward.data.chunks import (
+    SUPERVISION_KEYS,
+    ChunkRef,
+    check_file,
+    checked_dtypes,
+    gather_rows,
+    read_block,
+    read_chunk,
+    row_keys,
+)
 from symreward.data.dataset import Dataset, Preferences, Rankings
-from symreward.data.headers import FileHeader, Member, read_file_header, read_members
+from symreward.data.headers import FileHeader
 from symreward.data.io import dataset_kind
 from symreward.data.shards import find_shards, is_sharded
 from symreward.data.subset import from_gathered
@@ -56,8 +67,6 @@ LAZY_BYTES = 4 << 30
 CHUNK_ROWS = 1 << 20
 # Chunks read at once by ``digest``, which must hash them in order.
 _PREFETCH = 4
-_SUPERVISION = ("pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores")
-_FLAGS = ("terminals", "timeouts", "expert")
 
 
 @dataclass(frozen=True)
@@ -69,34 +78,19 @@ class Shard:
     offset: int
 
 
-@dataclass(frozen=True, eq=False)
-class ChunkRef:
-    """What a task needs to read one chunk: the file's header, the chunk's rows of the file,
-    and whether its last row ends a shard (which then closes an episode, as
-    ``Dataset.concatenate`` makes it)."""
+class _PerRow:
+    """A per-row array of a ``LazyDataset``, as a dask array made on first use (None when the
+    files have no such key)."""
 
-    header: FileHeader
-    start: int
-    stop: int
-    ends_shard: bool
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
 
-    @property
-    def rows(self) -> slice | None:
-        """The chunk's rows of the file; None for all of them."""
-        whole = self.start == 0 and self.stop == self.header.members["observations"].shape[0]
-        return None if whole else slice(self.start, self.stop)
-
-    @property
-    def shown(self) -> str:
-        """The chunk as messages name it: the file, and the rows when it is part of one."""
-        where = "" if self.rows is None else f" (rows {self.start}:{self.stop})"
-        return f"{self.header.path}{where}"
-
-
-def read_chunk(ref: ChunkRef) -> Dataset:
-    """The chunk's dataset, read and checked (``DataError`` naming the file); a module-level
-    function of a picklable argument, for tasks (``LazyDataset.to_delayed``)."""
-    return _chunk_dataset(ref, _row_keys(ref.header))
+    def __get__(self, dataset: LazyDataset | None, owner: type | None = None) -> Any:
+        if dataset is None:
+            return self
+        array = dataset._array(self.key) if self.key in dataset._dtypes else None
+        dataset.__dict__[self.key] = array  # later reads find it there, not here
+        return array
 
 
 class LazyDataset:
@@ -124,10 +118,10 @@ class LazyDataset:
         dtypes: dict[str, list[np.dtype]] = {}
         offset = 0
         for path in paths:
-            header, checked = _open_shard(path)
+            header, checked = check_file(path)
             if shards:
                 _same_layout(refs[0].header, header)
-            for key, dtype in _checked_dtypes(header).items():
+            for key, dtype in checked_dtypes(header).items():
                 dtypes.setdefault(key, []).append(dtype)
             shards.append(Shard(path, checked.n, offset))
             refs += [ChunkRef(header, start, stop, self._sharded and stop == checked.n)
@@ -152,9 +146,9 @@ class LazyDataset:
         self.obs_dim = int(first["observations"].shape[1])
         self.act_dim = int(first["actions"].shape[1])
         self.nbytes = sum(ref.header.nbytes for ref in refs if ref.start == 0)
-        self._token = hashlib.sha256(repr(
-            [(s.path, os.stat(s.path).st_size, os.stat(s.path).st_mtime_ns) for s in shards]
-            + [self.chunks]).encode()).hexdigest()[:20]
+        # Names the dask arrays: the same files, unchanged, and chunks give the same names.
+        stats = [(s.path, os.stat(s.path).st_size, os.stat(s.path).st_mtime_ns) for s in shards]
+        self._token = hashlib.sha256(repr([stats, self.chunks]).encode()).hexdigest()[:20]
 
     # ------------------------------------------------------------------ shape and episodes
 
@@ -189,33 +183,13 @@ class LazyDataset:
 
     # ------------------------------------------------------------------ the arrays
 
-    @cached_property
-    def observations(self) -> Any:
-        return self._array("observations")
-
-    @cached_property
-    def actions(self) -> Any:
-        return self._array("actions")
-
-    @cached_property
-    def next_observations(self) -> Any:
-        return self._array("next_observations")
-
-    @cached_property
-    def terminals(self) -> Any:
-        return self._array("terminals")
-
-    @cached_property
-    def timeouts(self) -> Any:
-        return self._array("timeouts")
-
-    @cached_property
-    def rewards(self) -> Any:
-        return self._array("rewards") if "rewards" in self._dtypes else None
-
-    @cached_property
-    def expert(self) -> Any:
-        return self._array("expert") if "expert" in self._dtypes else None
+    observations = _PerRow()
+    actions = _PerRow()
+    next_observations = _PerRow()
+    terminals = _PerRow()
+    timeouts = _PerRow()
+    rewards = _PerRow()
+    expert = _PerRow()
 
     @cached_property
     def infos(self) -> dict[str, Any]:
@@ -282,9 +256,9 @@ class LazyDataset:
             chosen.append(int(k))
             total += self.chunks[k]
         chosen.sort()
-        rows = np.concatenate([np.arange(self.chunk_offsets[k],
-                                         self.chunk_offsets[k] + self.chunks[k])
-                               for k in chosen])
+        starts = self.chunk_offsets[chosen]
+        rows = np.concatenate([np.arange(start, start + self.chunks[k])
+                               for k, start in zip(chosen, starts, strict=True)])
         source = f"{self.source} (sample of {len(chosen)} of {len(self.chunks)} chunks)"
         report = {"chunks": len(chosen), "of_chunks": len(self.chunks), "rows": int(total),
                   "of_rows": self.n}
@@ -294,7 +268,7 @@ class LazyDataset:
         dask = import_dask()
         chunk_of_row = np.searchsorted(self.chunk_offsets, rows, side="right") - 1
         first = np.searchsorted(chunk_of_row, np.arange(len(self.chunks) + 1))
-        tasks = [dask.delayed(_gather, pure=True)(ref, rows[lo:hi] - self.chunk_offsets[k],
+        tasks = [dask.delayed(gather_rows, pure=True)(ref, rows[lo:hi] - self.chunk_offsets[k],
                                                   self._dtypes)
                  for k, (ref, lo, hi) in enumerate(zip(self.chunk_refs, first[:-1], first[1:],
                                                        strict=True)) if hi > lo]
@@ -327,7 +301,7 @@ class LazyDataset:
             digest.update(f"{key}|{dtype.str}|{(self.n, *self._tails[key])}|".encode())
             for start in range(0, len(self.chunk_refs), _PREFETCH):
                 refs = self.chunk_refs[start:start + _PREFETCH]
-                blocks = dask.compute(*(dask.delayed(_read_block, pure=True)(ref, key, dtype)
+                blocks = dask.compute(*(dask.delayed(read_block, pure=True)(ref, key, dtype)
                                         for ref in refs))
                 for block in blocks:
                     digest.update(np.ascontiguousarray(block))
@@ -337,46 +311,12 @@ class LazyDataset:
 # ---------------------------------------------------------------------- opening
 
 
-def _open_shard(path: str) -> tuple[FileHeader, Dataset]:
-    """A file's header, and the file checked as ``load_dataset`` checks it: its flags and
-    supervision read, its other arrays stood in for by ``_stand_in``."""
-    header = read_file_header(path)
-    wanted = [key for key in header.members if key in (*_SUPERVISION, "terminals", "timeouts")]
-    arrays = read_members(header, wanted)
-    for key, member in header.members.items():
-        arrays.setdefault(key, _stand_in(key, member, member.shape))
-    return header, Dataset.from_arrays(arrays, source=path)
-
-
-def _stand_in(key: str, member: Member, shape: tuple[int, ...]) -> np.ndarray:
-    """An array of the member's shape for ``Dataset``'s checks of a file whose values are
-    not read: zeros that take no memory (one broadcast value), as the checks convert them
-    (float64, or bool for flags); a member that holds no numbers keeps its dtype, so that the
-    checks report it."""
-    dtype = member.dtype if member.dtype.kind not in "biuf" else (
-        np.dtype(bool) if key in _FLAGS else np.dtype(np.float64))
-    return np.broadcast_to(np.zeros((), dtype=dtype), shape)
-
-
-def _row_keys(header: FileHeader) -> list[str]:
-    return [key for key in header.members if key not in _SUPERVISION]
-
-
-def _checked_dtypes(header: FileHeader) -> dict[str, np.dtype]:
-    """The dtypes the per-row arrays have once checked (``Dataset`` converts some), from one
-    row of zeros."""
-    probe = {key: np.zeros((1, *header.members[key].shape[1:]), header.members[key].dtype)
-             for key in _row_keys(header)}
-    return {key: value.dtype for key, value in
-            Dataset.from_arrays(probe, source=header.path).to_arrays().items()}
-
-
 def _same_layout(first: FileHeader, header: FileHeader) -> None:
     """``DataError`` unless ``header``'s shard has the first shard's keys and columns."""
     for key in sorted(first.members.keys() | header.members.keys()):
         hint = (" (a shard without preferences or rankings stores them empty: pref_a, pref_b "
                 "and rank_segments of shape (0, 2), pref_label and rank_scores of shape (0,))"
-                if key in _SUPERVISION else "")
+                if key in SUPERVISION_KEYS else "")
         if key not in header.members:
             raise DataError(f"{header.path}: key {key!r} is missing, but {first.path} has it; "
                             f"the shards of a dataset have the same keys{hint}")
@@ -384,7 +324,7 @@ def _same_layout(first: FileHeader, header: FileHeader) -> None:
             raise DataError(f"{header.path}: key {key!r} is not in {first.path}; the shards "
                             f"of a dataset have the same keys{hint}")
         shape, expected = header.members[key].shape, first.members[key].shape
-        if key not in _SUPERVISION and shape[1:] != expected[1:]:
+        if key not in SUPERVISION_KEYS and shape[1:] != expected[1:]:
             raise DataError(f"{header.path}: key {key!r} has shape {shape} but shape "
                             f"{expected} in {first.path}; the shards of a dataset have the "
                             "same columns")
@@ -395,7 +335,7 @@ def _chunk_bounds(header: FileHeader, checked: Dataset, chunk_rows: int) -> list
     ``chunk_rows`` and readable in part; then each stop is the episode end nearest to
     ``chunk_rows`` rows after the previous one."""
     n = checked.n
-    if n <= chunk_rows or not all(header.members[key].partial for key in _row_keys(header)):
+    if n <= chunk_rows or not all(header.members[key].partial for key in row_keys(header)):
         return [(0, n)]
     ends = np.asarray(checked.episode_ends)
     bounds, start = [], 0
@@ -406,38 +346,6 @@ def _chunk_bounds(header: FileHeader, checked: Dataset, chunk_rows: int) -> list
         bounds.append((start, stop))
         start = stop
     return bounds
-
-
-# ---------------------------------------------------------------------- tasks
-
-
-def _chunk_dataset(ref: ChunkRef, keys: Sequence[str]) -> Dataset:
-    """The chunk checked by ``Dataset``, with ``keys`` read and the other members stood in
-    for; the last row of a shard closes an episode (``ChunkRef``)."""
-    keys = list(dict.fromkeys([*keys, *(["terminals"] if "timeouts" in keys else [])]))
-    arrays = read_members(ref.header, keys, ref.rows)
-    for key in _row_keys(ref.header):
-        member = ref.header.members[key]
-        arrays.setdefault(key, _stand_in(key, member, (ref.stop - ref.start, *member.shape[1:])))
-    dataset = Dataset.from_arrays(arrays, source=ref.shown)
-    if ref.ends_shard and "timeouts" in keys and not (
-            dataset.terminals[-1] or dataset.timeouts[-1]):
-        timeouts = dataset.timeouts.copy()
-        timeouts[-1] = True
-        dataset = dataset.replace(timeouts=timeouts, validate=False)  # checked: one flag set
-    return dataset
-
-
-def _read_block(ref: ChunkRef, key: str, dtype: np.dtype) -> np.ndarray:
-    """One member's rows of one chunk, checked, in the dataset's dtype."""
-    return _chunk_dataset(ref, [key]).to_arrays()[key].astype(dtype, copy=False)
-
-
-def _gather(ref: ChunkRef, rows: np.ndarray, dtypes: dict[str, np.dtype]) -> dict[str, Any]:
-    """The chunk's per-row arrays at ``rows`` (of the chunk), in the dataset's dtypes."""
-    arrays = read_chunk(ref).to_arrays()
-    return {key: np.asarray(arrays[key])[rows].astype(dtype, copy=False)
-            for key, dtype in dtypes.items()}
 
 
 class _Column:
@@ -455,7 +363,7 @@ class _Column:
         ref = self.refs[k]
         if rows.start != self.offsets[k] or rows.stop - rows.start != ref.stop - ref.start:
             raise IndexError(f"rows {rows.start}:{rows.stop} are not one chunk")
-        return _read_block(ref, self.key, self.dtype)[(slice(None), *rest)]
+        return read_block(ref, self.key, self.dtype)[(slice(None), *rest)]
 
 
 def _joined(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
