@@ -8,6 +8,8 @@ import contextlib
 import itertools
 import multiprocessing
 import re
+import subprocess
+import sys
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -503,3 +505,12 @@ def test_the_eval_command_reads_a_folder_of_shards(sharded, tmp_path, capsys):
     assert main(["eval", str(artifact), str(broken), "-o", str(tmp_path / "b.npy")]) == 2
     assert f"{broken / 'part-001.npz'}: not an npz archive" in capsys.readouterr().err
     assert not (tmp_path / "b.npy").exists()
+
+
+def test_reading_small_shards_in_memory_never_imports_dask(sharded):
+    code = ("import sys; from symreward.data import load_dataset; "
+            f"d = load_dataset({str(sharded[0])!r}); "
+            "assert type(d).__name__ == 'Dataset' and d.n == 200; "
+            "assert 'dask' not in sys.modules, 'dask imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
