@@ -98,8 +98,10 @@ class LazyDataset:
 
     ``source`` is a folder or glob of npz/HDF5 shards, or one npz/HDF5 file. Per-row arrays
     (``observations``, ..., ``rewards``, ``expert``, ``infos``) are dask arrays with row
-    chunks ``chunks``; ``preferences``, ``rankings`` and ``episode_ends`` are in memory, in
-    dataset rows.
+    chunks ``chunks`` (rows per chunk; ``chunk_offsets`` their first rows, ``chunk_refs``
+    what a task reads them from); ``preferences``, ``rankings`` and ``episode_ends`` are in
+    memory, in dataset rows (read-only). ``shards`` are the files with their rows and
+    offsets, ``nbytes`` what the arrays would take in memory.
     """
 
     def __init__(self, source: str | os.PathLike[str], *, chunk_rows: int = CHUNK_ROWS):
@@ -137,7 +139,7 @@ class LazyDataset:
         self.chunk_refs: tuple[ChunkRef, ...] = tuple(refs)
         self.chunks: tuple[int, ...] = tuple(ref.stop - ref.start for ref in refs)
         self.n = offset
-        self.episode_ends = np.concatenate(ends)
+        self.episode_ends = _readonly(np.concatenate(ends))
         self.preferences = Preferences(*_joined(prefs)) if prefs else None
         self.rankings = Rankings(*_joined(ranks)) if ranks else None
         self._dtypes = {key: np.result_type(*found) for key, found in dtypes.items()}
@@ -368,7 +370,12 @@ class _Column:
 
 def _joined(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
     """Each field of the shards' supervision, concatenated over the shards."""
-    return [np.concatenate(field) for field in zip(*parts, strict=True)]
+    return [_readonly(np.concatenate(field)) for field in zip(*parts, strict=True)]
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def import_dask() -> Any:
