@@ -3,13 +3,23 @@ them are in ``conftest.py``; modules that need other sizes or seeds import these
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from symreward.data import Dataset
+from symreward.data import (
+    Dataset,
+    Preferences,
+    Rankings,
+    bradley_terry_preferences,
+    load_dataset,
+    rankings_from_rewards,
+    save_dataset,
+)
+from symreward.data.subset import take
 
 
 def random_walk(n: int = 600, episode: int = 50, seed: int = 0, obs_dim: int = 3) -> Dataset:
@@ -60,3 +70,47 @@ def nonlinear_system(seed: int = 0, episodes: int = 5, length: int = 40,
         timeouts=timeouts,
         infos={"h": np.tanh(nxt[:, 0]), "x_velocity": (nxt[:, 0] - obs[:, 0]) * 10.0},
     )
+
+
+def labelled(seed: int = 0, episodes: int = 8, length: int = 25,
+             dtype: type = np.float32) -> Dataset:
+    """Episodes of ``nonlinear_system`` with everything a dataset can carry: rewards, infos,
+    expert flags, terminals and time limits, preferences and rankings."""
+    base = nonlinear_system(seed=seed, episodes=episodes, length=length, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    terminal = base.timeouts & (rng.random(base.n) < 0.5)
+    base = base.replace(terminals=terminal, timeouts=base.timeouts & ~terminal,
+                        rewards=rng.normal(size=base.n), expert=rng.random(base.n) < 0.3)
+    segment = max(1, length // 4)
+    return base.replace(
+        preferences=bradley_terry_preferences(base, None, 4 * episodes, segment, seed=seed),
+        rankings=rankings_from_rewards(base, None, 2 * episodes, segment, seed=seed))
+
+
+def write_shards(dataset: Dataset, folder: Path, cuts: list[int], suffix: str = ".npz",
+                 compress: bool = False, unflag: tuple[int, ...] = ()) -> list[Path]:
+    """``dataset`` cut at rows ``cuts`` (episode ends) into shards ``part-000`` ...; shards in
+    ``unflag`` have their last row's flags cleared (their last row still ends an episode)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = [0, *cuts, dataset.n]
+    paths = []
+    for i, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        part = take(dataset, np.arange(start, stop))
+        if part.preferences is None:  # every shard has the same keys; none in it: empty ones
+            part = part.replace(preferences=Preferences(np.zeros((0, 2)), np.zeros((0, 2)),
+                                                        np.zeros(0)))
+        if part.rankings is None:
+            part = part.replace(rankings=Rankings(np.zeros((0, 2)), np.zeros(0)))
+        if i in unflag:
+            cleared = np.arange(part.n) == part.n - 1
+            part = part.replace(terminals=part.terminals & ~cleared,
+                                timeouts=part.timeouts & ~cleared)
+        paths.append(folder / f"part-{i:03d}{suffix}")
+        save_dataset(part, paths[-1], compress=compress)
+    return paths
+
+
+def concatenation(folder: Path | str) -> Dataset:
+    """What the shards stand for: ``Dataset.concatenate`` of each loaded in memory."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix in (".npz", ".h5"))
+    return Dataset.concatenate([load_dataset(p) for p in paths], source=str(folder))

@@ -115,9 +115,15 @@ def render_text(report: Mapping[str, Any]) -> str:
         out.append(f"  data: {data.get('source')}, {data.get('transitions')} transitions, "
                    f"{data.get('preference_pairs') or 0} preference pairs"
                    + _training_note(data))
+        sample = data.get("sample")
+        if sample:
+            out.append(f"  audited on a sample: {sample['rows']} of {sample['of_rows']} "
+                       f"transitions ({sample['chunks']} of {sample['of_chunks']} chunks, drawn "
+                       "with the seed)")
         reward = data.get("reward") or {}
         if reward:
-            out.append(f"  reward on the data: mean {_num(reward.get('mean'))}, std "
+            out.append(f"  reward on the {'sample' if sample else 'data'}: mean "
+                       f"{_num(reward.get('mean'))}, std "
                        f"{_num(reward.get('std'))}, min {_num(reward.get('min'))}, max "
                        f"{_num(reward.get('max'))}, non-finite {reward.get('non_finite')}")
     for entry in report.get("distances") or []:
@@ -260,8 +266,11 @@ def render_html(report: Mapping[str, Any]) -> str:
              f'{_e(artifact.get("hash") or "")}</p>']
     data = report.get("data") or {}
     if data:
+        sample = data.get("sample")
+        drawn = (f' · audited on {_e(sample["rows"])} of them ({_e(sample["chunks"])} of '
+                 f'{_e(sample["of_chunks"])} chunks, drawn with the seed)' if sample else "")
         parts.append(f'<p class="meta">data {_e(data.get("source"))} · '
-                     f'{_e(data.get("transitions"))} transitions</p>')
+                     f'{_e(data.get("transitions"))} transitions{drawn}</p>')
     contents = [(key, _TITLES[key]) for key in present] + [(key, key) for key in others]
     parts.append("<nav><ul>" + "".join(f'<li><a href="#{_e(key)}">{_e(title)}</a></li>'
                                        for key, title in contents) + "</ul></nav>")
@@ -324,10 +333,15 @@ def _data(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
             ["expert transitions", section.get("expert_transitions")],
             ["sha256", section.get("sha256")],
             ["the data the reward was learned from", section.get("same_as_training")]]
+    sample = section.get("sample")
+    if sample:
+        rows.append(["audited on a sample (whole chunks drawn with the seed)",
+                     f"{sample['rows']} of {sample['of_rows']} transitions, "
+                     f"{sample['chunks']} of {sample['of_chunks']} chunks"])
     parts = [_html_table(["", "value"], rows)]
     reward = section.get("reward") or {}
     if reward:
-        parts.append("<h3>The reward on the data</h3>")
+        parts.append(f"<h3>The reward on the {'sample' if sample else 'data'}</h3>")
         keys = ["mean", "std", "min", "max", "non_finite"]
         parts.append(_html_table(keys, [[reward.get(k) for k in keys]], [True] * len(keys)))
     return "\n".join(parts)

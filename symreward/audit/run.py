@@ -41,26 +41,32 @@ from symreward.audit.disagreement import front_uncertainty
 from symreward.audit.distances import DEFAULT_MEASURES, Counterpart, compare_rewards
 from symreward.audit.exploit import exploit_search
 from symreward.audit.report import plain
+from symreward.data.dataset import Dataset
 from symreward.errors import DataError, FeatureError, SymrewardError
 from symreward.evaluate import info_matrix
 from symreward.invariants.domain import feature_domain
 
 if TYPE_CHECKING:
     from symreward.artifact import Evaluation, RewardArtifact
-    from symreward.data import Dataset
+    from symreward.data.lazy import LazyDataset
     from symreward.kernels import RewardKernels
 
 __all__ = ["SCHEMA", "artifact_summary", "audit", "check_options", "data_summary",
            "distances", "uncertainty"]
 
 SCHEMA = "symreward-audit/1"
+#: A dataset read lazily (larger than memory) is audited on whole chunks drawn with the seed,
+#: up to this many transitions (``LazyDataset.sample``); the data section says how many of how
+#: many. Every section's estimates (EPIC's samples, term shares, partial dependence) already
+#: draw far fewer transitions than this.
+SAMPLE_ROWS = 1_000_000
 #: EPIC's evaluation transitions and coverage samples (``epic_distance``'s own defaults).
 #: Bootstrap resamples of every distance's confidence interval.
 BOOTSTRAP = 200
 _MEMORY = ("<memory>", "<string>")
 
 
-def audit(artifact: RewardArtifact, dataset: Dataset, *,
+def audit(artifact: RewardArtifact, dataset: Dataset | LazyDataset, *,
           compare: Sequence[RewardArtifact] = (), discount: float = 0.99, seed: int = 0,
           worst: int = WORST_PAIRS, segment_discount: float | None = None,
           noise: float | None = None,
@@ -99,6 +105,10 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
     progress
         Called with a line of text as each section starts.
 
+    A ``LazyDataset`` (``symreward.data.lazy``) is audited on a sample of its chunks
+    (``SAMPLE_ROWS``); the ``data`` section describes the whole dataset (its digest streamed
+    over every row) and, under ``sample``, what was drawn.
+
     Raises ``FeatureError`` (naming the artifact's file) when a feature of the artifact or of
     a compared one reads an input the dataset does not have, and ``SymrewardError`` on other
     bad input.
@@ -106,6 +116,10 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
     say = progress or (lambda _: None)
     check_options(discount=discount, seed=seed, worst=worst,
                   segment_discount=segment_discount, noise=noise, exploit_time=exploit_time)
+    whole, sample = dataset, None
+    if not isinstance(dataset, Dataset):
+        say(f"sampling chunks of {dataset.n} transitions")
+        dataset, sample = dataset.sample(SAMPLE_ROWS, seed)
     for reward in (artifact, *compare):
         _check_fits(reward, dataset)
     if compare and dataset.n < 2:
@@ -120,7 +134,7 @@ def audit(artifact: RewardArtifact, dataset: Dataset, *,
         "options": {"discount": discount, "seed": seed, "worst": worst,
                     "segment_discount": segment_discount, "noise": noise},
         "artifact": artifact_summary(artifact),
-        "data": data_summary(artifact, dataset, evaluation),
+        "data": data_summary(artifact, dataset, evaluation, whole=whole, sample=sample),
     }
     say("distances")
     found = distances(artifact, dataset, compare, discount=discount, seed=seed)
@@ -215,34 +229,47 @@ def artifact_summary(artifact: RewardArtifact) -> dict[str, Any]:
     return summary
 
 
-def data_summary(artifact: RewardArtifact, dataset: Dataset, evaluation: Evaluation
-                 ) -> dict[str, Any]:
+def data_summary(artifact: RewardArtifact, dataset: Dataset, evaluation: Evaluation, *,
+                 whole: Dataset | LazyDataset | None = None,
+                 sample: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The dataset's size and supervision, whether it is the data the reward was learned from
-    (same digest as ``provenance.data.sha256``), and the reward's statistics on it."""
+    (same digest as ``provenance.data.sha256``), and the reward's statistics on it. Where
+    ``dataset`` is a ``sample`` of a lazy dataset ``whole``, size, supervision and digest are
+    the whole dataset's, the reward's statistics the sample's, and ``sample`` says so."""
     from symreward.data.dataset import dataset_digest
 
-    digest = dataset_digest(dataset)
+    whole = dataset if whole is None else whole
+    digest = dataset_digest(whole) if isinstance(whole, Dataset) else whole.digest()
     learned_on = artifact.provenance.get("data")
     recorded = learned_on.get("sha256") if isinstance(learned_on, Mapping) else None
     rewards = evaluation.rewards
     finite = rewards[np.isfinite(rewards)]
-    return {
-        "source": dataset.source,
+    summary = {
+        "source": whole.source,
         "sha256": digest,
         "same_as_training": None if not isinstance(recorded, str) else recorded == digest,
-        "transitions": dataset.n,
-        "episodes": dataset.n_episodes,
-        "obs_dim": dataset.obs_dim,
-        "act_dim": dataset.act_dim,
-        "infos": sorted(dataset.infos),
-        "preference_pairs": len(dataset.preferences) if dataset.preferences is not None else 0,
-        "ranked_segments": len(dataset.rankings) if dataset.rankings is not None else 0,
-        "expert_transitions": (int(np.count_nonzero(dataset.expert))
-                               if dataset.expert is not None else None),
+        "transitions": whole.n,
+        "episodes": whole.n_episodes,
+        "obs_dim": whole.obs_dim,
+        "act_dim": whole.act_dim,
+        "infos": sorted(whole.infos),
+        "preference_pairs": len(whole.preferences) if whole.preferences is not None else 0,
+        "ranked_segments": len(whole.rankings) if whole.rankings is not None else 0,
+        "expert_transitions": (_count_expert(whole.expert) if whole.expert is not None
+                               else None),
         "reward": {"mean": _stat(np.mean, finite), "std": _stat(np.std, finite),
                    "min": _stat(np.min, finite), "max": _stat(np.max, finite),
                    "non_finite": int(rewards.size - finite.size)},
     }
+    if sample is not None:
+        summary["sample"] = dict(sample)
+    return summary
+
+
+def _count_expert(expert: Any) -> int:
+    """Expert transitions, from an array or a lazy dataset's dask array."""
+    count = np.count_nonzero(expert)
+    return int(count.compute() if hasattr(count, "compute") else count)
 
 
 def _stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> float | None:

@@ -48,6 +48,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                        help="seconds the exploit search may take (default 10; 0 skips it)")
     audit.add_argument("--findings", type=Path, metavar="OUT.toml",
                        help="write an exploit far from the data as a finding, for harden")
+    audit.add_argument("--lazy", action="store_true",
+                       help="read the data chunk by chunk (dask) whatever its size, as data "
+                            "larger than memory is read; the audit then runs on a sample of "
+                            "whole chunks drawn with the seed, and says so")
     audit.set_defaults(run=_audit)
     harden = commands.add_parser(
         "harden", parents=[common],
@@ -140,7 +144,7 @@ def _audit(args: argparse.Namespace) -> int:
     check_output("--findings", args.findings, "the findings")
     artifact = RewardArtifact.load(args.artifact)
     compare = [RewardArtifact.load(path) for path in args.compare]
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, lazy=True if args.lazy else None)
     report = audit(artifact, dataset, compare=compare, discount=args.discount, seed=args.seed,
                    worst=args.worst, exploit_time=args.exploit_time, progress=progress)
     as_json = args.json or (args.output is not None and args.output.suffix.lower() == ".json")
