@@ -136,7 +136,7 @@ def _diff(args: argparse.Namespace) -> int:
     if args.data is not None:
         from symreward.data import load_dataset
 
-        dataset = load_dataset(args.data)
+        dataset = load_dataset(args.data, lazy=False)
     result = diff(a, b, dataset)
     over = args.max_epic is not None and result.epic is not None and result.epic > args.max_epic
     if args.json:

@@ -102,7 +102,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.data is not None:
         from symreward.data import load_dataset
 
-        data = load_dataset(args.data)
+        data = load_dataset(args.data, lazy=False)
     results = check(artifact, data, time_budget=args.time_budget, examples=args.examples)
     print(f"{artifact.name or '(unnamed reward)'}  [{artifact.source}]")
     if artifact.edited_by_hand:
@@ -183,7 +183,7 @@ def _harden(args: argparse.Namespace) -> int:
         print(f"note: {args.findings} was made for another version of the reward "
               f"({findings.artifact_hash[:19]}); its states are still read as "
               f"{', '.join(artifact.features.names)}")
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, lazy=False)
     result = harden(artifact, dataset, findings.findings if findings is not None else (),
                     rounds=args.rounds, finding_weight=args.finding_weight,
                     margin=MARGIN if args.margin is None else args.margin,
