@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from subprocess import CompletedProcess
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -29,3 +30,14 @@ def walk() -> Dataset:
 def cli() -> Callable[..., CompletedProcess[str]]:
     """Runs the real ``symreward`` command in a new process (``support.run_cli``)."""
     return run_cli
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A real ``dask.distributed.LocalCluster``: two worker processes of one thread each on the
+    loopback address, shared by the tests of a module (it takes seconds to start). The workers
+    inherit the environment, so ``$SYMREWARD_CACHE_DIR`` is the tests' kernel cache."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as local:
+        yield local
