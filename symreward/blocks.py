@@ -1,18 +1,22 @@
 """An artifact's rewards over dask arrays, block by block, and written to ``.npy`` as they come.
 
-``dask_rewards`` is a map over row blocks of the compiled ``rewards`` kernel, the one
-``RewardArtifact.evaluate`` runs, on float64 copies of the same inputs: every row's reward has
-the bits the in-memory evaluation gives it. What a task receives is the artifact's TOML text,
-never its sympy objects (user text is parsed only by ``formula.parse``, and a worker may run
-another version of sympy); each worker process builds the kernels from it once per text
-(``shipped_kernels``), and the module they come from is in the kernel cache on disk
-(``$SYMREWARD_CACHE_DIR``) that the client filled first, so a worker on the client's machine,
-or on a shared cache folder, loads the machine code instead of compiling it.
+``dask_rewards`` is a map over row blocks of the compiled ``rewards`` kernel (the one
+``relabel`` runs, which adds the terms as ``RewardArtifact.evaluate`` does), on float64 copies
+of the same inputs: every row's reward has the bits the in-memory evaluation gives it. What a
+task receives is the artifact's TOML text, never its sympy objects (user text is parsed only
+by ``formula.parse``, and a worker may run another version of sympy); each worker process
+builds the kernels from it once per text (``shipped_kernels``), and the module they come from
+is in the kernel cache on disk (``$SYMREWARD_CACHE_DIR``) that the client filled first, so a
+worker on the client's machine, or on a shared cache folder, loads the machine code instead
+of compiling it.
 
-Each task runs the serial kernel, ``TASK_ROWS`` rows at a time: dask's workers are the
-parallelism, and a parallel kernel inside each of them would put cores x cores threads on the
-cores. ``save_rewards`` computes the blocks a window at a time and appends each to the
-``.npy`` in order, so the client holds a window of rewards, never all N.
+Each task runs the serial kernel, ``TASK_ROWS`` rows at a time, on float64 copies of the
+columns the features read (float32 to float64 is exact, so the bits are those of the whole
+table converted at once): dask's workers are the parallelism, and a parallel kernel inside each
+of them would put cores x cores threads on the cores (and abort under numba's workqueue
+threading layer, which refuses launches from two threads at once). ``save_rewards`` computes
+the blocks a window at a time and appends each to the ``.npy`` in order, so the client holds a
+window of rewards, never all N.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ TASK_ROWS = PARALLEL_ROWS // 2
 #: About how many bytes of rewards ``save_rewards`` holds at once (more where the workers
 #: outnumber the blocks that fit: each gets two).
 WINDOW_BYTES = 256 << 20
+# The source of an artifact a worker builds only for its kernels (messages never name it).
+_SHIPPED = "<shipped artifact>"
 
 
 def artifact_text(artifact: RewardArtifact) -> str:
@@ -66,17 +72,25 @@ def shipped_kernels(text: str) -> RewardKernels:
     """The compiled kernels of ``text``'s artifact, once per process and text: the module is
     read from the kernel cache on disk, and its machine code loaded from numba's cache beside
     it where a process compiled it before."""
-    return shipped_artifact(text, "<shipped artifact>").compile()
+    return shipped_artifact(text, _SHIPPED).compile()
 
 
 def block_rewards(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
                   info: np.ndarray | None, *, text: str) -> np.ndarray:
-    """The rewards of one block of rows (a dask task): float64, by the serial kernel."""
+    """The rewards of one block of rows (a dask task): float64, by the serial kernel, on
+    float64 copies of the columns the features read (``relabel``'s ``InputRows``)."""
+    from symreward.data.relabel import InputRows
+
     kernels = shipped_kernels(text)
-    out = np.empty(len(obs))
-    for start in range(0, len(obs), TASK_ROWS):
-        rows = slice(start, start + TASK_ROWS)
-        out[rows] = kernels.rewards(obs[rows], act[rows], next_obs[rows],
+    used = shipped_artifact(text, _SHIPPED).features.inputs()
+    n = len(obs)
+    size = min(n, TASK_ROWS)
+    tables = [InputRows(array, used[name], size)
+              for array, name in ((obs, "obs"), (act, "act"), (next_obs, "next_obs"))]
+    out = np.empty(n)
+    for start in range(0, n, TASK_ROWS):
+        rows = slice(start, min(n, start + TASK_ROWS))
+        out[rows] = kernels.rewards(*(table.rows(rows) for table in tables),
                                     None if info is None else info[rows])
     return out
 
@@ -99,12 +113,22 @@ def dask_rewards(artifact: RewardArtifact, observations: Any, actions: Any,
                                        data_source=source)
     kernels = artifact.compile()
     _load_serial_kernel(kernels, observations.shape[1], actions.shape[1])
-    info = (da.stack([infos[name] for name in kernels.info_names], axis=1)
-            if kernels.info_names else None)
+    # Each info a row-indexed argument of its own, and the tables' columns not contracted by
+    # dask: its concatenation would copy every block, even a block that is whole.
     arrays: list[Any] = [observations, "ij", actions, "ik", next_observations, "il"]
-    arrays += [info, "im"] if info is not None else [None, None]
-    return da.blockwise(block_rewards, "i", *arrays, concatenate=True, dtype=np.float64,
+    for name in kernels.info_names:
+        arrays += [infos[name], "i"]
+    return da.blockwise(_block_task, "i", *arrays, concatenate=False, dtype=np.float64,
                         meta=np.empty(0), text=artifact_text(artifact))
+
+
+def _block_task(obs: list[np.ndarray], act: list[np.ndarray], next_obs: list[np.ndarray],
+                *infos: np.ndarray, text: str) -> np.ndarray:
+    """``block_rewards`` of a block given as dask hands it over: each table as its column
+    blocks (one, unless the array is chunked along columns too), each info a vector."""
+    info = np.column_stack([np.asarray(v, dtype=np.float64) for v in infos]) if infos else None
+    return block_rewards(*(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+                           for parts in (obs, act, next_obs)), info, text=text)
 
 
 def _load_serial_kernel(kernels: RewardKernels, obs_dim: int, act_dim: int) -> None:

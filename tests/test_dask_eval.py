@@ -13,6 +13,8 @@ import itertools
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -89,6 +91,16 @@ def test_blocks_larger_than_a_task_slice_equal_the_parallel_kernel_in_memory():
     data, reward = dataset(n=2 * TASK_ROWS + 1000, seed=1), artifact()
     with scheduler("threads"):
         got = rewards_of(reward, lazy(data, (TASK_ROWS + 999, TASK_ROWS + 1))).compute()
+    np.testing.assert_array_equal(got, reward.evaluate(data).rewards)
+
+
+def test_tables_chunked_along_columns_too_give_the_same_rewards():
+    data, reward = dataset(), artifact()
+    arrays = lazy(data, 120)
+    arrays.observations = arrays.observations.rechunk((120, 1))
+    arrays.actions = arrays.actions.rechunk((70, (1, 1)))
+    with scheduler("threads"):
+        got = rewards_of(reward, arrays).compute()
     np.testing.assert_array_equal(got, reward.evaluate(data).rewards)
 
 
@@ -280,6 +292,26 @@ def test_a_worker_killed_mid_computation_changes_nothing(cluster):
 
 
 # ---------------------------------------------------------------------- the command line
+
+
+IMPORTS_DASK = """
+import sys
+from symreward.cli import main
+folder = sys.argv[1]
+assert main(["eval", f"{folder}/reward.toml", f"{folder}/data.npz", "-o", f"{folder}/r.npy"]) == 0
+assert main(["relabel", f"{folder}/reward.toml", f"{folder}/data.npz", "-o",
+             f"{folder}/out.npz"]) == 0
+print(sorted({name.split(".")[0] for name in sys.modules} & {"dask", "distributed"}))
+"""
+
+
+def test_in_memory_eval_and_relabel_import_no_dask(tmp_path):
+    save_dataset(dataset(), tmp_path / "data.npz")
+    (tmp_path / "reward.toml").write_text(ARTIFACT_TEXT)
+    result = subprocess.run([sys.executable, "-c", IMPORTS_DASK, str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def write_shards(folder, data: Dataset, sizes: tuple[int, ...]) -> list:
