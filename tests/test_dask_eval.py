@@ -37,6 +37,7 @@ from symreward.blocks import (
     shipped_kernels,
     summarize,
 )
+from symreward.cli import main
 from symreward.data import Dataset, save_dataset
 from symreward.errors import DataError, FeatureError, OptionError
 from symreward.schedulers import scheduler
@@ -215,17 +216,20 @@ def test_an_unreachable_address_fails_within_the_timeout_naming_it():
     assert raised.value.option == "scheduler" and raised.value.value == address
 
 
-def test_cli_bad_scheduler_is_exit_2_naming_the_flag_without_traceback(tmp_path):
+def test_cli_bad_scheduler_is_exit_2_naming_the_flag_without_traceback(tmp_path, capsys):
     path = tmp_path / "data.npz"
     save_dataset(dataset(), path)
     (tmp_path / "reward.toml").write_text(ARTIFACT_TEXT)
-    for spec, reason in (("thread", "must be threads"),
-                         ("tcp://127.0.0.1:notaport", "cannot connect")):
-        result = run_cli("eval", tmp_path / "reward.toml", path, "-o", tmp_path / "r.npy",
-                         "--scheduler", spec)
-        assert result.returncode == 2, result.stderr
-        assert f"--scheduler {spec}: {reason}" in result.stderr
-        assert "Traceback" not in result.stderr and not (tmp_path / "r.npy").exists()
+    for command, output in (("eval", "r.npy"), ("relabel", "out.npz")):
+        for spec, reason in (("thread", "must be threads"),
+                             ("tcp://127.0.0.1:notaport", "cannot connect")):
+            code = main([command, str(tmp_path / "reward.toml"), str(path), "-o",
+                         str(tmp_path / output), "--scheduler", spec])
+            stderr = capsys.readouterr().err
+            assert code == 2, stderr
+            assert stderr.startswith(f"symreward {command}: error: --scheduler {spec}: {reason}")
+            assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz", "reward.toml"]
 
 
 # ---------------------------------------------------------------------- a cluster
