@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from subprocess import CompletedProcess
-from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -32,12 +31,16 @@ def cli() -> Callable[..., CompletedProcess[str]]:
     return run_cli
 
 
+# ---------------------------------------------------------------------- dask (issue 17)
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    """A real ``dask.distributed.LocalCluster``: two worker processes of one thread each on the
-    loopback address, shared by the tests of a module (it takes seconds to start). The workers
-    inherit the environment, so ``$SYMREWARD_CACHE_DIR`` is the tests' kernel cache."""
+def dask_client():
+    """A ``dask.distributed`` client of a real local cluster (two worker processes on the
+    loopback address), shared by a module's tests. It is not dask's default scheduler: a test
+    chooses it with ``dask.config.set(scheduler=dask_client)``."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as local:
-        yield local
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        yield client

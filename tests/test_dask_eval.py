@@ -3,7 +3,7 @@
 
 Every result is compared, bit for bit, with ``RewardArtifact.evaluate`` on the same rows in
 memory; the cluster is a real ``distributed.LocalCluster`` of two worker processes (the
-``cluster`` fixture), one of which a test kills mid-computation.
+``dask_client`` fixture's), one of which a test kills mid-computation.
 """
 
 from __future__ import annotations
@@ -245,12 +245,12 @@ def serial_kernel_stats(text: str) -> dict[str, int] | None:
             "misses": sum(loaded.stats.cache_misses.values())}
 
 
-def test_on_a_cluster_workers_load_the_kernel_from_the_disk_cache(cluster):
+def test_on_a_cluster_workers_load_the_kernel_from_the_disk_cache(dask_client):
     # A structure no other test compiles (numbers aside, a reward is its module): the client
     # compiles it (or finds it on disk), the workers must only load it.
     text = ARTIFACT_TEXT.replace("sin(height)", "tanh(height) * cos(x)")
     reward, data = artifact(text), dataset(n=2000, seed=3)
-    with scheduler(cluster.scheduler_address) as client:
+    with scheduler(dask_client.scheduler.address) as client:
         rewards = rewards_of(reward, lazy(data, 100))
         got = rewards.compute()
         stats = client.run(serial_kernel_stats, artifact_text(reward))
@@ -260,9 +260,9 @@ def test_on_a_cluster_workers_load_the_kernel_from_the_disk_cache(cluster):
     assert all(s["misses"] == 0 and s["hits"] >= 1 for s in ran), stats
 
 
-def test_on_a_cluster_save_rewards_equals_the_in_memory_file(cluster, tmp_path):
+def test_on_a_cluster_save_rewards_equals_the_in_memory_file(dask_client, tmp_path):
     data, reward = dataset(n=3000, seed=4), artifact()
-    with scheduler(cluster.scheduler_address):
+    with scheduler(dask_client.scheduler.address):
         summary = save_rewards(rewards_of(reward, lazy(data, 250)), tmp_path / "r.npy")
     expected = reward.evaluate(data).rewards
     np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), expected)
@@ -274,13 +274,13 @@ def slowly(block: np.ndarray) -> np.ndarray:
     return block
 
 
-def test_a_worker_killed_mid_computation_changes_nothing(cluster):
+def test_a_worker_killed_mid_computation_changes_nothing(dask_client):
     """dask reschedules the killed worker's tasks (and recomputes results it held): the
     rewards come back complete and equal."""
     data, reward = dataset(n=2400, seed=5), artifact()
     arrays = lazy(data, 100)  # 24 blocks of 0.2 s on 2 workers: about 2.4 s
     arrays.observations = arrays.observations.map_blocks(slowly, dtype=np.float32)
-    with scheduler(cluster.scheduler_address) as client:
+    with scheduler(dask_client.scheduler.address) as client:
         client.wait_for_workers(2)
         before = client.run(os.getpid)
         future = client.compute(rewards_of(reward, arrays))
@@ -340,7 +340,7 @@ def test_cli_eval_of_shards_equals_eval_of_their_concatenation(tmp_path, where, 
     shards = write_shards(tmp_path / "shards", data, (200, 150, 250))
     (tmp_path / "reward.toml").write_text(ARTIFACT_TEXT)
     spec = (where if where == "threads"
-            else request.getfixturevalue("cluster").scheduler_address)
+            else request.getfixturevalue("dask_client").scheduler.address)
     result = run_cli("eval", tmp_path / "reward.toml", tmp_path / "shards", "-o",
                      tmp_path / "r.npy", "--scheduler", spec)
     assert result.returncode == 0, result.stderr

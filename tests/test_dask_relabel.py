@@ -1,6 +1,7 @@
 """``symreward relabel`` of a sharded dataset (``symreward.data.relabel_shards``): one shard
 per shard, each the single-file relabel of it, written as dask tasks on threads or on a real
-``distributed.LocalCluster`` (the ``cluster`` fixture); the folder appears whole or not at all.
+``distributed.LocalCluster`` (the ``dask_client`` fixture's); the folder appears whole or not
+at all.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def write_shards(folder: Path, sizes: tuple[int, ...] = SIZES, kind: str = "npz"
     return paths
 
 
+def scheduler_spec(where: str, request: pytest.FixtureRequest) -> str:
+    """``"threads"``, or the address of the ``dask_client`` fixture's cluster."""
+    if where == "threads":
+        return where
+    return request.getfixturevalue("dask_client").scheduler.address
+
+
 def concatenation(shards: list[Path]) -> Dataset:
     return Dataset.concatenate([load_dataset(p) for p in shards])
 
@@ -59,7 +67,7 @@ def entries(folder: Path) -> list[str]:
 def test_each_shard_is_the_single_file_relabel_of_it(tmp_path, where, request):
     artifact = write_artifact(tmp_path)
     shards = write_shards(tmp_path / "shards")
-    spec = where if where == "threads" else request.getfixturevalue("cluster").scheduler_address
+    spec = scheduler_spec(where, request)
     with scheduler(spec):
         result = relabel_shards(artifact, str(tmp_path / "shards"), tmp_path / "out")
     single = tmp_path / "single"
@@ -122,7 +130,7 @@ def test_a_bad_shard_is_exit_2_naming_it_and_nothing_is_left(tmp_path, how, wher
     artifact = write_artifact(tmp_path)
     shards = write_shards(tmp_path / "shards")
     break_shard(shards[1], how)
-    spec = where if where == "threads" else request.getfixturevalue("cluster").scheduler_address
+    spec = scheduler_spec(where, request)
     code = main(["relabel", str(artifact), str(tmp_path / "shards"), "-o",
                  str(tmp_path / "out"), "--scheduler", spec])
     stderr = capsys.readouterr().err
