@@ -49,7 +49,8 @@ _FLAGS = {"objective": "--objective", "engine": "--engine", "seed": "--seed",
           "exploit_time": "--exploit-time",
           "rounds": "--rounds",
           "examples": "--examples", "time_budget": "--time-budget",
-          "finding_weight": "--finding-weight", "margin": "--margin"}
+          "finding_weight": "--finding-weight", "margin": "--margin",
+          "scheduler": "--scheduler"}
 
 
 def _message(error: SymrewardError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,16 @@ from typing import Any
 from symreward.errors import SymrewardError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler``: where the dask work of a sharded or lazy dataset runs
+    (``symreward.schedulers.scheduler``)."""
+    parser.add_argument(
+        "--scheduler", metavar="SCHEDULER",
+        help="run the work on a sharded or lazy dataset with dask: threads, processes, "
+             "synchronous, or a dask.distributed scheduler's address (tcp://host:8786); "
+             "given, the data is read lazily even where it would fit in memory")
 
 
 def check_output(flag: str, path: Path | None, what: str) -> None:

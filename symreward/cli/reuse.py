@@ -8,25 +8,30 @@ from pathlib import Path
 
 import numpy as np
 
-from symreward.cli.output import EXIT_OK, check_output
+from symreward.cli.output import EXIT_OK, add_scheduler_option, check_output
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     evaluate = commands.add_parser("eval", parents=[common],
                                    help="per-transition rewards of a dataset, as a .npy file")
     evaluate.add_argument("artifact", type=Path)
-    evaluate.add_argument("data", type=Path)
+    evaluate.add_argument("data", help="a dataset file, Minari dataset, or a folder or glob of "
+                                       "shards")
     evaluate.add_argument("-o", "--output", type=Path, required=True,
                           help="where to write the float64 rewards (.npy)")
+    add_scheduler_option(evaluate)
     evaluate.set_defaults(run=_eval)
     relabelling = commands.add_parser(
         "relabel", parents=[common],
         help="copy an offline RL dataset with the artifact's rewards (npz, HDF5, Minari); the "
              "old rewards are kept as original_rewards")
     relabelling.add_argument("artifact", type=Path)
-    relabelling.add_argument("data", help="an .npz, .h5/.hdf5, Minari directory or minari:ID")
+    relabelling.add_argument("data", help="an .npz, .h5/.hdf5, Minari directory or minari:ID, "
+                                          "or a folder or glob of shards")
     relabelling.add_argument("-o", "--output", required=True,
-                             help="a file of the input's kind, or minari:NEW_ID for Minari")
+                             help="a file of the input's kind, minari:NEW_ID for Minari, or a "
+                                  "new folder for shards (one relabelled shard per shard)")
+    add_scheduler_option(relabelling)
     relabelling.set_defaults(run=_relabel)
     export = commands.add_parser("export", parents=[common],
                                  help="the reward as standalone code (numpy, pure Python, C) "
@@ -41,31 +46,53 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _eval(args: argparse.Namespace) -> int:
     from symreward.artifact import RewardArtifact
     from symreward.atomic import save_npy
-    from symreward.data import load_dataset
+    from symreward.blocks import dask_rewards, save_rewards, summarize
+    from symreward.data import Dataset, load_dataset
+    from symreward.schedulers import scheduler
 
+    check_output("-o", args.output, "the rewards")
     artifact = RewardArtifact.load(args.artifact)
-    dataset = load_dataset(args.data)
-    rewards = artifact.evaluate(dataset).rewards
-    save_npy(args.output, rewards.astype(np.float64))
-    finite = rewards[np.isfinite(rewards)]
-    non_finite = rewards.size - finite.size
-    print(f"wrote {args.output}: {rewards.size} rewards")
-    if finite.size:
-        print(f"  mean {finite.mean():.6g}  min {finite.min():.6g}  max {finite.max():.6g}"
-              + ("  (over finite values)" if non_finite else ""))
-    print(f"  non-finite: {non_finite}" + (
-        f"  (NaN {int(np.isnan(rewards).sum())}, inf {int(np.isinf(rewards).sum())}; first at "
-        f"row {int(np.flatnonzero(~np.isfinite(rewards))[0])})" if non_finite else ""))
+    with scheduler(args.scheduler):
+        # A scheduler asks for dask: the data is read lazily even where it would fit.
+        dataset = (load_dataset(args.data) if args.scheduler is None
+                   else load_dataset(args.data, lazy=True))
+        if isinstance(dataset, Dataset):
+            rewards = artifact.evaluate(dataset).rewards
+            save_npy(args.output, rewards.astype(np.float64))
+            summary = summarize([rewards])
+        else:  # lazy: the rewards go to the file block by block
+            summary = save_rewards(dask_rewards(
+                artifact, dataset.observations, dataset.actions, dataset.next_observations,
+                dataset.infos, source=dataset.source), args.output)
+    print(f"wrote {args.output}: {summary.rows} rewards")
+    if summary.finite:
+        print(f"  mean {summary.mean:.6g}  min {summary.minimum:.6g}  max {summary.maximum:.6g}"
+              + ("  (over finite values)" if summary.non_finite else ""))
+    print(f"  non-finite: {summary.non_finite}" + (
+        f"  (NaN {summary.nan}, inf {summary.inf}; first at row {summary.first_non_finite})"
+        if summary.non_finite else ""))
     return EXIT_OK
 
 
 def _relabel(args: argparse.Namespace) -> int:
     from symreward.data.relabel import relabel
+    from symreward.data.relabel_shards import relabel_shards
+    from symreward.data.shards import is_sharded
+    from symreward.schedulers import scheduler
 
-    result = relabel(args.artifact, args.data, args.output)
-    print(f"wrote {result.output}: {result.rows} rewards from {args.artifact}")
+    with scheduler(args.scheduler):
+        if is_sharded(args.data):
+            result = relabel_shards(args.artifact, args.data, args.output)
+            print(f"wrote {result.output}: {len(result.shards)} shards, {result.rows} rewards "
+                  f"from {args.artifact}")
+            kept = sorted({shard.original_rewards for shard in result.shards})
+        else:
+            result = relabel(args.artifact, args.data, args.output)
+            print(f"wrote {result.output}: {result.rows} rewards from {args.artifact}")
+            kept = [result.original_rewards]
     print(f"  mean {result.mean:.6g}  min {result.minimum:.6g}  max {result.maximum:.6g}")
-    print(f"  old rewards: {result.original_rewards}")
+    print(f"  old rewards: {kept[0]}" if len(kept) == 1 else
+          "  old rewards, by shard: " + "; ".join(kept))
     print(f"  artifact hash: {result.artifact_hash}")
     return EXIT_OK
 

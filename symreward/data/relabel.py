@@ -73,8 +73,8 @@ from symreward.evaluate import info_matrix
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
 
-__all__ = ["CHUNK_ROWS", "METADATA_KEYS", "ORIGINAL_REWARDS", "Relabelled", "artifact_metadata",
-           "relabel", "to_d3rlpy"]
+__all__ = ["CHUNK_ROWS", "METADATA_KEYS", "ORIGINAL_REWARDS", "InputRows", "Relabelled",
+           "artifact_metadata", "relabel", "to_d3rlpy"]
 
 #: The most rows computed at a time: float32 inputs are converted to float64 one chunk at a
 #: time. The rows are split in chunks of equal size, each (from twice PARALLEL_ROWS rows on)
@@ -157,7 +157,7 @@ def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.
     n = dataset.n
     size = -(-n // -(-n // chunk_rows))
     used = artifact.features.inputs()
-    tables = [_Chunks(array, used[name], size) for array, name in (
+    tables = [InputRows(array, used[name], size) for array, name in (
         (dataset.observations, "obs"), (dataset.actions, "act"),
         (dataset.next_observations, "next_obs"))]
     rewards = np.empty(n)
@@ -177,7 +177,7 @@ def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.
     return rewards
 
 
-class _Chunks:
+class InputRows:
     """Rows of an (N, d) input as the kernels take them: C-contiguous float64.
 
     A float64 C-contiguous input is passed as it is. Any other (float32, as most datasets
