@@ -373,19 +373,30 @@ def test_a_corrupt_shard(tmp_path, suffix):
         load_dataset(tmp_path)
 
 
-def test_damaged_bytes_inside_a_member_fail_its_crc_when_read(tmp_path):
+def test_damaged_bytes_inside_a_member(tmp_path):
+    """A stored member is read lazily through a memory map, unchecked (its CRC covers the whole
+    member, and checking it would read every byte once more); read in memory its CRC is
+    checked. A compressed member is checked by its decompression, lazily too."""
     # Members of more than zipfile's first read (4 kB), so that opening reads their header only.
-    paths = write_shards(labelled(episodes=4, length=600), tmp_path, [1200])
-    with zipfile.ZipFile(paths[1]) as archive, open(paths[1], "rb") as fh:
-        info = archive.getinfo("observations.npy")
-        start = data_offset(fh.fileno(), info, "x") + len(read_header(archive, info, "x").raw)
-    damaged = bytearray(paths[1].read_bytes())
-    damaged[start + 8000] ^= 0xFF
-    paths[1].write_bytes(bytes(damaged))
-    lazy = LazyDataset(tmp_path)
+    data = labelled(episodes=4, length=600)
+    stored = write_shards(data, tmp_path / "stored", [1200])
+    compressed = write_shards(data, tmp_path / "compressed", [1200], compress=True)
+    for path in (stored[1], compressed[1]):
+        with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
+            info = archive.getinfo("observations.npy")
+            start = data_offset(fh.fileno(), info, "x")
+            if info.compress_type == zipfile.ZIP_STORED:
+                start += len(read_header(archive, info, "x").raw)
+        damaged = bytearray(path.read_bytes())
+        damaged[start + min(8000, info.compress_size // 2)] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+    lazy = LazyDataset(tmp_path / "stored")
+    assert not np.array_equal(lazy.observations.compute(), data.observations)
+    with pytest.raises(DataError, match=re.escape(f"{stored[1]}: ") + ".*Bad CRC-32"):
+        load_dataset(stored[1])
+    lazy = LazyDataset(tmp_path / "compressed")
     lazy.actions.compute()
-    with pytest.raises(DataError, match=re.escape(f"{paths[1]}: key 'observations' cannot be "
-                                                  "read: Bad CRC-32")):
+    with pytest.raises(DataError, match=re.escape(f"{compressed[1]}: ")):
         lazy.observations.compute(scheduler="processes")
 
 

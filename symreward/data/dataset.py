@@ -500,6 +500,10 @@ class _Validator:
         return arr
 
     def finite_rows(self, key: str, arr: np.ndarray) -> None:
+        # One value broadcast to every element (a lazy dataset's stand-in for a column it has
+        # not read) is checked once, not once per element.
+        if arr.size and not any(arr.strides):
+            arr = arr.reshape(-1)[:1].reshape((1,) * arr.ndim)
         # The sum is finite iff no element is NaN/inf (barring overflow), so the common clean case
         # costs one pass and no N×d temporary.
         with np.errstate(over="ignore", invalid="ignore"):

@@ -28,6 +28,7 @@ from symreward.data.io import (
 )
 from symreward.data.npzmembers import (
     READ_ERRORS,
+    map_rows,
     member_key,
     read_header,
     read_rows,
@@ -139,6 +140,8 @@ def _npz_member(archive: zipfile.ZipFile, header: FileHeader, key: str,
     _unchanged(header, key, npy.shape, npy.dtype)
     everything = (0, npy.shape[0] if npy.shape else 0)
     start, stop = everything if rows is None else (rows.start, rows.stop)
+    if stop > start and rows_readable(archive, info, npy):
+        return map_rows(archive, info, header.path, npy, start, stop)
     return read_rows(archive, info, header.path, npy, start, stop)
 
 

@@ -201,6 +201,18 @@ def read_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str, heade
     return buffer.view(header.dtype).reshape((stop - start, *header.shape[1:]))
 
 
+def map_rows(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, header: NpyHeader,
+             start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a member ``rows_readable`` as a read-only memory map of its
+    place in the file: no copy and no read until the rows are used, so a task that computes
+    from them reads each page once, from the page cache when it is warm. The CRC is not
+    checked (it covers the whole member, and checking it would read every byte once more)."""
+    row_bytes = header.nbytes // header.shape[0]
+    offset = data_offset(archive.fp.fileno(), info, path) + len(header.raw) + start * row_bytes
+    return np.memmap(path, dtype=header.dtype, mode="r", offset=offset,
+                     shape=(stop - start, *header.shape[1:]))
+
+
 def _pread_into(fd: int, buffer: np.ndarray, offset: int, key: str, shown: str) -> None:
     view = memoryview(buffer)
     filled = 0
