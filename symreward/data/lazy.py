@@ -19,6 +19,10 @@ glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``)
   observations are computed. A chunk holds whole episodes: a shard is one chunk, unless it
   is larger than ``chunk_rows`` and its members can be read in part (HDF5, an npz stored
   uncompressed), then it is split at the episode ends nearest to every ``chunk_rows`` rows.
+  A member an npz stores uncompressed is memory-mapped, not copied: its rows are read once,
+  by the check and the computation that use them, from the page cache when it is warm; its
+  CRC is not checked (``load_dataset(..., lazy=False)`` checks it, as ``numpy.load`` does),
+  while a compressed member is checked as it is decompressed.
 
 Tasks are module-level functions of picklable arguments (a ``ChunkRef``: a file's header and
 rows; no open file), so the arrays compute under dask's threads, processes or
