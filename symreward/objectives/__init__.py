@@ -89,6 +89,8 @@ class Objective:
     # What cross-validation splits and what it counts, in messages and reports.
     unit_name = "units"
     row_name = "rows"
+    # The loss of its problems (``LinearProblem.kind``).
+    kind = ""
 
     @property
     def n_units(self) -> int:
@@ -155,6 +157,7 @@ class PreferenceObjective(Objective):
     optional label-noise probability (as imitation's ``PreferenceModel``)."""
 
     unit_name, row_name = "segments", "pairs"
+    kind = "bernoulli"
 
     def __init__(self, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0):
         prefs = dataset.preferences
@@ -219,6 +222,7 @@ class RankingObjective(Objective):
     """T-REX: Bradley–Terry over every ordered pair of ranked segments; ties give no pair."""
 
     unit_name, row_name = "segments", "ranked pairs"
+    kind = "bernoulli"
 
     def __init__(self, dataset: Dataset, *, discount: float = 1.0, max_pairs: int = 200_000,
                  seed: int = 0):
@@ -304,7 +308,6 @@ class _TransitionObjective(Objective):
     read chunk by chunk has the same units as in memory."""
 
     row_name = "transitions"
-    kind = ""
     target: np.ndarray
     class_prior: float | None = None
 
