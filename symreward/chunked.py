@@ -18,11 +18,13 @@ row samples (at most ``TermLibrary.knot_rows`` and ``prune_rows`` rows).
 
 A chunked dataset (``ChunkedDataset``) hands out its chunks as in-memory datasets with the
 first row of each: ``symreward.data.lazy``'s, or an in-memory dataset cut into chunks
-(``symreward.data.chunks.DatasetChunks``). ``map_chunks`` runs a pass's map in order, here.
+(``symreward.data.dataset_chunks.DatasetChunks``). ``map_chunks`` runs a pass's map: on dask's
+scheduler for a lazy dataset, else here.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
@@ -42,6 +44,9 @@ from symreward.search.library import Candidate, Recipe, TermLibrary, recipe_colu
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+# Chunks mapped at once on a dask scheduler: enough to keep its workers busy, few enough that
+# their chunks and results stay small.
+MAP_WINDOW = 8
 
 
 class ChunkedDataset(Protocol):
@@ -169,10 +174,21 @@ def chunk_moments(chunk: Dataset, task: MomentTask) -> Moments:
 
 def map_chunks(function: Callable[[Dataset, Task], Result], dataset: ChunkedDataset,
                tasks: Iterable[Task]) -> Iterator[Result]:
-    """A pass's map: ``function(dataset.chunk(k), task)`` for the ``k``-th task, in order, one
-    chunk in memory at a time."""
-    for k, task in enumerate(tasks):
-        yield function(dataset.chunk(k), task)
+    """A pass's map: ``function(dataset.chunk(k), task)`` for the ``k``-th task, the results in
+    order. A dataset that hands its chunks out as dask objects (``to_delayed()``, as a lazy
+    dataset does) is mapped on dask's current scheduler (``symreward.schedulers.scheduler``),
+    ``MAP_WINDOW`` chunks at a time, each read where its task runs; any other here, one chunk
+    in memory at a time."""
+    to_delayed = getattr(dataset, "to_delayed", None)
+    if to_delayed is None:
+        for k, task in enumerate(tasks):
+            yield function(dataset.chunk(k), task)
+        return
+    import dask  # a dataset of dask objects comes with dask
+
+    pending = zip(to_delayed(), tasks, strict=True)
+    while batch := list(itertools.islice(pending, MAP_WINDOW)):
+        yield from dask.compute(*(dask.delayed(function)(chunk, task) for chunk, task in batch))
 
 
 def check_learnable(objective: str, engine: str) -> None:
