@@ -289,11 +289,13 @@ class SymbolicRewardLearner(BaseEstimator):
         if self.progress is not None:
             self.progress(message)
 
-    def fit(self, dataset: Dataset, features: FeatureSet | dict[str, str], *,
+    def fit(self, dataset: Dataset | chunked.ChunkedDataset,
+            features: FeatureSet | dict[str, str], *,
             base: RewardArtifact | None = None) -> SymbolicRewardLearner:
         """Learn from ``dataset``; ``base`` is an earlier artifact whose locked terms are kept
         exactly as written (their reward is a fixed offset), whose invariants constrain the fit
-        and whose hash becomes the parent."""
+        and whose hash becomes the parent. Labelled rewards (the sparse engine) can also be
+        learned from a dataset read chunk by chunk (``symreward.chunked``), as in memory."""
         self.check_options()
         engine = engines.ENGINES[self.engine]
         if engine is not None:
@@ -402,8 +404,7 @@ class SymbolicRewardLearner(BaseEstimator):
                   folds: crossval.Folds, limits: CandidateConstraints | None
                   ) -> tuple[LinearProblem, problems.Splits, float | None]:
         """The problem on all the data and each fold's (training, validation) pair, the
-        constraints on the ones fitted; and the folds' reachable loss
-        (``crossval.problems_floor``)."""
+        constraints on those fitted; the folds' reachable loss (``problems_floor``)."""
         full, splits = design.problems(list(folds))
         floor = crossval.problems_floor([held for _, held in splits] if splits else [full])
         if limits is not None:

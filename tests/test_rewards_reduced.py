@@ -182,6 +182,36 @@ def test_reduced_problems_have_no_rows_to_take():
         LinearProblem.stacked([reduced, reduced])
 
 
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 10**12), size=st.integers(1, 2000), seed=st.integers(0, 2**16))
+def test_knot_rows_are_spread_over_the_data_one_in_each_run(n, size, seed):
+    """Every row up to ``knot_rows`` of them; beyond, one row in each of ``knot_rows`` runs of
+    rows as long as each other, drawn without a list of all rows (``n`` up to 10**12)."""
+    rows = TermLibrary(knot_rows=size).knot_sample(n, seed)
+    if n <= size:
+        assert rows is None
+        return
+    bounds = np.arange(size + 1) * n // size
+    assert len(rows) == size and np.all((rows >= bounds[:-1]) & (rows < bounds[1:]))
+    assert np.array_equal(rows, TermLibrary(knot_rows=size).knot_sample(n, seed))
+
+
+def test_knots_are_the_quantiles_of_the_sampled_rows():
+    data = walk(n=3000)
+    matrix = data.observations
+    every, _ = SMALL.build(FEATURES.names, matrix, seed=0)
+    assert [c.text for c in TermLibrary(powers=(1, 2), knot_quantiles=(0.25, 0.5, 0.75),
+                                        knot_rows=3000).build(FEATURES.names, matrix)[0]] \
+        == [c.text for c in every]
+    sampled = TermLibrary(powers=(1, 2), knot_quantiles=(0.25, 0.5, 0.75), knot_rows=100)
+    rows = sampled.knot_sample(3000, 0)
+    expected = sampled.choose(FEATURES.names, matrix[rows], matrix.min(axis=0),
+                              matrix.max(axis=0), matrix)[0]
+    assert [c.text for c in sampled.build(FEATURES.names, matrix)[0]] == \
+        [c.text for c in expected]
+    assert [c.text for c in expected] != [c.text for c in every]
+
+
 # ------------------------------------------------------------------------ chunk by chunk
 
 

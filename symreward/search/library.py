@@ -79,7 +79,11 @@ def _recipe_column(recipe: Recipe, matrix: np.ndarray, user_columns: np.ndarray 
     raise ValueError(f"unknown column recipe {recipe!r}")
 
 
-def sample_rows(n: int, size: int, seed: int | Sequence[int]) -> np.ndarray | None:
+# Seeds the knot sample apart from the pruning's, which is drawn from the seed alone.
+_KNOT_STREAM = 1
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray | None:
     """A seeded sample of ``size`` of ``n`` rows, sorted; None (every row) where ``n <= size``.
     It depends on ``n`` and the seed only, so the rows of data read chunk by chunk are the same
     as in memory."""
@@ -88,15 +92,26 @@ def sample_rows(n: int, size: int, seed: int | Sequence[int]) -> np.ndarray | No
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+def spread_rows(n: int, size: int, seed: int) -> np.ndarray | None:
+    """As ``sample_rows``, one row drawn in each of ``size`` runs of consecutive rows, as long
+    as each other to a row: spread over the whole data (no stretch of episodes left out),
+    never in step with a period of the data, and drawn in ``size``'s memory whatever ``n``."""
+    if n <= size:
+        return None
+    bounds = np.arange(size + 1, dtype=np.int64) * n // size
+    draws = np.random.default_rng([seed, _KNOT_STREAM]).random(size)
+    return bounds[:-1] + (draws * np.diff(bounds)).astype(np.int64)
+
+
 @dataclass
 class TermLibrary:
     """Which candidate terms to generate (options in ``__init__``, as in scikit-learn).
 
-    Knots are the ``knot_quantiles`` of each feature over at most ``knot_rows`` rows (a seeded
-    sample of them where the data hold more); pruning compares the columns on at most
-    ``prune_rows`` rows, sampled the same way. Both samples are drawn from the number of rows
-    and the seed alone (``sample_rows``), so data too large for memory, read chunk by chunk,
-    give the same library as in memory."""
+    Knots are the ``knot_quantiles`` of each feature over at most ``knot_rows`` rows (one
+    drawn in each of ``knot_rows`` runs of rows where the data hold more: ``spread_rows``);
+    pruning compares the columns on at most ``prune_rows`` rows (a seeded sample,
+    ``sample_rows``). Both samples are drawn from the number of rows and the seed alone, so
+    data too large for memory, read chunk by chunk, give the same library as in memory."""
 
     powers: Sequence[int] = (1, 2, 3)
     absolute: bool = True
@@ -127,7 +142,7 @@ class TermLibrary:
 
     def knot_sample(self, n: int, seed: int) -> np.ndarray | None:
         """The rows of ``n`` whose quantiles are the knots (None: all of them)."""
-        return sample_rows(n, self.knot_rows, [seed, _KNOT_STREAM])
+        return spread_rows(n, self.knot_rows, seed)
 
     def probe_sample(self, n: int, seed: int) -> np.ndarray | None:
         """The rows of ``n`` the pruning compares columns on (None: all of them)."""
@@ -213,10 +228,6 @@ class TermLibrary:
                 continue
             kept.append(position)
         return [order[int(candidates[position])] for position in kept]
-
-
-# Seeds the knot sample apart from the pruning's, which is drawn from the seed alone.
-_KNOT_STREAM = 1
 
 
 def _knot_label(knot: float) -> str:
