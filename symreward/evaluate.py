@@ -94,15 +94,18 @@ def feature_columns(dataset: Dataset, features: FeatureSet) -> np.ndarray:
 def finite_feature_columns(dataset: Dataset, features: FeatureSet, first_row: int = 0
                            ) -> np.ndarray:
     """``feature_columns``, checked finite: a ``DataError`` names the feature and the first
-    row where it is not, counting rows from ``first_row`` (a chunk's place in its data)."""
+    row where it is not; of a chunk of a larger dataset whose first row is ``first_row``, that
+    row's place in both."""
     matrix = feature_columns(dataset, features)
     bad = ~np.isfinite(matrix)
     if bad.any():
         row, column = np.argwhere(bad)[0]
         name = features.names[column]
+        where = (f"row {row}" if first_row == 0 else
+                 f"row {first_row + row} of the whole data (row {row} of this chunk)")
         raise DataError(f"{dataset.source}: feature '{name}' = {features[name]!r} is "
-                        f"{matrix[row, column]} at row {first_row + row}; features must be "
-                        "finite on the data")
+                        f"{matrix[row, column]} at {where}; features must be finite on the "
+                        "data")
     return matrix
 
 

@@ -2,6 +2,7 @@
 rows it stands for, and a dataset read chunk by chunk learns the reward learned in memory,
 whatever its chunks, without holding more than a chunk."""
 
+import functools
 import itertools
 import pickle
 import tracemalloc
@@ -216,21 +217,26 @@ def test_knots_are_the_quantiles_of_the_sampled_rows():
 
 
 DATA = labelled(walk())
-MEMORY = learned(DATA)
 
 
-@settings(max_examples=6, deadline=None)
+@functools.cache
+def in_memory():
+    """What is learned from ``DATA`` in memory (once per session)."""
+    return learned(DATA)
+
+
+@settings(max_examples=10, deadline=None)
 @given(st.sets(st.sampled_from(DATA.episode_ends[:-1].tolist()), max_size=12))
 def test_where_the_chunks_are_cut_does_not_change_what_is_learned(cuts):
     chunks = DatasetChunks(DATA, np.array([0, *sorted(cuts)]))
-    assert_learned_alike(MEMORY, learned(chunks))
+    assert_learned_alike(in_memory(), learned(chunks))
 
 
 def test_one_chunk_learns_the_in_memory_artifact_byte_for_byte():
     """The same reduction, in the same order: the same bits."""
     chunks = DatasetChunks.of(DATA, DATA.n)
     assert len(chunks.chunk_offsets) == 1
-    assert learned(chunks).artifact_.dumps() == MEMORY.artifact_.dumps()
+    assert learned(chunks).artifact_.dumps() == in_memory().artifact_.dumps()
 
 
 def test_locked_terms_user_terms_and_sampled_knots_chunk_by_chunk():
@@ -327,7 +333,8 @@ def test_a_feature_not_finite_is_named_by_its_chunk_and_its_row_in_the_whole_dat
     data = DATA.replace(observations=observations)
     features = FeatureSet({"x": "obs[0]", "y": "1 / obs[1]"})
     with pytest.raises(DataError, match=r"\[rows 960:1200\]: feature 'y' = '1 / obs\[1\]' is "
-                                        r"inf at row 1000; features must be finite"):
+                                        r"inf at row 1000 of the whole data \(row 40 of this "
+                                        r"chunk\); features must be finite"):
         SymbolicRewardLearner("rewards").fit(DatasetChunks.of(data, 240), features)
 
 
@@ -353,7 +360,7 @@ def test_dataset_chunks_hold_whole_episodes_that_make_up_the_data():
     assert all(p.n >= 100 for p in parts[:-1]) and sum(p.n for p in parts) == DATA.n
     assert np.isin(chunks.chunk_offsets[1:], DATA.episode_ends).all()
     np.testing.assert_array_equal(np.concatenate([p.rewards for p in parts]), DATA.rewards)
-    assert chunks.digest() == MEMORY.artifact_.provenance["data"]["sha256"]
+    assert chunks.digest() == in_memory().artifact_.provenance["data"]["sha256"]
 
 
 def test_a_chunk_task_is_plain_values_that_travel():
@@ -392,5 +399,5 @@ def test_chunks_handed_out_as_dask_objects_are_mapped_by_dask_in_other_processes
     dask = pytest.importorskip("dask")
     chunks = DelayedChunks(DATA, DatasetChunks.of(DATA, 300).chunk_offsets)
     with dask.config.set(scheduler="processes", num_workers=2):
-        assert_learned_alike(MEMORY, learned(chunks))
+        assert_learned_alike(in_memory(), learned(chunks))
     assert DelayedChunks.handed_out == 2  # the scan and the moments
