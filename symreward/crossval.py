@@ -6,14 +6,14 @@ units themselves, and why they are segments or episodes, are the objectives'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from symreward.errors import DataError
-from symreward.objectives import Objective
+from symreward.objectives import LinearProblem, Objective
 
 # The share of the objective's units a structure search never sees (see ``selection_split``).
 SELECTION_SHARE = 0.25
@@ -109,8 +109,13 @@ def folds_floor(objective: Objective, offset: np.ndarray | None, folds: Folds
     held-out units' labels can be noisier or cleaner than the rest's); None where a fold has
     none."""
     empty = np.zeros((objective.dataset.n, 0))
-    problems = ([objective.problem(empty, offset, fold) for fold in folds] if folds
-                else [objective.problem(empty, offset)])
+    return problems_floor([objective.problem(empty, offset, fold) for fold in folds] if folds
+                          else [objective.problem(empty, offset)])
+
+
+def problems_floor(problems: Sequence[LinearProblem]) -> float | None:
+    """``folds_floor`` from the folds' validation problems (or the one problem on all the
+    data, where there are no folds): their reachable floors weighted by their rows."""
     floors = [problem.reachable_floor() for problem in problems]
     if any(floor is None for floor in floors) or not sum(p.n_rows for p in problems):
         return None

@@ -91,6 +91,31 @@ def feature_columns(dataset: Dataset, features: FeatureSet) -> np.ndarray:
                         [(f"f_{name}", formula.symbol(name)) for name in features.names])
 
 
+def finite_feature_columns(dataset: Dataset, features: FeatureSet, first_row: int = 0
+                           ) -> np.ndarray:
+    """``feature_columns``, checked finite: a ``DataError`` names the feature and the first
+    row where it is not; of a chunk of a larger dataset whose first row is ``first_row``, that
+    row's place in both."""
+    matrix = feature_columns(dataset, features)
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        name = features.names[column]
+        where = (f"row {row}" if first_row == 0 else
+                 f"row {first_row + row} of the whole data (row {row} of this chunk)")
+        raise DataError(f"{dataset.source}: feature '{name}' = {features[name]!r} is "
+                        f"{matrix[row, column]} at {where}; features must be finite on the "
+                        "data")
+    return matrix
+
+
+def text_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) -> np.ndarray:
+    """Each formula of ``texts`` over the features (a library's user terms) on every
+    transition, (N, len(texts))."""
+    return term_columns(dataset, features, [(f"user_{k}", formula.parse(t, features.names))
+                                            for k, t in enumerate(texts)])
+
+
 @dataclass(frozen=True)
 class StateValues:
     """The reward and each term's value at feature states, float64 arrays of the states'

@@ -19,7 +19,7 @@ import numpy as np
 import sympy
 from sklearn.base import BaseEstimator
 
-from symreward import crossval, evaluate, formula, validation
+from symreward import chunked, crossval, evaluate, formula, problems, validation
 from symreward._version import __version__
 from symreward.artifact import RewardArtifact, Term
 from symreward.constraints import (
@@ -32,9 +32,7 @@ from symreward.constraints import (
 )
 from symreward.data import Dataset
 from symreward.data.dataset import dataset_digest
-from symreward.errors import DataError, FeatureError, FormulaError, OptionError
-from symreward.evaluate import feature_columns as feature_matrix
-from symreward.evaluate import term_columns
+from symreward.errors import FeatureError, FormulaError, OptionError
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, fitting, make_objective
 from symreward.objectives.rounding import round_significant, rounded_weights
@@ -291,11 +289,13 @@ class SymbolicRewardLearner(BaseEstimator):
         if self.progress is not None:
             self.progress(message)
 
-    def fit(self, dataset: Dataset, features: FeatureSet | dict[str, str], *,
+    def fit(self, dataset: Dataset | chunked.ChunkedDataset,
+            features: FeatureSet | dict[str, str], *,
             base: RewardArtifact | None = None) -> SymbolicRewardLearner:
         """Learn from ``dataset``; ``base`` is an earlier artifact whose locked terms are kept
         exactly as written (their reward is a fixed offset), whose invariants constrain the fit
-        and whose hash becomes the parent."""
+        and whose hash becomes the parent. Labelled rewards (the sparse engine) can also be
+        learned from a dataset read chunk by chunk (``symreward.chunked``), as in memory."""
         self.check_options()
         engine = engines.ENGINES[self.engine]
         if engine is not None:
@@ -310,31 +310,37 @@ class SymbolicRewardLearner(BaseEstimator):
         library = self.library or TermLibrary()
         _check_user_terms(features, library.user_terms)
         started = time.perf_counter()
-        objective = make_objective(self.objective, dataset, noise=self.noise,
-                                   discount=self.discount, class_prior=self.class_prior,
-                                   seed=self.seed)
-        matrix, offset = self._featurise(dataset, features, locked)
-        user_columns = (_user_columns(dataset, features, library.user_terms)
-                        if library.user_terms else None)
-        candidates, columns = library.build(features.names, matrix, user_columns, seed=self.seed)
-        if objective.identifies_per_step_constant():
-            candidates = [Candidate("per_step", "1", sympy.Integer(1), 1, "constant"),
-                          *candidates]
-            columns = np.column_stack([np.ones(dataset.n), columns])
+        if isinstance(dataset, Dataset):
+            objective = make_objective(self.objective, dataset, noise=self.noise,
+                                       discount=self.discount, class_prior=self.class_prior,
+                                       seed=self.seed)
+            matrix, offset = self._featurise(dataset, features, locked)
+            user_columns = (evaluate.text_columns(dataset, features, library.user_terms)
+                            if library.user_terms else None)
+            candidates, columns = library.build(features.names, matrix, user_columns,
+                                                seed=self.seed)
+            if objective.identifies_per_step_constant():
+                candidates = [Candidate("per_step", "1", sympy.Integer(1), 1, "constant"),
+                              *candidates]
+                columns = np.column_stack([np.ones(dataset.n), columns])
+            ranges = {name: (float(matrix[:, i].min()), float(matrix[:, i].max()))
+                      for i, name in enumerate(features.names)}
+            design = problems.column_problems(objective, columns, offset)
+        else:  # read chunk by chunk: labelled rewards, no structure search (nor its columns)
+            chunked.check_learnable(self.objective, self.engine)
+            matrix = columns = offset = None
+            objective, candidates, ranges, design = chunked.reward_problems(
+                dataset, features, library, locked, self.seed)
         self._say(f"library: {len(candidates)} candidate terms over {len(features)} features, "
                   f"{dataset.n} transitions")
-        full = objective.problem(columns, offset)
-        ranges = {name: (float(matrix[:, i].min()), float(matrix[:, i].max()))
-                  for i, name in enumerate(features.names)}
         bound = fit_constraints(self.constraints, base, features.names, ranges,
-                                [t.sympy(features.names) for t in locked], kind=full.kind,
+                                [t.sympy(features.names) for t in locked], kind=objective.kind,
                                 intercept=objective.identifies_intercept)
         limits = bound.for_candidates(candidates) if bound is not None else None
-        full = limits.attach(full) if limits is not None else full
         folds, folds_report = self._validation_folds(objective)
-        floor = crossval.folds_floor(objective, offset, folds)
-        models = self._search(objective, full, columns, offset, candidates,
-                              self._sparse_proposals(full), folds, floor, limits)
+        full, splits, floor = self._problems(design, folds, limits)
+        models = self._search(full, splits, folds, candidates, self._sparse_proposals(full),
+                              floor)
         search: dict[str, Any] = {"engine": self.engine}
         if engine is not None:
             seeds = [[c.expr for c, _ in m.payload.terms()]
@@ -346,13 +352,11 @@ class SymbolicRewardLearner(BaseEstimator):
                           else 0)
             candidates, columns, proposals = with_engine_terms(
                 candidates, columns, term_sets, matrix, dataset, features)
-            full = objective.problem(columns, offset)
             limits = bound.for_candidates(candidates) if bound is not None else None
-            full = limits.attach(full) if limits is not None else full
             folds, folds_report = self._validation_folds(objective, held)
-            floor = crossval.folds_floor(objective, offset, folds)
-            models = self._search(objective, full, columns, offset, candidates,
-                                  [*models, *proposals], folds, floor, limits)
+            full, splits, floor = self._problems(
+                problems.column_problems(objective, columns, offset), folds, limits)
+            models = self._search(full, splits, folds, candidates, [*models, *proposals], floor)
         front = self._front(models.values(), floor)
         chosen = front.best.payload
         coefficients, intercept = rounded_weights(full, chosen.fit, self.rounding_tolerance)
@@ -390,18 +394,23 @@ class SymbolicRewardLearner(BaseEstimator):
     def _featurise(self, dataset: Dataset, features: FeatureSet, locked: list[Term]
                    ) -> tuple[np.ndarray, np.ndarray | None]:
         """The (N, F) feature matrix, checked finite, and the locked terms' fixed reward."""
-        matrix = feature_matrix(dataset, features)
-        bad = ~np.isfinite(matrix)
-        if bad.any():
-            row, column = np.argwhere(bad)[0]
-            name = features.names[column]
-            raise DataError(f"{dataset.source}: feature '{name}' = {features[name]!r} is "
-                            f"{matrix[row, column]} at row {row}; features must be finite on "
-                            "the data")
+        matrix = evaluate.finite_feature_columns(dataset, features)
         if not locked:
             return matrix, None
         return matrix, evaluate.rewards(dataset, features,
                                         [(t.name, t.sympy(features.names)) for t in locked])
+
+    def _problems(self, design: problems.ColumnProblems | problems.MomentProblems,
+                  folds: crossval.Folds, limits: CandidateConstraints | None
+                  ) -> tuple[LinearProblem, problems.Splits, float | None]:
+        """The problem on all the data and each fold's (training, validation) pair, the
+        constraints on those fitted; the folds' reachable loss (``problems_floor``)."""
+        full, splits = design.problems(list(folds))
+        floor = crossval.problems_floor([held for _, held in splits] if splits else [full])
+        if limits is not None:
+            full = limits.attach(full)
+            splits = [(limits.attach(train), held) for train, held in splits]
+        return full, splits, floor
 
     def _validation_folds(self, objective: Objective, units: np.ndarray | None = None
                           ) -> tuple[crossval.Folds, dict[str, Any]]:
@@ -437,27 +446,21 @@ class SymbolicRewardLearner(BaseEstimator):
                 proposals.append(support)
         return proposals
 
-    def _search(self, objective: Objective, full: LinearProblem, columns: np.ndarray,
-                offset: np.ndarray | None, candidates: list[Candidate],
-                proposals: list[tuple[int, ...]], folds: crossval.Folds,
-                floor: float | None, limits: CandidateConstraints | None = None
-                ) -> dict[tuple[int, ...], FrontEntry]:
+    def _search(self, full: LinearProblem, splits: problems.Splits, folds: crossval.Folds,
+                candidates: list[Candidate], proposals: list[tuple[int, ...]],
+                floor: float | None) -> dict[tuple[int, ...], FrontEntry]:
         """Cross-validate the proposed supports, each fold's model fitted on all the other
-        units and scored on the fold, then simpler variants of the front's members until the
-        front stops changing (a look-alike term can be two simplifications away from the one
-        it mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``); ``floor`` is
-        the folds' reachable loss (``crossval.folds_floor``). With constraints (``limits``, on
-        ``full`` already and put on each fold's training problem), a support is first cut to
-        the terms its constrained fit keeps (``effective_support``)."""
+        units (``splits``: the training and validation problems of each of ``folds``) and
+        scored on the fold, then simpler variants of the front's members until the front
+        stops changing (a look-alike term can be two simplifications away from the one it
+        mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``); ``floor`` is the
+        folds' reachable loss. Where ``full`` has constraints (and so each training problem),
+        a support is first cut to the terms its constrained fit keeps
+        (``effective_support``)."""
         proposals = list(dict.fromkeys(effective_support(full, p) for p in proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   + (f"cross-validating on {len(folds)} folds" if folds else
                      "scored by their training loss"))
-        all_units = np.arange(objective.n_units)
-        splits = [(objective.problem(columns, offset, np.setdiff1d(all_units, held)),
-                   objective.problem(columns, offset, held)) for held in folds]
-        if limits is not None:
-            splits = [(limits.attach(train), held) for train, held in splits]
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
         scored: dict[tuple[int, ...], FrontEntry] = {}
@@ -546,7 +549,9 @@ class SymbolicRewardLearner(BaseEstimator):
             "engine": self.engine,
             "seed": self.seed,
             "options": self.options(),
-            "data": {"source": dataset.source, "sha256": dataset_digest(dataset),
+            "data": {"source": dataset.source,
+                     "sha256": (dataset_digest(dataset) if isinstance(dataset, Dataset)
+                                else dataset.digest()),
                      "transitions": dataset.n},
             "metrics": {k: _finite(v) for k, v in outcome.metrics.items()
                         if k != "learning_seconds"},
@@ -583,12 +588,6 @@ def _check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:
             formula.parse(text, features.names)
         except FormulaError as exc:
             raise FeatureError(f"user term {text!r}: {exc}") from None
-
-
-def _user_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]) -> np.ndarray:
-    _check_user_terms(features, texts)
-    return term_columns(dataset, features, [(f"user_{k}", formula.parse(t, features.names))
-                                            for k, t in enumerate(texts)])
 
 
 def _coefficient(value: float) -> sympy.Expr:

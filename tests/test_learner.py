@@ -21,8 +21,9 @@ from symreward.data import (
     rankings_from_rewards,
 )
 from symreward.errors import DataError
+from symreward.evaluate import text_columns
 from symreward.features import FeatureSet
-from symreward.learner import SymbolicRewardLearner, _user_columns, learn
+from symreward.learner import SymbolicRewardLearner, learn
 from symreward.objectives import PreferenceObjective
 from symreward.objectives.fitting import fit, fit_loss
 from symreward.objectives.rounding import round_significant
@@ -237,7 +238,7 @@ def test_a_structure_search_is_judged_on_units_it_never_saw():
     assert learner.artifact_.provenance["search"]["held_out_units"] == len(held)
     chosen = learner.front_.best
     texts = [candidate.text for candidate, _ in learner.model_.terms()]
-    columns = _user_columns(data, FEATURES, texts)
+    columns = text_columns(data, FEATURES, texts)
     support = tuple(range(len(texts)))
     units = np.arange(objective.n_units)
     losses = [fit_loss(objective.problem(columns, None, fold),

@@ -89,6 +89,8 @@ class Objective:
     # What cross-validation splits and what it counts, in messages and reports.
     unit_name = "units"
     row_name = "rows"
+    # The loss of its problems (``LinearProblem.kind``).
+    kind = ""
 
     @property
     def n_units(self) -> int:
@@ -155,6 +157,7 @@ class PreferenceObjective(Objective):
     optional label-noise probability (as imitation's ``PreferenceModel``)."""
 
     unit_name, row_name = "segments", "pairs"
+    kind = "bernoulli"
 
     def __init__(self, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0):
         prefs = dataset.preferences
@@ -219,6 +222,7 @@ class RankingObjective(Objective):
     """T-REX: Bradley–Terry over every ordered pair of ranked segments; ties give no pair."""
 
     unit_name, row_name = "segments", "ranked pairs"
+    kind = "bernoulli"
 
     def __init__(self, dataset: Dataset, *, discount: float = 1.0, max_pairs: int = 200_000,
                  seed: int = 0):
@@ -299,31 +303,40 @@ class _TransitionObjective(Objective):
     """Objectives whose rows are transitions; cross-validation keeps episodes whole. Data of
     fewer than ``MIN_TRANSITION_UNITS`` episodes (a single long log) are cut into that many
     contiguous blocks of about equal length, each inside one episode: adjacent steps then
-    share a fold except where two blocks meet, and such data can still be cross-validated."""
+    share a fold except where two blocks meet, and such data can still be cross-validated.
+    The units are read from the episodes' ends alone (``transition_unit_ends``), so a dataset
+    read chunk by chunk has the same units as in memory."""
 
     row_name = "transitions"
-    kind = ""
     target: np.ndarray
     class_prior: float | None = None
 
     @property
     def unit_name(self) -> str:  # type: ignore[override]
-        return ("episodes" if self.dataset.n_episodes >= MIN_TRANSITION_UNITS
+        return ("episodes" if len(self.dataset.episode_ends) >= MIN_TRANSITION_UNITS
                 else "blocks of episodes")
 
     @cached_property
+    def unit_ends(self) -> np.ndarray:
+        """The exclusive last row of each unit: units are runs of consecutive rows."""
+        return transition_unit_ends(self.dataset.episode_ends)
+
+    @cached_property
+    def unit_sizes(self) -> np.ndarray:
+        return np.diff(self.unit_ends, prepend=0)
+
+    @cached_property
     def unit_of_row(self) -> np.ndarray:
-        episodes = self.dataset.episode_ids
-        if self.dataset.n_episodes >= MIN_TRANSITION_UNITS:
-            return episodes
-        size = math.ceil(self.dataset.n / MIN_TRANSITION_UNITS)
-        step = np.arange(self.dataset.n) - self.dataset.episode_starts[episodes]
-        blocks = np.concatenate([[0], np.cumsum(-(-self.dataset.episode_lengths // size))])
-        return blocks[episodes] + step // size
+        return np.repeat(np.arange(self.n_units), self.unit_sizes)
 
     @property
     def n_units(self) -> int:
-        return int(self.unit_of_row.max()) + 1
+        return len(self.unit_ends)
+
+    def n_rows(self, units: np.ndarray | None = None) -> int:
+        if units is None:
+            return int(self.unit_ends[-1])
+        return int(self.unit_sizes[np.unique(np.asarray(units, dtype=np.int64))].sum())
 
     def members(self, units: np.ndarray | None = None) -> np.ndarray:
         if units is None:
@@ -343,6 +356,20 @@ class _TransitionObjective(Objective):
         grad = np.zeros(self.dataset.n)
         grad[rows] = grad_rows
         return loss, grad
+
+
+def transition_unit_ends(episode_ends: np.ndarray) -> np.ndarray:
+    """The cross-validation units of transitions, as the exclusive last row of each unit, from
+    the episodes' exclusive ends (``Dataset.episode_ends``): the episodes themselves, or, for
+    fewer than ``MIN_TRANSITION_UNITS`` episodes, blocks of ``ceil(N / MIN_TRANSITION_UNITS)``
+    rows cut from the start of each episode (its last block shorter)."""
+    ends = np.asarray(episode_ends, dtype=np.int64)
+    if len(ends) >= MIN_TRANSITION_UNITS:
+        return ends
+    size = math.ceil(int(ends[-1]) / MIN_TRANSITION_UNITS)
+    starts = np.concatenate([[0], ends[:-1]])
+    return np.concatenate([np.minimum(np.arange(start + size, stop + size, size), stop)
+                           for start, stop in zip(starts, ends, strict=True)])
 
 
 class DemonstrationObjective(_TransitionObjective):
@@ -381,19 +408,28 @@ class DemonstrationObjective(_TransitionObjective):
 
 
 class RewardLabelObjective(_TransitionObjective):
-    """Labeled per-transition rewards: distil an existing reward into a formula."""
+    """Labeled per-transition rewards: distil an existing reward into a formula.
 
-    def __init__(self, dataset: Dataset):
-        if dataset.rewards is None:
-            raise DataError(f"{dataset.source}: no key 'rewards' for --objective rewards")
-        if np.all(dataset.rewards == dataset.rewards[0]):
+    ``reward_range`` is the rewards' (lowest, highest) where they were read already (a dataset
+    read chunk by chunk, whose rewards are then never held at once); ``None``: from
+    ``dataset.rewards``."""
+
+    def __init__(self, dataset: Dataset, *, reward_range: tuple[float, float] | None = None):
+        if reward_range is None:
+            if dataset.rewards is None:
+                raise DataError(f"{dataset.source}: no key 'rewards' for --objective rewards")
+            reward_range = (float(np.min(dataset.rewards)), float(np.max(dataset.rewards)))
+        if not reward_range[0] < reward_range[1]:
             raise DataError(f"{dataset.source}: key 'rewards': every reward is equal, so there "
                             "is nothing to learn")
         super().__init__(dataset)
         self.name = "rewards"
         self.kind = "squared"
         self.identifies_intercept = True
-        self.target = np.asarray(dataset.rewards, dtype=np.float64)
+
+    @cached_property
+    def target(self) -> np.ndarray:  # type: ignore[override]
+        return np.asarray(self.dataset.rewards, dtype=np.float64)
 
     def problem(self, columns: np.ndarray, offset: np.ndarray | None = None,
                 units: np.ndarray | None = None) -> LinearProblem:
@@ -401,7 +437,6 @@ class RewardLabelObjective(_TransitionObjective):
         base = np.zeros(len(rows)) if offset is None else np.asarray(offset)[rows]
         return LinearProblem("squared", np.asarray(columns)[rows], self.target[rows], base,
                              np.ones(len(rows)), fit_intercept=True)
-
 
 
 def make_objective(name: str, dataset: Dataset, *, noise: float = 0.0, discount: float = 1.0,

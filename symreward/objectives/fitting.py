@@ -106,7 +106,7 @@ def _newton(problem: LinearProblem) -> tuple[np.ndarray, float]:
     scale = column_scale(problem.X, problem.fit_intercept)
     X = problem.X / scale
     if problem.fit_intercept:
-        X = np.column_stack([X, np.ones(problem.n_rows)])
+        X = np.column_stack([X, np.ones(len(X))])
     penalty = np.full(X.shape[1], REFIT_RIDGE)
     if problem.fit_intercept:
         penalty[-1] = 0.0
@@ -151,7 +151,7 @@ def _lbfgs(problem: LinearProblem, support: tuple[int, ...], start: LinearFit | 
     if n_params == 0:
         return np.zeros(0), 0.0
     if problem.kind == "squared":
-        design = np.column_stack([X, np.ones(problem.n_rows)]) if problem.fit_intercept else X
+        design = np.column_stack([X, np.ones(len(X))]) if problem.fit_intercept else X
         penalty = np.r_[np.full(k, REFIT_RIDGE), np.zeros(n_params - k)]
         theta = squared_solve(design, problem, penalty)
         return theta[:k] / scale, float(theta[k]) if problem.fit_intercept else 0.0
@@ -252,7 +252,7 @@ def _on_equalities(problem: LinearProblem, scale: np.ndarray, A: np.ndarray, b: 
     whose offset holds the part they fix. None where they cannot all hold."""
     design = problem.X / scale
     if problem.fit_intercept:
-        design = np.column_stack([design, np.ones(problem.n_rows)])
+        design = np.column_stack([design, np.ones(len(design))])
     n = design.shape[1]
     fixed = np.linalg.lstsq(A, b, rcond=None)[0] if len(A) else np.zeros(n)
     if len(A) and not np.allclose(A @ fixed, b, rtol=1e-9, atol=1e-12):

@@ -101,6 +101,10 @@ class LinearProblem:
     * ``"pu"``: ``target`` is 1 for expert rows, 0 for unlabeled; balanced logistic loss, or the
       non-negative PU risk (Kiryo et al. 2017) when ``class_prior`` is set.
     * ``"squared"``: mean squared error against ``target``.
+
+    A *reduced* problem (``objectives.moments.reduced_problem``) has few rows that stand for
+    ``represented_rows`` rows of the loss: its weighted sums are theirs, so every loss, fit
+    and accuracy is theirs too, and ``n_rows`` counts them; rows cannot be taken from it.
     """
 
     kind: str
@@ -112,13 +116,17 @@ class LinearProblem:
     noise: float = 0.0
     class_prior: float | None = None
     constraints: LinearConstraints | None = field(default=None, repr=False)
+    represented_rows: int | None = None
 
     @property
     def n_rows(self) -> int:
-        return int(self.X.shape[0])
+        """The rows of the loss (those a reduced problem stands for)."""
+        return int(self.X.shape[0] if self.represented_rows is None else self.represented_rows)
 
     def rows(self, index: np.ndarray) -> LinearProblem:
         """The same loss over the rows ``index`` only."""
+        if self.represented_rows is not None:
+            raise ValueError("a reduced problem's rows stand for others: none can be taken")
         return replace(self, X=self.X[index], target=self.target[index],
                        offset=self.offset[index], weight=self.weight[index])
 
@@ -146,6 +154,8 @@ class LinearProblem:
     def stacked(parts: Sequence[LinearProblem]) -> LinearProblem:
         """The rows of ``parts`` (problems of one objective, as on its folds) as one problem,
         with the constraints of the first."""
+        if any(p.represented_rows is not None for p in parts):
+            raise ValueError("reduced problems stand for rows they do not hold: not stacked")
         return replace(parts[0], X=np.vstack([p.X for p in parts]),
                        target=np.concatenate([p.target for p in parts]),
                        offset=np.concatenate([p.offset for p in parts]),

@@ -62,8 +62,9 @@ def simpler_variants(support: tuple[int, ...], parents: Sequence[Sequence[int]]
 
 
 def subsample(problem: LinearProblem, max_rows: int, seed: int) -> LinearProblem:
-    """At most ``max_rows`` rows: enough to rank supports, which are refit on all rows."""
-    if problem.n_rows <= max_rows:
+    """At most ``max_rows`` rows: enough to rank supports, which are refit on all rows. A
+    reduced problem (a few rows standing for all of them) is already small: as it is."""
+    if problem.represented_rows is not None or problem.n_rows <= max_rows:
         return problem
     rows = np.sort(np.random.default_rng(seed).choice(problem.n_rows, max_rows, replace=False))
     return problem.rows(rows)

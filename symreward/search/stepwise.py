@@ -67,7 +67,7 @@ def score_gains(problem: LinearProblem, fit: LinearFit) -> np.ndarray:
     own = np.einsum("ij,ij->j", X, weighted)
     base = X[:, chosen]
     if problem.fit_intercept:
-        base = np.column_stack([base, np.ones(problem.n_rows)])
+        base = np.column_stack([base, np.ones(len(X))])
     left = own.copy()
     if base.shape[1]:
         cross = base.T @ weighted
