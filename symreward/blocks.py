@@ -36,10 +36,12 @@ from symreward.kernels.runtime import PARALLEL_ROWS
 
 if TYPE_CHECKING:
     from symreward.artifact import RewardArtifact
+    from symreward.data.chunks import ChunkRef
+    from symreward.data.lazy import LazyDataset
     from symreward.kernels import RewardKernels
 
 __all__ = ["TASK_ROWS", "WINDOW_BYTES", "RewardSummary", "artifact_text", "dask_rewards",
-           "save_rewards", "shipped_artifact", "shipped_kernels", "summarize"]
+           "lazy_rewards", "save_rewards", "shipped_artifact", "shipped_kernels", "summarize"]
 
 #: Rows a task hands the kernel at a time: fewer than ``PARALLEL_ROWS``, so the serial kernel
 #: runs, and float32 inputs are converted to float64 this many rows at a time.
@@ -120,6 +122,41 @@ def dask_rewards(artifact: RewardArtifact, observations: Any, actions: Any,
         arrays += [infos[name], "i"]
     return da.blockwise(_block_task, "i", *arrays, concatenate=False, dtype=np.float64,
                         meta=np.empty(0), text=artifact_text(artifact))
+
+
+def lazy_rewards(artifact: RewardArtifact, dataset: LazyDataset) -> Any:
+    """``dask_rewards`` of a lazy dataset, one task per chunk that reads (and checks) only the
+    members the features use, then computes their rewards: no block of observations is kept
+    between tasks or sent from one worker to another, and a chunk is read once."""
+    import dask
+    import dask.array as da
+
+    artifact.features.check_dimensions(dataset.obs_dim, dataset.act_dim,
+                                       set(dataset.infos_names), data_source=dataset.source)
+    kernels = artifact.compile()
+    _load_serial_kernel(kernels, dataset.obs_dim, dataset.act_dim)
+    used = artifact.features.inputs()
+    keys = [key for key, name in (("observations", "obs"), ("actions", "act"),
+                                  ("next_observations", "next_obs")) if used[name]]
+    keys += [f"infos/{name}" for name in kernels.info_names]
+    text = artifact_text(artifact)
+    task = dask.delayed(_chunk_task, pure=True)
+    return da.concatenate([
+        da.from_delayed(task(ref, keys, list(kernels.info_names), text), shape=(rows,),
+                        dtype=np.float64, meta=np.empty(0))
+        for ref, rows in zip(dataset.chunk_refs, dataset.chunks, strict=True)])
+
+
+def _chunk_task(ref: ChunkRef, keys: list[str], info_names: list[str], text: str
+                ) -> np.ndarray:
+    """The rewards of one chunk of a lazy dataset (``lazy_rewards``' task)."""
+    from symreward.data.chunks import read_checked
+    from symreward.evaluate import info_matrix
+
+    chunk = read_checked(ref, keys)
+    info = info_matrix(chunk.infos, info_names, chunk.n) if info_names else None
+    return block_rewards(chunk.observations, chunk.actions, chunk.next_observations, info,
+                         text=text)
 
 
 def _block_task(obs: list[np.ndarray], act: list[np.ndarray], next_obs: list[np.ndarray],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -333,7 +334,6 @@ def write_shards(folder, data: Dataset, sizes: tuple[int, ...]) -> list:
 
 @pytest.mark.parametrize("where", ["threads", "cluster"])
 def test_cli_eval_of_shards_equals_eval_of_their_concatenation(tmp_path, where, request):
-    pytest.importorskip("symreward.data.lazy", reason="the lazy dataset is another branch's")
     from symreward.data import load_dataset
 
     data = dataset(n=600)
@@ -348,3 +348,30 @@ def test_cli_eval_of_shards_equals_eval_of_their_concatenation(tmp_path, where, 
     expected = artifact().evaluate(together).rewards
     np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), expected)
     assert "600 rewards" in result.stdout and "non-finite: 0" in result.stdout
+
+
+def test_a_lazy_dataset_reads_and_checks_the_members_its_reward_reads(tmp_path):
+    """``lazy_rewards``: one task per chunk, the in-memory rewards bit for bit; a member the
+    features do not read (here next_observations) is neither read nor checked, one they read
+    is checked, naming the shard."""
+    from symreward.blocks import lazy_rewards
+    from symreward.data import LazyDataset, load_dataset
+
+    reward = RewardArtifact.loads(ARTIFACT_TEXT.replace('step = "next_obs[1] - obs[1]"',
+                                                        'step = "obs[1]"'))
+    data = dataset(n=600)
+    shards = write_shards(tmp_path / "shards", data, (200, 150, 250))
+    rewards = lazy_rewards(reward, LazyDataset(tmp_path / "shards"))
+    assert rewards.npartitions == 3
+    expected = reward.evaluate(data).rewards
+    np.testing.assert_array_equal(rewards.compute(), expected)
+    arrays = {key: np.array(value) for key, value in load_dataset(shards[1]).to_arrays().items()}
+    arrays["next_observations"][5, 0] = np.nan
+    np.savez(shards[1], **arrays)
+    np.testing.assert_array_equal(
+        lazy_rewards(reward, LazyDataset(tmp_path / "shards")).compute(), expected)
+    arrays["observations"][5, 2] = np.inf
+    np.savez(shards[1], **arrays)
+    with pytest.raises(DataError, match=re.escape(f"{shards[1]}: key 'observations': row 5 "
+                                                  "has NaN or inf (column 2: inf)")):
+        lazy_rewards(reward, LazyDataset(tmp_path / "shards")).compute()

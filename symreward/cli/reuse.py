@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _eval(args: argparse.Namespace) -> int:
     from symreward.artifact import RewardArtifact
     from symreward.atomic import save_npy
-    from symreward.blocks import dask_rewards, save_rewards, summarize
+    from symreward.blocks import lazy_rewards, save_rewards, summarize
     from symreward.data import Dataset, load_dataset
     from symreward.schedulers import scheduler
 
@@ -61,9 +61,7 @@ def _eval(args: argparse.Namespace) -> int:
             save_npy(args.output, rewards.astype(np.float64))
             summary = summarize([rewards])
         else:  # lazy: the rewards go to the file block by block
-            summary = save_rewards(dask_rewards(
-                artifact, dataset.observations, dataset.actions, dataset.next_observations,
-                dataset.infos, source=dataset.source), args.output)
+            summary = save_rewards(lazy_rewards(artifact, dataset), args.output)
     print(f"wrote {args.output}: {summary.rows} rewards")
     if summary.finite:
         print(f"  mean {summary.mean:.6g}  min {summary.minimum:.6g}  max {summary.maximum:.6g}"

@@ -20,7 +20,7 @@ from symreward.data.dataset import Dataset
 from symreward.data.headers import FileHeader, Member, read_file_header, read_members
 
 __all__ = ["SUPERVISION_KEYS", "ChunkRef", "check_file", "checked_dtypes", "gather_rows",
-           "read_block", "read_chunk", "row_keys", "stand_in"]
+           "read_block", "read_checked", "read_chunk", "row_keys", "stand_in"]
 
 #: Keys that index rows instead of having one per row; read whole, with the flags.
 SUPERVISION_KEYS = ("pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores")
@@ -53,10 +53,10 @@ class ChunkRef:
 
 def read_chunk(ref: ChunkRef) -> Dataset:
     """The chunk's dataset, read and checked (``DataError`` naming the file)."""
-    return _chunk_dataset(ref, row_keys(ref.header))
+    return read_checked(ref, row_keys(ref.header))
 
 
-def _chunk_dataset(ref: ChunkRef, keys: Sequence[str]) -> Dataset:
+def read_checked(ref: ChunkRef, keys: Sequence[str]) -> Dataset:
     """The chunk checked by ``Dataset``, with ``keys`` read and the other members stood in
     for; the last row of a shard closes an episode (``ChunkRef``)."""
     keys = list(dict.fromkeys([*keys, *(["terminals"] if "timeouts" in keys else [])]))
@@ -75,7 +75,7 @@ def _chunk_dataset(ref: ChunkRef, keys: Sequence[str]) -> Dataset:
 
 def read_block(ref: ChunkRef, key: str, dtype: np.dtype) -> np.ndarray:
     """One member's rows of one chunk, checked, in the dataset's dtype."""
-    return _chunk_dataset(ref, [key]).to_arrays()[key].astype(dtype, copy=False)
+    return read_checked(ref, [key]).to_arrays()[key].astype(dtype, copy=False)
 
 
 def gather_rows(ref: ChunkRef, rows: np.ndarray, dtypes: dict[str, np.dtype]) -> dict[str, Any]:
