@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from symreward.data.dataset import Dataset
+from symreward.data.dataset import SUPERVISION_KEYS, Dataset
 from symreward.data.headers import FileHeader, Member, read_file_header, read_members
 
 __all__ = ["SUPERVISION_KEYS", "ChunkRef", "check_file", "checked_dtypes", "gather_rows",
            "read_block", "read_chunk", "row_keys", "stand_in"]
 
-#: Keys that index rows instead of having one per row; read whole, with the flags.
-SUPERVISION_KEYS = ("pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores")
 _FLAGS = ("terminals", "timeouts", "expert")
 
 
