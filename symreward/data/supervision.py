@@ -139,25 +139,30 @@ def supervision_of(arrays: Mapping[str, Any], source: str,
     return prefs, ranks
 
 
-def check_supervision(arrays: Mapping[str, Any], *, n: int, episode_ends: np.ndarray,
+def check_supervision(arrays: Mapping[str, Any], *, n: int | None,
+                      episode_ends: np.ndarray | None,
                       source: str) -> tuple[Preferences | None, Rankings | None]:
     """The preferences and rankings of ``arrays`` (``pref_*`` and ``rank_*`` keys), checked as
     a ``Dataset`` checks its own, against ``n`` rows cut into episodes that end (exclusive) at
     ``episode_ends``, with the same messages, naming ``source``: what labels kept apart from
-    the rows they index need (``symreward.data.labels``)."""
+    the rows they index need (``symreward.data.labels``). With ``n`` and ``episode_ends``
+    None (labels written before the rows are known), all but the segments' ranges and
+    episodes is checked, and a negative index is refused."""
     prefs, ranks = supervision_of(arrays, source)
     checks = SupervisionChecks(source)
-    checks.n, checks.episode_ends = n, np.asarray(episode_ends, dtype=np.int64)
+    checks.n = n
+    checks.episode_ends = None if episode_ends is None else np.asarray(episode_ends, np.int64)
     return (None if prefs is None else checks.preferences(prefs),
             None if ranks is None else checks.rankings(ranks))
 
 
 class SupervisionChecks:
     """The checks of preferences and rankings against ``n`` rows and their ``episode_ends``
-    (set before they run), stopping at the first problem; each returns the checked value."""
+    (set before they run; None: not known, not checked), stopping at the first problem; each
+    returns the checked value."""
 
-    n: int
-    episode_ends: np.ndarray
+    n: int | None
+    episode_ends: np.ndarray | None
 
     def __init__(self, source: str):
         self.src = source
@@ -189,6 +194,7 @@ class SupervisionChecks:
         n = self.n
         start, stop = seg[:, 0], seg[:, 1]
         checks = (
+            ((start < 0), "a negative index (rows count from 0)") if n is None else
             ((start < 0) | (stop > n), f"out of range for {n} transitions (valid: 0..{n})"),
             (stop <= start, "empty segment (stop <= start)"),
         )
@@ -196,6 +202,8 @@ class SupervisionChecks:
             if bad.any():
                 row = first_true(bad)
                 raise self.fail(key, f"row {row} is {seg[row].tolist()}: {why}")
+        if self.episode_ends is None:
+            return
         # Episode numbers from the episode ends: no array of the dataset's length is built.
         first = np.searchsorted(self.episode_ends, start, side="right")
         crossing = first != np.searchsorted(self.episode_ends, stop - 1, side="right")
