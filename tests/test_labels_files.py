@@ -248,12 +248,29 @@ def random_pairs(dataset: Dataset, rng: np.random.Generator, count: int,
 def test_files_are_told_apart_by_what_they_hold(campaign, tmp_path):
     folder, _, _ = campaign
     files = dataset_files(str(folder))
-    assert [Path(h.path).name for h in files.shards] == [f"part-00{i}.npz" for i in range(3)]
+    assert [Path(p).name for p in files.shards] == [f"part-00{i}.npz" for i in range(3)]
+    assert sorted(files.headers) == list(files.shards)
     assert [Path(h.path).name for h in files.labels] == ["a-labels.npz", "part-001-scores.h5"]
-    assert find_shards(str(folder)) == [Path(h.path) for h in files.shards]
+    assert find_shards(str(folder)) == [Path(p) for p in files.shards]
     # A shard named like labels is a shard.
     save_dataset(with_rewards(episodes=1), tmp_path / "labels.npz")
     assert [p.name for p in find_shards(str(tmp_path))] == ["labels.npz"]
+
+
+def test_a_file_that_cannot_be_read_counts_as_a_shard(three_shards):
+    """Its error is the one reading it gives, after the errors of the shards before it."""
+    folder, _ = three_shards
+    (folder / "part-002.npz").write_bytes(b"junk")
+    save_labels(folder / "labels.npz", rankings=Rankings([[0, 2]], [1.0]))
+    assert [p.name for p in find_shards(str(folder))] == [f"part-00{i}.npz" for i in range(3)]
+    with pytest.raises(DataError, match=re.escape(f"{folder / 'part-002.npz'}: not an npz")):
+        LazyDataset(folder)
+    arrays = dict(np.load(folder / "part-000.npz"))
+    del arrays["actions"]
+    np.savez(folder / "part-000.npz", **arrays)
+    with pytest.raises(DataError, match=re.escape(
+            f"{folder / 'part-000.npz'}: missing required key 'actions'")):
+        load_dataset(folder)
 
 
 def test_a_folder_of_labels_files_only_has_no_shards(tmp_path):

@@ -129,17 +129,17 @@ class LazyDataset:
             header = read_file_header(self.source)
             if is_labels_file(header.members):
                 raise labels_file_alone(self.source, header.members)
-            files = DatasetFiles((header,), ())
+            files = DatasetFiles((self.source,), {self.source: header}, ())
         shards, refs, ends, supervision = [], [], [], []
         dtypes: dict[str, list[np.dtype]] = {}
         offset = 0
-        for header in files.shards:
-            _, checked = check_file(header.path, header)
+        for path in files.shards:
+            header, checked = check_file(path, files.headers.get(path))
             if shards:
                 _same_layout(refs[0].header, header)
             for key, dtype in checked_dtypes(header).items():
                 dtypes.setdefault(key, []).append(dtype)
-            shards.append(Shard(header.path, checked.n, offset))
+            shards.append(Shard(path, checked.n, offset))
             refs += [ChunkRef(header, start, stop, self._sharded and stop == checked.n)
                      for start, stop in _chunk_bounds(header, checked, chunk_rows)]
             ends.append(checked.episode_ends + offset)

@@ -14,8 +14,9 @@ Files are told apart by what they hold (their headers), not by their names.
 
 from __future__ import annotations
 
+import contextlib
 import glob
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,10 +38,12 @@ _LABEL_KEYS = frozenset({*SUPERVISION_KEYS, "expert"})
 
 @dataclass(frozen=True)
 class DatasetFiles:
-    """The files of a sharded dataset, each kind in order of their names, as their headers:
-    the shards (concatenated, they are the dataset's rows) and the labels files."""
+    """The files of a sharded dataset, each kind in order of their names: the shards' paths
+    (concatenated, they are the dataset's rows) with the ``headers`` read of them, and the
+    labels files' headers."""
 
-    shards: tuple[FileHeader, ...]
+    shards: tuple[str, ...]
+    headers: Mapping[str, FileHeader]
     labels: tuple[FileHeader, ...]
 
 
@@ -77,7 +80,9 @@ def labels_file_alone(path: str, keys: Iterable[str]) -> DataError:
 def dataset_files(source: str) -> DatasetFiles:
     """The shards and labels files of a folder or glob, each sorted by name, told apart by
     their headers (``is_labels_file``); ``DataError`` when there are no shards, when two
-    files have the same name, or when the shards mix file kinds."""
+    files have the same name, or when the shards mix file kinds. A file whose header cannot
+    be read counts as a shard: its error is the one reading it gives, in name order with
+    the other shards' (a labels file is read whole, at opening)."""
     # headers.py reads files with io.py's helpers, and io.py imports this module.
     from symreward.data.headers import read_file_header
 
@@ -97,20 +102,23 @@ def dataset_files(source: str) -> DatasetFiles:
         twice = sorted({n for n in names if names.count(n) > 1})[0]
         raise DataError(f"{where} matches two shards named {twice!r} (in different folders): "
                         "the order of shards is the order of their names")
-    headers = [read_file_header(str(p)) for p in found]
-    shards = tuple(h for h in headers if not is_labels_file(h.members))
-    labels = tuple(h for h in headers if is_labels_file(h.members))
+    headers: dict[str, FileHeader] = {}
+    for path in found:
+        with contextlib.suppress(DataError):  # raised again where the shard is read
+            headers[str(path)] = read_file_header(str(path))
+    labels = tuple(h for h in headers.values() if is_labels_file(h.members))
+    shards = tuple(str(p) for p in found if str(p) not in {h.path for h in labels})
     if not shards:
         raise DataError(f"{where} matches no dataset shards, only labels files "
                         f"({', '.join(Path(h.path).name for h in labels)}): labels index the "
                         "rows of shards, files with observations, actions, ...")
-    kinds = {h.kind for h in shards}
+    kinds = {".npz" if Path(p).suffix.lower() == ".npz" else ".h5" for p in shards}
     if len(kinds) > 1:
         raise DataError(f"{where} mixes .npz and HDF5 shards; keep one kind per dataset")
-    return DatasetFiles(shards, labels)
+    return DatasetFiles(shards, {p: headers[p] for p in shards if p in headers}, labels)
 
 
 def find_shards(source: str) -> list[Path]:
     """The shard files of a folder or glob, sorted by name (its labels files left out);
     ``DataError`` as ``dataset_files`` gives it."""
-    return [Path(header.path) for header in dataset_files(source).shards]
+    return [Path(path) for path in dataset_files(source).shards]
