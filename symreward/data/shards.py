@@ -107,7 +107,8 @@ def dataset_files(source: str) -> DatasetFiles:
         with contextlib.suppress(DataError):  # raised again where the shard is read
             headers[str(path)] = read_file_header(str(path))
     labels = tuple(h for h in headers.values() if is_labels_file(h.members))
-    shards = tuple(str(p) for p in found if str(p) not in {h.path for h in labels})
+    labelling = {h.path for h in labels}
+    shards = tuple(str(p) for p in found if str(p) not in labelling)
     if not shards:
         raise DataError(f"{where} matches no dataset shards, only labels files "
                         f"({', '.join(Path(h.path).name for h in labels)}): labels index the "
