@@ -8,6 +8,7 @@ importing this package stays cheap.
 from symreward.data.collect import collect
 from symreward.data.dataset import Dataset, Preferences, Rankings
 from symreward.data.io import load_dataset, save_dataset
+from symreward.data.labels import save_labels
 from symreward.data.lazy import LazyDataset
 from symreward.data.oracle import (
     bradley_terry_preferences,
@@ -30,4 +31,5 @@ __all__ = [
     "random_segments",
     "rankings_from_rewards",
     "save_dataset",
+    "save_labels",
 ]

@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from symreward.data.dataset import Dataset
+from symreward.data.dataset import SUPERVISION_KEYS, Dataset
 from symreward.data.headers import FileHeader, Member, read_file_header, read_members
 
 __all__ = ["SUPERVISION_KEYS", "ChunkRef", "check_file", "checked_dtypes", "gather_rows",
            "read_block", "read_checked", "read_chunk", "row_keys", "stand_in"]
 
-#: Keys that index rows instead of having one per row; read whole, with the flags.
-SUPERVISION_KEYS = ("pref_a", "pref_b", "pref_label", "rank_segments", "rank_scores")
 _FLAGS = ("terminals", "timeouts", "expert")
 
 
@@ -85,10 +83,11 @@ def gather_rows(ref: ChunkRef, rows: np.ndarray, dtypes: dict[str, np.dtype]) ->
             for key, dtype in dtypes.items()}
 
 
-def check_file(path: str) -> tuple[FileHeader, Dataset]:
-    """A file's header, and the file checked as ``load_dataset`` checks it: its flags and
-    supervision read, its other arrays stood in for by ``stand_in``."""
-    header = read_file_header(path)
+def check_file(path: str, header: FileHeader | None = None) -> tuple[FileHeader, Dataset]:
+    """A file's header (``header``, when it was read already), and the file checked as
+    ``load_dataset`` checks it: its flags and supervision read, its other arrays stood in for
+    by ``stand_in``."""
+    header = read_file_header(path) if header is None else header
     wanted = [key for key in header.members if key in (*SUPERVISION_KEYS, "terminals", "timeouts")]
     arrays = read_members(header, wanted)
     for key, member in header.members.items():

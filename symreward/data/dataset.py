@@ -20,9 +20,21 @@ from typing import Any
 
 import numpy as np
 
+from symreward.data.supervision import (
+    SUPERVISION_KEYS,
+    Preferences,
+    Rankings,
+    SupervisionChecks,
+    check_supervision,
+    first_true,
+    readonly,
+    shape_text,
+    supervision_of,
+)
 from symreward.errors import DataError
 
-__all__ = ["REQUIRED_KEYS", "Dataset", "Preferences", "Rankings"]
+__all__ = ["REQUIRED_KEYS", "SUPERVISION_KEYS", "Dataset", "Preferences", "Rankings",
+           "check_supervision"]
 
 #: Keys every dataset file must contain (the D4RL names).
 REQUIRED_KEYS: tuple[str, ...] = (
@@ -34,94 +46,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )
 
 _MEMORY_SOURCE = "<in-memory dataset>"
-
-
-def _as_index_array(x: Any) -> Any:
-    """Turn integral segment arrays into int64 without ever truncating a fractional value.
-
-    Anything that is not safely convertible is returned as-is so that ``Dataset`` validation can
-    report it with the file, key and row, which a bare ``Preferences`` does not know.
-    """
-    if x is None:
-        return None
-    arr = np.asarray(x)
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64, copy=False)
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        return arr.astype(np.int64)
-    return arr
-
-
-def _as_float_array(x: Any) -> Any:
-    if x is None:
-        return None
-    arr = np.asarray(x)
-    if arr.dtype.kind in "biuf":
-        return arr.astype(np.float64, copy=False)
-    return arr
-
-
-@dataclass(frozen=True, eq=False)
-class Preferences:
-    """Pairwise segment comparisons: ``label[i]`` is the probability that ``a[i]`` beats ``b[i]``.
-
-    Segments are ``[start, stop)`` transition indices into the dataset they belong to; they are only
-    checked (range, episode boundaries, label range) once attached to a ``Dataset``, because only
-    then are the dataset size, the episode structure and the file name known.
-
-    Data shaped like people's is valid as it is, and kept row for row: a label of 0.5 is a tie
-    ("equal"), and any label in [0, 1] is a probability; the same pair may appear in several rows
-    (several annotators, or one person asked twice), each row a separate observation (in the
-    Bradley–Terry likelihood, rows labelled 1 and 0 weigh exactly as two rows labelled 0.5);
-    segments may be reused by many pairs and may overlap. A pair that compares a segment with
-    itself carries no information (under Bradley–Terry its loss is log 2 whatever the reward) but
-    is accepted, with any label: a sampler that draws a and b independently produces such pairs,
-    as the synthetic oracle's default does, and rejecting them would reject files that are merely
-    uninformative.
-    """
-
-    a: np.ndarray
-    b: np.ndarray
-    label: np.ndarray
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "a", _as_index_array(self.a))
-        object.__setattr__(self, "b", _as_index_array(self.b))
-        object.__setattr__(self, "label", _as_float_array(self.label))
-
-    def __len__(self) -> int:
-        return int(np.shape(self.label)[0]) if np.ndim(self.label) else 0
-
-
-@dataclass(frozen=True, eq=False)
-class Rankings:
-    """Scored segments (higher score = better); only the order of scores carries information.
-
-    Equal scores are ties and give no pair. A segment may be listed in several rows (several
-    annotators' scores): each row is a ranked item of its own, and a segment against its own
-    repeat, like any pair of identical segments, says nothing about the reward.
-    """
-
-    segments: np.ndarray
-    scores: np.ndarray
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", _as_index_array(self.segments))
-        object.__setattr__(self, "scores", _as_float_array(self.scores))
-
-    def __len__(self) -> int:
-        return int(np.shape(self.scores)[0]) if np.ndim(self.scores) else 0
-
-
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    """A read-only view: callers keep a writable original, the dataset cannot be mutated."""
-    view = arr.view()
-    view.flags.writeable = False
-    return view
-
-
-def _first_true(mask: np.ndarray) -> int:
-    return int(np.argmax(mask))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -166,9 +90,9 @@ class Dataset:
                      "rewards", "expert"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, _readonly(value))
+                object.__setattr__(self, name, readonly(value))
         object.__setattr__(
-            self, "infos", {k: _readonly(v) for k, v in self.infos.items()}
+            self, "infos", {k: readonly(v) for k, v in self.infos.items()}
         )
 
     @classmethod
@@ -191,26 +115,12 @@ class Dataset:
                         "use next_obs: add it, e.g. observations[t + 1] within each episode)"
                     )
                 raise DataError(f"{source}: missing required key {key!r}{hint}")
-        for group in (("pref_a", "pref_b", "pref_label"), ("rank_segments", "rank_scores")):
-            present = [k for k in group if k in arrays]
-            if present and len(present) != len(group):
-                missing = [k for k in group if k not in arrays]
-                together = f"{', '.join(group[:-1])} and {group[-1]}"
-                raise DataError(
-                    f"{source}: key {missing[0]!r} is missing: {together} go together "
-                    f"(found only {', '.join(present)})"
-                )
+        prefs, ranks = supervision_of(arrays, source)
         infos = {
             key[len("infos/"):]: value
             for key, value in arrays.items()
             if key.startswith("infos/") and len(key) > len("infos/")
         }
-        prefs = None
-        if "pref_a" in arrays:
-            prefs = Preferences(arrays["pref_a"], arrays["pref_b"], arrays["pref_label"])
-        ranks = None
-        if "rank_segments" in arrays:
-            ranks = Rankings(arrays["rank_segments"], arrays["rank_scores"])
         return cls(
             observations=arrays["observations"],
             actions=arrays["actions"],
@@ -324,19 +234,19 @@ class Dataset:
 
         Episode k is ``[episode_starts[k], episode_ends[k])``, the same convention as segments.
         """
-        return _readonly(np.flatnonzero(self._done).astype(np.int64) + 1)
+        return readonly(np.flatnonzero(self._done).astype(np.int64) + 1)
 
     @cached_property
     def episode_starts(self) -> np.ndarray:
         """Start index of each episode (0 and the row after every episode end)."""
-        return _readonly(np.concatenate(([0], self.episode_ends[:-1])).astype(np.int64))
+        return readonly(np.concatenate(([0], self.episode_ends[:-1])).astype(np.int64))
 
     @cached_property
     def episode_ids(self) -> np.ndarray:
         """Episode number of every transition, counting from 0."""
         ids = np.zeros(self.n, dtype=np.int64)
         ids[1:] = np.cumsum(self._done[:-1])
-        return _readonly(ids)
+        return readonly(ids)
 
     @property
     def n_episodes(self) -> int:
@@ -381,11 +291,7 @@ def _normalize_unchecked(ds: Dataset) -> None:
     )
 
 
-def _shape(arr: np.ndarray) -> str:
-    return str(tuple(int(s) for s in arr.shape))
-
-
-class _Validator:
+class _Validator(SupervisionChecks):
     """Checks a freshly built Dataset against the data contract, stopping at the first problem.
 
     It also normalises dtypes in place (via ``object.__setattr__``) as it goes, so every later
@@ -393,11 +299,8 @@ class _Validator:
     """
 
     def __init__(self, ds: Dataset):
+        super().__init__(ds.source)
         self.ds = ds
-        self.src = ds.source
-
-    def fail(self, key: str, detail: str) -> DataError:
-        return DataError(f"{self.src}: key {key!r}: {detail}")
 
     def set(self, name: str, value: Any) -> None:
         object.__setattr__(self.ds, name, value)
@@ -416,8 +319,8 @@ class _Validator:
         self.same_rows("actions", act, "observations", obs)
         if nxt.shape != obs.shape:
             raise DataError(
-                f"{self.src}: key 'next_observations' has shape {_shape(nxt)} but key "
-                f"'observations' has shape {_shape(obs)}; they must match"
+                f"{self.src}: key 'next_observations' has shape {shape_text(nxt)} but key "
+                f"'observations' has shape {shape_text(obs)}; they must match"
             )
         self.set("observations", obs)
         self.set("actions", act)
@@ -439,18 +342,13 @@ class _Validator:
             self.finite_rows(key, getattr(ds, key))
         if ds.expert is not None:
             self.set("expert", self.flags("expert", ds.expert, n))
+        self.n, self.episode_ends = n, ds.episode_ends
         if ds.preferences is not None:
-            self.preferences(ds.preferences)
+            self.set("preferences", self.preferences(ds.preferences))
         if ds.rankings is not None:
-            self.rankings(ds.rankings)
+            self.set("rankings", self.rankings(ds.rankings))
 
     # --- array checks
-
-    def numeric(self, key: str, value: Any) -> np.ndarray:
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "biuf":
-            raise self.fail(key, f"expected numbers, got dtype {arr.dtype}")
-        return arr
 
     def matrix(self, key: str, value: Any) -> np.ndarray:
         arr = self.numeric(key, value)
@@ -458,7 +356,7 @@ class _Validator:
             dim = "obs_dim" if "observations" in key else "act_dim"
             hint = " (for a single column use x[:, None])" if arr.ndim == 1 else ""
             raise self.fail(
-                key, f"must be 2-D with shape (N, {dim}); got shape {_shape(arr)}{hint}"
+                key, f"must be 2-D with shape (N, {dim}); got shape {shape_text(arr)}{hint}"
             )
         if arr.dtype.kind != "f":
             arr = arr.astype(np.float64)
@@ -467,14 +365,14 @@ class _Validator:
     def same_rows(self, key: str, arr: np.ndarray, ref_key: str, ref: np.ndarray) -> None:
         if arr.shape[0] != ref.shape[0]:
             raise DataError(
-                f"{self.src}: key {key!r} has {arr.shape[0]} rows (shape {_shape(arr)}) but key "
-                f"{ref_key!r} has {ref.shape[0]} rows (shape {_shape(ref)})"
+                f"{self.src}: key {key!r} has {arr.shape[0]} rows (shape {shape_text(arr)}) but "
+                f"key {ref_key!r} has {ref.shape[0]} rows (shape {shape_text(ref)})"
             )
 
     def length(self, key: str, arr: np.ndarray, n: int) -> None:
         if arr.ndim != 1 or arr.shape[0] != n:
             raise DataError(
-                f"{self.src}: key {key!r} has shape {_shape(arr)} but key 'observations' has "
+                f"{self.src}: key {key!r} has shape {shape_text(arr)} but key 'observations' has "
                 f"{n} rows; expected shape ({n},)"
             )
 
@@ -485,7 +383,7 @@ class _Validator:
             return arr
         bad = ~((arr == 0) | (arr == 1))
         if bad.any():
-            row = _first_true(bad)
+            row = first_true(bad)
             raise self.fail(key, f"row {row} is {arr[row]!r}; expected a boolean (0 or 1)")
         return arr.astype(bool)
 
@@ -495,7 +393,7 @@ class _Validator:
         arr = arr.astype(np.float64, copy=False)
         bad = ~np.isfinite(arr)
         if bad.any():
-            row = _first_true(bad)
+            row = first_true(bad)
             raise self.fail(key, f"row {row} is {arr[row]}; NaN and inf are not allowed")
         return arr
 
@@ -511,89 +409,9 @@ class _Validator:
                 return
         bad = ~np.isfinite(arr)
         if bad.any():
-            row = _first_true(bad.any(axis=1))
-            col = _first_true(bad[row])
+            row = first_true(bad.any(axis=1))
+            col = first_true(bad[row])
             raise self.fail(key, f"row {row} has NaN or inf (column {col}: {arr[row, col]})")
-
-    # --- supervision
-
-    def segments(self, key: str, value: Any, rows: int | None = None) -> np.ndarray:
-        arr = self.numeric(key, value)
-        if arr.ndim != 2 or arr.shape[1] != 2:
-            raise self.fail(key, f"must have shape (P, 2) as [start, stop) rows; got {_shape(arr)}")
-        if arr.dtype.kind == "f":
-            bad = ~np.isfinite(arr) | (arr != np.round(arr))
-            if bad.any():
-                row = _first_true(bad.any(axis=1))
-                raise self.fail(key, f"row {row} is {arr[row].tolist()}; indices must be integers")
-        if arr.dtype.kind == "b":
-            raise self.fail(key, "segment indices must be integers, got booleans")
-        return arr.astype(np.int64, copy=False)
-
-    def segment_bounds(self, key: str, seg: np.ndarray) -> None:
-        ds = self.ds
-        n = ds.n
-        start, stop = seg[:, 0], seg[:, 1]
-        checks = (
-            ((start < 0) | (stop > n), f"out of range for {n} transitions (valid: 0..{n})"),
-            (stop <= start, "empty segment (stop <= start)"),
-        )
-        for bad, why in checks:
-            if bad.any():
-                row = _first_true(bad)
-                raise self.fail(key, f"row {row} is {seg[row].tolist()}: {why}")
-        ids = ds.episode_ids
-        crossing = ids[start] != ids[stop - 1]
-        if crossing.any():
-            row = _first_true(crossing)
-            end = int(ds.episode_ends[ids[seg[row, 0]]]) - 1
-            raise self.fail(
-                key,
-                f"row {row} is {seg[row].tolist()}: crosses an episode boundary (an episode ends "
-                f"at transition {end}; segments must lie inside one episode)",
-            )
-
-    def preferences(self, prefs: Preferences) -> None:
-        a = self.segments("pref_a", prefs.a)
-        b = self.segments("pref_b", prefs.b)
-        label = self.numeric("pref_label", prefs.label)
-        if label.ndim != 1:
-            raise self.fail("pref_label", f"must have shape (P,); got {_shape(label)}")
-        if not (a.shape[0] == b.shape[0] == label.shape[0]):
-            raise DataError(
-                f"{self.src}: keys 'pref_a' {_shape(a)}, 'pref_b' {_shape(b)} and 'pref_label' "
-                f"{_shape(label)} must have the same number of rows"
-            )
-        self.segment_bounds("pref_a", a)
-        self.segment_bounds("pref_b", b)
-        label = label.astype(np.float64, copy=False)
-        bad = ~np.isfinite(label) | (label < 0) | (label > 1)
-        if bad.any():
-            row = _first_true(bad)
-            raise self.fail(
-                "pref_label",
-                f"row {row} is {label[row]}; labels are probabilities in [0, 1]",
-            )
-        self.set("preferences", Preferences(_readonly(a), _readonly(b), _readonly(label)))
-
-    def rankings(self, ranks: Rankings) -> None:
-        seg = self.segments("rank_segments", ranks.segments)
-        scores = self.numeric("rank_scores", ranks.scores)
-        if scores.ndim != 1 or scores.shape[0] != seg.shape[0]:
-            raise DataError(
-                f"{self.src}: key 'rank_scores' has shape {_shape(scores)} but key "
-                f"'rank_segments' has shape {_shape(seg)}; expected rank_scores of shape "
-                f"({seg.shape[0]},)"
-            )
-        self.segment_bounds("rank_segments", seg)
-        scores = scores.astype(np.float64, copy=False)
-        bad = ~np.isfinite(scores)
-        if bad.any():
-            row = _first_true(bad)
-            raise self.fail(
-                "rank_scores", f"row {row} is {scores[row]}; NaN and inf are not allowed"
-            )
-        self.set("rankings", Rankings(_readonly(seg), _readonly(scores)))
 
 
 def dataset_digest(dataset: Dataset) -> str:

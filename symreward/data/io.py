@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -19,13 +19,13 @@ import numpy as np
 
 from symreward.atomic import atomic_write
 from symreward.data.dataset import Dataset
-from symreward.data.shards import is_sharded
+from symreward.data.shards import is_labels_file, is_sharded, labels_file_alone
 from symreward.errors import DataError, OptionError
 
 if TYPE_CHECKING:
     from symreward.data.lazy import LazyDataset
 
-__all__ = ["CONTRACT_KEYS", "load_dataset", "save_dataset"]
+__all__ = ["CONTRACT_KEYS", "load_dataset", "save_arrays", "save_dataset"]
 
 NPZ_SUFFIXES = (".npz",)
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -133,9 +133,16 @@ def save_dataset(
     Round trips are exact: arrays are written with their dtypes, so ``load_dataset`` gives back
     equal arrays. ``compress`` uses zip deflate for npz and gzip for HDF5.
     """
+    save_arrays(dataset.to_arrays(), path, compress=compress)
+
+
+def save_arrays(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[str], *,
+                compress: bool = False) -> None:
+    """Write data-contract arrays (a flat mapping, ``infos/<name>`` for infos) to ``.npz`` or
+    ``.h5``/``.hdf5``, atomically: what ``save_dataset`` and ``save_labels`` write."""
     p = Path(path)
     suffix = p.suffix.lower()
-    arrays = {k: np.ascontiguousarray(v) for k, v in dataset.to_arrays().items()}
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     if suffix in NPZ_SUFFIXES:
         writer = _npz_writer(arrays, compress)
     elif suffix in HDF5_SUFFIXES:
@@ -193,7 +200,14 @@ def _load_npz(path: Path, shown: str) -> Dataset:
         raise DataError(f"{shown}: unreadable npz archive: {e}") from e
     usable = {k: v for k, v in arrays.items()
               if not k.startswith("infos/") or feature_info(k, v.shape, v.dtype)}
-    return Dataset.from_arrays(usable, source=shown)
+    return _dataset(usable, shown)
+
+
+def _dataset(arrays: dict[str, np.ndarray], shown: str) -> Dataset:
+    """The dataset of a file's arrays; a labels file is refused as one by name."""
+    if is_labels_file(arrays):
+        raise labels_file_alone(shown, arrays)
+    return Dataset.from_arrays(arrays, source=shown)
 
 
 def check_npz_magic(path: Path, shown: str) -> None:
@@ -260,7 +274,7 @@ def _load_hdf5(path: Path, shown: str) -> Dataset:
         from symreward.data.minari import load_minari
 
         return load_minari(path.parent, source=shown)
-    return Dataset.from_arrays(arrays, source=shown)
+    return _dataset(arrays, shown)
 
 
 def looks_like_minari(f: Any) -> bool:

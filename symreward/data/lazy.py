@@ -2,8 +2,9 @@
 chunk at a time by the tasks that need them.
 
 A ``LazyDataset`` is, value for value, the in-memory dataset it stands for: for a folder or
-glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``), for one file
-``load_dataset(file)``. What is read when:
+glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``) with the
+preferences and rankings of its labels files after the shards' own (``symreward.data.labels``),
+for one file ``load_dataset(file)``. What is read when:
 
 - At opening, the files' headers (keys, shapes, dtypes), and of every shard its episode flags
   and supervision keys (``pref_*``, ``rank_*``): each shard is checked as ``load_dataset``
@@ -11,8 +12,10 @@ glob of shards ``Dataset.concatenate`` of the shards (``symreward.data.shards``)
   that stand in for the float columns and take no memory), so a bad shard, a missing key or
   a preference segment crossing an episode is the same ``DataError``, naming the shard.
   Shards must also agree with each other: the same keys (a shard without preferences stores
-  them empty, shape (0, 2)) and the same columns. Memory: the flags of one shard at a time
-  (plus, with supervision, 8 bytes per row of it), then the episode ends and the supervision.
+  them empty, shape (0, 2)) and the same columns. Then the labels files, checked against the
+  whole dataset's rows and episode ends (messages name the labels file). Memory: the flags of
+  one shard at a time (plus, with supervision, 8 bytes per row of it), then the episode ends
+  and the supervision.
 - The arrays' values, by the tasks that need them: a task reads one member for one chunk of
   rows and checks it (``Dataset`` again, on the chunk; messages name the shard, and the rows
   of a file split in several chunks), so NaN in a shard's observations is an error when the
@@ -53,9 +56,16 @@ from symreward.data.chunks import (
     row_keys,
 )
 from symreward.data.dataset import Dataset, Preferences, Rankings
-from symreward.data.headers import FileHeader
+from symreward.data.headers import FileHeader, read_file_header
 from symreward.data.io import dataset_kind
-from symreward.data.shards import find_shards, is_sharded
+from symreward.data.labels import appended, attach_labels, read_labels
+from symreward.data.shards import (
+    DatasetFiles,
+    dataset_files,
+    is_labels_file,
+    is_sharded,
+    labels_file_alone,
+)
 from symreward.data.subset import from_gathered
 from symreward.errors import DataError, OptionError
 
@@ -104,8 +114,9 @@ class LazyDataset:
     (``observations``, ..., ``rewards``, ``expert``, ``infos``) are dask arrays with row
     chunks ``chunks`` (rows per chunk; ``chunk_offsets`` their first rows, ``chunk_refs``
     what a task reads them from); ``preferences``, ``rankings`` and ``episode_ends`` are in
-    memory, in dataset rows (read-only). ``shards`` are the files with their rows and
-    offsets, ``nbytes`` what the arrays would take in memory.
+    memory, in dataset rows (read-only; the labels files' after the shards'). ``shards`` are
+    the files with their rows and offsets, ``labels`` the labels files' paths, ``nbytes``
+    what the arrays would take in memory.
     """
 
     def __init__(self, source: str | os.PathLike[str], *, chunk_rows: int = CHUNK_ROWS):
@@ -114,17 +125,20 @@ class LazyDataset:
         self.source = str(source)
         self._sharded = is_sharded(self.source)
         if self._sharded:
-            paths = [str(p) for p in find_shards(self.source)]
+            files = dataset_files(self.source)
         else:
             if dataset_kind(self.source) == "minari":
                 raise DataError(f"{self.source}: a Minari dataset cannot be read lazily yet; "
                                 "read it in memory (lazy=False)")
-            paths = [self.source]
-        shards, refs, ends, prefs, ranks = [], [], [], [], []
+            header = read_file_header(self.source)
+            if is_labels_file(header.members):
+                raise labels_file_alone(self.source, header.members)
+            files = DatasetFiles((self.source,), {self.source: header}, ())
+        shards, refs, ends, supervision = [], [], [], []
         dtypes: dict[str, list[np.dtype]] = {}
         offset = 0
-        for path in paths:
-            header, checked = check_file(path)
+        for path in files.shards:
+            header, checked = check_file(path, files.headers.get(path))
             if shards:
                 _same_layout(refs[0].header, header)
             for key, dtype in checked_dtypes(header).items():
@@ -133,19 +147,22 @@ class LazyDataset:
             refs += [ChunkRef(header, start, stop, self._sharded and stop == checked.n)
                      for start, stop in _chunk_bounds(header, checked, chunk_rows)]
             ends.append(checked.episode_ends + offset)
-            if checked.preferences is not None:
-                p = checked.preferences
-                prefs.append((p.a + offset, p.b + offset, p.label))
-            if checked.rankings is not None:
-                ranks.append((checked.rankings.segments + offset, checked.rankings.scores))
+            p, r = checked.preferences, checked.rankings
+            supervision.append((None if p is None else Preferences(p.a + offset, p.b + offset,
+                                                                   p.label),
+                                None if r is None else Rankings(r.segments + offset, r.scores)))
             offset += checked.n
         self.shards: tuple[Shard, ...] = tuple(shards)
         self.chunk_refs: tuple[ChunkRef, ...] = tuple(refs)
         self.chunks: tuple[int, ...] = tuple(ref.stop - ref.start for ref in refs)
         self.n = offset
         self.episode_ends = _readonly(np.concatenate(ends))
-        self.preferences = Preferences(*_joined(prefs)) if prefs else None
-        self.rankings = Rankings(*_joined(ranks)) if ranks else None
+        # Labels files index the whole dataset's rows: checked once these are known.
+        supervision += [read_labels(header, n=self.n, episode_ends=self.episode_ends)
+                        for header in files.labels]
+        self.preferences, self.rankings = appended((None, None), supervision)
+        self.labels: tuple[str, ...] = tuple(header.path for header in files.labels)
+        self._labels = files.labels
         self._dtypes = {key: np.result_type(*found) for key, found in dtypes.items()}
         first = refs[0].header.members
         self._tails = {key: first[key].shape[1:] for key in self._dtypes}
@@ -168,8 +185,9 @@ class LazyDataset:
             if present]
         if self.infos_names:
             extras.append("infos=" + ",".join(self.infos_names))
+        labels = f"labels={len(self.labels)}, " if self.labels else ""
         return (f"LazyDataset(n={self.n}, obs_dim={self.obs_dim}, act_dim={self.act_dim}, "
-                f"episodes={self.n_episodes}, shards={len(self.shards)}, "
+                f"episodes={self.n_episodes}, shards={len(self.shards)}, {labels}"
                 f"chunks={len(self.chunks)}, with=[{'; '.join(extras)}], "
                 f"source={self.source!r})")
 
@@ -223,14 +241,15 @@ class LazyDataset:
                 for k, ref in enumerate(self.chunk_refs)]
 
     def to_dataset(self) -> Dataset:
-        """The whole dataset in memory: ``Dataset.concatenate`` of the shards (for one file,
-        ``load_dataset(file)``). Reads in this process; dask is not used."""
+        """The whole dataset in memory: ``Dataset.concatenate`` of the shards, the labels
+        files' preferences and rankings after theirs (for one file, ``load_dataset(file)``).
+        Reads in this process; dask is not used."""
         from symreward.data.io import load_dataset
 
         if not self._sharded:
             return load_dataset(self.source, lazy=False)
         parts = [load_dataset(shard.path, lazy=False) for shard in self.shards]
-        return Dataset.concatenate(parts, source=self.source)
+        return attach_labels(Dataset.concatenate(parts, source=self.source), self._labels)
 
     def take(self, rows: np.ndarray | Sequence[int]) -> Dataset:
         """``subset.take(self.to_dataset(), rows)``, reading only the chunks that hold
@@ -370,11 +389,6 @@ class _Column:
         if rows.start != self.offsets[k] or rows.stop - rows.start != ref.stop - ref.start:
             raise IndexError(f"rows {rows.start}:{rows.stop} are not one chunk")
         return read_block(ref, self.key, self.dtype)[(slice(None), *rest)]
-
-
-def _joined(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
-    """Each field of the shards' supervision, concatenated over the shards."""
-    return [_readonly(np.concatenate(field)) for field in zip(*parts, strict=True)]
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
