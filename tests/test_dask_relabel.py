@@ -114,6 +114,24 @@ def test_cli_relabels_a_folder_of_shards(tmp_path):
         concatenation(sorted((tmp_path / "out").iterdir())).rewards, expected)
 
 
+def test_labels_files_are_copied_beside_the_relabelled_shards(tmp_path):
+    from symreward.data import Preferences, save_labels
+
+    artifact = write_artifact(tmp_path)
+    write_shards(tmp_path / "shards")
+    pairs = Preferences(np.array([[0, 5], [120, 130]]), np.array([[300, 305], [480, 490]]),
+                        np.array([1.0, 0.0]))
+    save_labels(tmp_path / "shards" / "labels.npz", preferences=pairs)
+    with scheduler("threads"):
+        relabel_shards(artifact, str(tmp_path / "shards"), tmp_path / "out")
+    assert (tmp_path / "out" / "labels.npz").read_bytes() == (
+        tmp_path / "shards" / "labels.npz").read_bytes()
+    relabelled = load_dataset(tmp_path / "out", lazy=False)
+    np.testing.assert_array_equal(relabelled.preferences.a, pairs.a)
+    np.testing.assert_array_equal(relabelled.rewards, RewardArtifact.load(artifact).evaluate(
+        load_dataset(tmp_path / "shards", lazy=False)).rewards)
+
+
 def break_shard(path: Path, how: str) -> None:
     if how == "corrupt":
         path.write_bytes(path.read_bytes()[:300])  # cut short, as by a failed copy

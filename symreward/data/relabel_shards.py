@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from symreward.data.relabel import CHUNK_ROWS, Relabelled, relabel
-from symreward.data.shards import find_shards
+from symreward.data.shards import dataset_files
 from symreward.errors import DataError, OptionError, SymrewardError
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def relabel_shards(artifact: RewardArtifact | str | os.PathLike[str], source: st
                    output: str | os.PathLike[str], *,
                    chunk_rows: int = CHUNK_ROWS) -> RelabelledShards:
     """Write the folder ``output`` holding, for each shard of ``source`` (a folder or glob,
-    ``find_shards``), a copy relabelled with ``artifact``'s rewards under the same name.
+    ``dataset_files``), a copy relabelled with ``artifact``'s rewards under the same name, and
+    a copy of each labels file (its rows are the same rows).
 
     ``output`` must not exist yet; its parent folder must. Raises ``DataError`` (or
     ``FeatureError``) naming the shard when one cannot be relabelled, and leaves no output.
@@ -65,7 +66,9 @@ def relabel_shards(artifact: RewardArtifact | str | os.PathLike[str], source: st
     dask = import_dask("relabel of shards")
     if not isinstance(artifact, RewardArtifact):
         artifact = RewardArtifact.load(artifact)
-    shards = find_shards(str(source))
+    files = dataset_files(str(source))
+    shards = [Path(path) for path in files.shards]
+    labels = [Path(header.path) for header in files.labels]
     target = Path(output)
     if target.exists() or not target.parent.is_dir():
         raise DataError(f"{output}: " + (
@@ -84,7 +87,9 @@ def relabel_shards(artifact: RewardArtifact | str | os.PathLike[str], source: st
         for result in results:
             if isinstance(result, SymrewardError):
                 raise result
-        _keep_only(temporary, {shard.name for shard in shards})
+        for path in labels:
+            shutil.copyfile(path, temporary / path.name)
+        _keep_only(temporary, {path.name for path in (*shards, *labels)})
         _sync(temporary)
         os.rename(temporary, target)
     except BaseException:
