@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from symreward.errors import OptionError
+from symreward.errors import OptionError, SymrewardError
 
 __all__ = ["CONNECT_TIMEOUT", "LOCAL_SCHEDULERS", "import_dask", "scheduler"]
 
@@ -25,12 +25,13 @@ _CHOICES = ("threads, processes, synchronous, or a dask.distributed scheduler's 
 
 
 def import_dask(what: str) -> Any:
-    """The ``dask`` package, or an ``OptionError`` saying what needs it and how to install it."""
+    """The ``dask`` package with ``dask.array`` loaded, or a ``SymrewardError`` saying what
+    needs it and how to install it."""
     try:
         import dask
         import dask.array  # the arrays every caller builds
     except ImportError as exc:
-        raise OptionError("scheduler", what, "needs dask: install symreward[dask]") from exc
+        raise SymrewardError(f"{what} needs dask: install symreward[dask]") from exc
     return dask
 
 
@@ -46,7 +47,7 @@ def scheduler(spec: str | None, *, timeout: float = CONNECT_TIMEOUT) -> Iterator
 
     Raises ``OptionError`` (option ``scheduler``) for a name that is none of these, an address
     that cannot be parsed, or a scheduler not reached within ``timeout`` seconds, with the
-    reason; and when dask (or, for an address, distributed) is not installed.
+    reason; ``SymrewardError`` when dask (or, for an address, distributed) is not installed.
     """
     if spec is None:
         yield None
@@ -54,13 +55,13 @@ def scheduler(spec: str | None, *, timeout: float = CONNECT_TIMEOUT) -> Iterator
     if not isinstance(spec, str) or not spec.strip():
         raise OptionError("scheduler", spec, f"must be {_CHOICES}")
     if spec in LOCAL_SCHEDULERS:
-        dask = import_dask(spec)
+        dask = import_dask(f"--scheduler {spec}")
         with dask.config.set(scheduler=spec):
             yield None
         return
     if ":" not in spec:  # a misspelt name, not an address
         raise OptionError("scheduler", spec, f"must be {_CHOICES}")
-    import_dask(spec)
+    import_dask(f"--scheduler {spec}")
     try:
         from distributed import Client
     except ImportError as exc:

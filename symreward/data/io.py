@@ -62,11 +62,12 @@ def load_dataset(path: str | os.PathLike[str], *,
     if lazy not in (None, True, False):
         raise OptionError("lazy", lazy, "must be True, False or None (lazy for large data)")
     if is_sharded(shown):
-        from symreward.data.lazy import LAZY_BYTES, LazyDataset, import_dask
+        from symreward.data.lazy import LAZY_BYTES, LazyDataset
+        from symreward.schedulers import import_dask
 
         lazy_dataset = LazyDataset(shown)
         if lazy or (lazy is None and lazy_dataset.nbytes > LAZY_BYTES):
-            import_dask()
+            import_dask("reading a dataset lazily")
             return lazy_dataset
         return lazy_dataset.to_dataset()
     kind = dataset_kind(shown)
@@ -77,10 +78,11 @@ def load_dataset(path: str | os.PathLike[str], *,
         return _load_minari(p, shown, kind)
     if lazy is not False:
         from symreward.data.headers import read_file_header
-        from symreward.data.lazy import LAZY_BYTES, LazyDataset, import_dask
+        from symreward.data.lazy import LAZY_BYTES, LazyDataset
+        from symreward.schedulers import import_dask
 
         if lazy or read_file_header(shown).nbytes > LAZY_BYTES:
-            import_dask()
+            import_dask("reading a dataset lazily")
             return LazyDataset(shown)
     return _load_npz(p, shown) if kind == "npz" else _load_hdf5(p, shown)
 

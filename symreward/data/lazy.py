@@ -68,9 +68,9 @@ from symreward.data.shards import (
 )
 from symreward.data.subset import from_gathered
 from symreward.errors import DataError, OptionError
+from symreward.schedulers import import_dask
 
-__all__ = ["CHUNK_ROWS", "LAZY_BYTES", "ChunkRef", "LazyDataset", "Shard", "import_dask",
-           "read_chunk"]
+__all__ = ["CHUNK_ROWS", "LAZY_BYTES", "ChunkRef", "LazyDataset", "Shard", "read_chunk"]
 
 #: ``load_dataset(..., lazy=None)`` reads a dataset lazily when its arrays take more bytes
 #: than this in memory (uncompressed): 4 GiB. Below it, in-memory work is faster and the few
@@ -79,6 +79,7 @@ LAZY_BYTES = 4 << 30
 #: About the most rows of a chunk when a file is split (a shard smaller than this is one
 #: chunk): 2**20 rows, some 70 MB of float32 observations with 17 columns.
 CHUNK_ROWS = 1 << 20
+_LAZY = "reading a dataset lazily"
 # Chunks read at once by ``digest``, which must hash them in order.
 _PREFETCH = 4
 
@@ -220,7 +221,7 @@ class LazyDataset:
         return {name: self._array(f"infos/{name}") for name in self.infos_names}
 
     def _array(self, key: str) -> Any:
-        da = import_dask().array
+        da = import_dask(_LAZY).array
         tail, dtype = self._tails[key], self._dtypes[key]
         column = _Column(self.chunk_refs, self.chunk_offsets, key, (self.n, *tail), dtype)
         name = f"symreward-{key.replace('/', '-')}-{self._token}"
@@ -236,7 +237,7 @@ class LazyDataset:
 
     def to_delayed(self) -> list[Any]:
         """Every chunk's dataset as a ``dask.delayed`` object (``read_chunk``), in order."""
-        delayed = import_dask().delayed
+        delayed = import_dask(_LAZY).delayed
         return [delayed(read_chunk)(ref, dask_key_name=f"symreward-chunk-{self._token}-{k}")
                 for k, ref in enumerate(self.chunk_refs)]
 
@@ -290,7 +291,7 @@ class LazyDataset:
         return self._take(rows, source), report
 
     def _take(self, rows: np.ndarray, source: str) -> Dataset:
-        dask = import_dask()
+        dask = import_dask(_LAZY)
         chunk_of_row = np.searchsorted(self.chunk_offsets, rows, side="right") - 1
         first = np.searchsorted(chunk_of_row, np.arange(len(self.chunks) + 1))
         tasks = [dask.delayed(gather_rows, pure=True)(ref, rows[lo:hi] - self.chunk_offsets[k],
@@ -307,7 +308,7 @@ class LazyDataset:
     def digest(self) -> str:
         """``dataset_digest(self.to_dataset())``, computed chunk by chunk (a few chunks of
         one array in memory at a time)."""
-        dask = import_dask()
+        dask = import_dask(_LAZY)
         in_memory: dict[str, np.ndarray] = {}
         if self.preferences is not None:
             in_memory |= {"pref_a": self.preferences.a, "pref_b": self.preferences.b,
@@ -394,14 +395,3 @@ class _Column:
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
-
-
-def import_dask() -> Any:
-    """The ``dask`` module with ``dask.array`` loaded; a ``DataError`` saying what to install
-    when it is missing."""
-    try:
-        import dask
-        import dask.array
-    except ImportError as e:
-        raise DataError("reading a dataset lazily needs dask: install symreward[dask]") from e
-    return dask
