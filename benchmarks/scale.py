@@ -20,9 +20,12 @@ apart, as is each command's whole time (``total_seconds``).
   kernel as ``symreward eval`` runs it, float32 converted inside the call): rows per second
   per core, best of 5.
 - ``eval-fit``: ``symreward eval``'s lazy path (``blocks.lazy_rewards`` over the same shards
-  read lazily, one task per chunk, then ``save_rewards`` to an .npy) on one worker: the same
-  rows, per core.
-- ``eval W``: the same over all ``--rows`` transitions on W = 1 and 2 workers (speed-up).
+  read lazily, one task per chunk) on one worker: the same rows, per core; the rewards
+  computed into memory (timed, best of 3: like for like), then again streamed to an .npy
+  (``save_rewards``, as the command does: ``save_seconds``).
+- ``eval-W``: the same over all ``--rows`` transitions on W = 1 and 2 workers (speed-up).
+- ``...-threads``: the same on dask's threads scheduler (what ``eval`` uses without
+  ``--scheduler``), W threads, in this process.
 - ``relabel``: ``relabel_shards`` of all shards into a new folder on 2 workers.
 - ``learn``: ``SymbolicRewardLearner`` (preferences, the sparse engine, seed 0) on the lazy
   dataset, on 2 workers; then, in the same process, the same learner on the labelled
@@ -141,7 +144,12 @@ def step_kernel(args: argparse.Namespace) -> dict[str, Any]:
             "peak_gib": memory.gib()}
 
 
-def step_eval(args: argparse.Namespace, workers: int, fits: bool) -> dict[str, Any]:
+def step_eval(args: argparse.Namespace, workers: int, fits: bool,
+              threads: bool = False) -> dict[str, Any]:
+    """``eval``'s lazy path: the rewards computed into memory (like for like with the
+    in-memory kernel), then computed again and streamed to an .npy as the command does."""
+    import dask
+
     from symreward.artifact import RewardArtifact
     from symreward.blocks import lazy_rewards, save_rewards
     from symreward.data import LazyDataset
@@ -150,27 +158,40 @@ def step_eval(args: argparse.Namespace, workers: int, fits: bool) -> dict[str, A
     source = (str(args.data / "part-*.npz") if not fits else
               _subset_folder(args, args.fits))
     out = args.dir / f"eval-{workers}.npy"
-    with cluster(workers) as (client, pids), PeakMemory(pids) as memory:
-        started = time.perf_counter()
-        lazy = LazyDataset(source)
-        opened = time.perf_counter() - started
-        rewards = lazy_rewards(artifact, lazy)
-        warm = time.perf_counter()
-        client.run(_load_kernel, artifact_text(), lazy.obs_dim, lazy.act_dim)
-        warm = time.perf_counter() - warm
-        timed = time.perf_counter()
-        summary = save_rewards(rewards, out)
-        seconds = time.perf_counter() - timed
-        total = time.perf_counter() - started
-    result = {"step": "eval-fit" if fits else f"eval {workers}", "rows": lazy.n,
-              "chunks": len(lazy.chunks), "workers": workers,
+    where = (dask.config.set(scheduler="threads", num_workers=workers) if threads
+             else cluster(workers))
+    with where as found:
+        pids = {} if threads else found[1]
+        with PeakMemory(pids) as memory:
+            started = time.perf_counter()
+            lazy = LazyDataset(source)
+            opened = time.perf_counter() - started
+            rewards = lazy_rewards(artifact, lazy)
+            warm = time.perf_counter()
+            if threads:
+                _load_kernel(artifact_text(), lazy.obs_dim, lazy.act_dim)
+            else:
+                found[0].run(_load_kernel, artifact_text(), lazy.obs_dim, lazy.act_dim)
+            warm = time.perf_counter() - warm
+            seconds = np.inf
+            for _ in range(3):
+                timed = time.perf_counter()
+                computed = rewards.compute()
+                seconds = min(seconds, time.perf_counter() - timed)
+            timed = time.perf_counter()
+            summary = save_rewards(rewards, out)
+            saved = time.perf_counter() - timed
+    name = ("eval-fit" if fits else f"eval-{workers}") + ("-threads" if threads else "")
+    result = {"step": name, "rows": lazy.n, "chunks": len(lazy.chunks), "workers": workers,
+              "scheduler": "threads" if threads else "LocalCluster",
               "open_seconds": round(opened, 2), "worker_start_seconds": round(warm, 2),
-              "seconds": round(seconds, 2), "total_seconds": round(total, 2),
+              "seconds": round(seconds, 3), "save_seconds": round(saved, 2),
               "rows_per_s_per_core": lazy.n / seconds / workers,
               "mean_reward": summary.mean, "peak_gib": memory.gib()}
     if fits:
         expected = np.load(args.dir / "kernel-rewards.npy")
-        result["equal_to_kernel"] = bool(np.array_equal(np.load(out), expected))
+        result["equal_to_kernel"] = bool(np.array_equal(computed, expected)
+                                         and np.array_equal(np.load(out), expected))
     out.unlink()
     return result
 
@@ -248,10 +269,11 @@ def run_step(args: argparse.Namespace) -> dict[str, Any]:
     name = args.step
     if name == "kernel":
         return step_kernel(args)
-    if name == "eval-fit":
-        return step_eval(args, 1, fits=True)
+    if name.startswith("eval-fit"):
+        return step_eval(args, 1, fits=True, threads=name.endswith("threads"))
     if name.startswith("eval"):
-        return step_eval(args, int(name.split("-")[1]), fits=False)
+        return step_eval(args, int(name.split("-")[1]), fits=False,
+                         threads=name.endswith("threads"))
     if name == "relabel":
         return step_relabel(args, 2)
     if name == "learn":
@@ -259,7 +281,8 @@ def run_step(args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(f"unknown step {name}")
 
 
-STEPS = ("kernel", "eval-fit", "eval-1", "eval-2", "relabel", "learn")
+STEPS = ("kernel", "eval-fit-threads", "eval-fit", "eval-1-threads", "eval-2-threads",
+         "eval-1", "eval-2", "relabel", "learn")
 
 
 def estimate(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
@@ -325,15 +348,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(json.dumps(results[name]), flush=True)
-    if "kernel" in results and "eval-fit" in results:
-        ratio = results["eval-fit"]["rows_per_s_per_core"] / results["kernel"][
-            "rows_per_s_per_core"]
-        print(f"eval over the lazy dataset / in-memory kernel, per core: {ratio:.2f}x")
-    if "eval-1" in results and "eval-2" in results:
-        print(f"speed-up from 1 to 2 workers: "
-              f"{results['eval-1']['seconds'] / results['eval-2']['seconds']:.2f}x "
-              f"(whole command with cluster start: "
-              f"{results['eval-1']['total_seconds'] / results['eval-2']['total_seconds']:.2f}x)")
+    for fit in ("eval-fit-threads", "eval-fit"):
+        if "kernel" in results and fit in results:
+            ratio = results[fit]["rows_per_s_per_core"] / results["kernel"][
+                "rows_per_s_per_core"]
+            print(f"{fit}: eval over the lazy dataset / in-memory kernel, per core: "
+                  f"{ratio:.2f}x")
+    for suffix in ("-threads", ""):
+        one, two = results.get(f"eval-1{suffix}"), results.get(f"eval-2{suffix}")
+        if one and two:
+            print(f"speed-up from 1 to 2 workers ({one['scheduler']}): "
+                  f"{one['seconds'] / two['seconds']:.2f}x")
     peaks = [v for r in results.values() for v in r.get("peak_gib", {}).values()]
     if peaks:
         print(f"largest peak resident memory of any process in any step: {max(peaks):.2f} GiB")
