@@ -20,7 +20,7 @@ import numpy as np
 import sympy
 
 from symreward import formula
-from symreward.errors import DataError, FeatureError
+from symreward.errors import DataError, FeatureError, FormulaError
 from symreward.features import FeatureSet
 
 if TYPE_CHECKING:
@@ -89,6 +89,24 @@ def feature_columns(dataset: Dataset, features: FeatureSet) -> np.ndarray:
     """Every feature on every transition, (N, F) in ``features.names`` order."""
     return term_columns(dataset, features,
                         [(f"f_{name}", formula.symbol(name)) for name in features.names])
+
+
+def check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:
+    """Each candidate term a user wrote (``TermLibrary.user_terms``) parses over ``features``;
+    one that does not is a ``FeatureError`` naming it."""
+    for text in texts:
+        try:
+            formula.parse(text, features.names)
+        except FormulaError as exc:
+            raise FeatureError(f"user term {text!r}: {exc}") from None
+
+
+def user_term_columns(dataset: Dataset, features: FeatureSet, texts: Sequence[str]
+                      ) -> np.ndarray:
+    """The user's candidate terms on every transition, (N, len(texts))."""
+    check_user_terms(features, texts)
+    return term_columns(dataset, features, [(f"user_{k}", formula.parse(t, features.names))
+                                            for k, t in enumerate(texts)])
 
 
 @dataclass(frozen=True)
