@@ -187,8 +187,8 @@ def test_rankings_learned_from_a_long_log_are_those_learned_from_its_labelled_ro
 
 
 def test_the_evolutionary_engine_on_a_long_log_learns_what_it_learns_on_the_labelled_rows():
-    data, pool = labelled_walk(40, seed=2)
-    labelled = with_preferences(data, pool, 240)
+    data, pool = labelled_walk(20, seed=2)
+    labelled = with_preferences(data, pool, 120)
     log = in_a_log(labelled, np.random.default_rng(5))
     options = {"engine": "evolve", "population": 20, "generations": 3, "seed": 0}
     on_log = SymbolicRewardLearner(**options).fit(log, FEATURES)
