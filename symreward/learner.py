@@ -1,10 +1,11 @@
 """``SymbolicRewardLearner``: from a dataset and named features to a reward artifact.
 
-The pipeline: featurise with the compiled kernels → build the candidate-term library → the
-engine proposes supports → each support is refit under the objective's exact loss and scored by
-cross-validation on folds of segments or episodes (``objectives`` says why) → a Pareto
-front of complexity against held-out loss → one model is selected, its constants rounded to the
-fewest significant digits that keep the loss within tolerance → an artifact with provenance.
+The pipeline: the rows the objective reads (``objectives.reduction``) → featurise them with the
+compiled kernels → build the candidate-term library → the engine proposes supports → each
+support is refit under the objective's exact loss and scored by cross-validation on folds of
+segments or episodes (``objectives`` says why) → a Pareto front of complexity against held-out
+loss → one model is selected, its constants rounded to the fewest significant digits that keep
+the loss within tolerance → an artifact with provenance.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ class SymbolicRewardLearner(BaseEstimator):
     candidates_ : list of Candidate
         The term library after pruning (and any terms a structure search added).
     feature_ranges_ : dict of str to [float, float]
-        Each feature's range on the data.
+        Each feature's range on the rows learned from.
     metrics_ : dict
         The chosen model's held-out loss, its standard error and accuracy, its training loss,
         the learning time and the number of loss rows.
