@@ -823,21 +823,23 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset, tempera
              ) -> dict[str, Any]:
     """Where the true support stands under the learner's own criterion.
 
-    Rebuilds the learner's library and folds (same seed) and cross-validates exactly as
-    ``SymbolicRewardLearner._search`` does: the chosen support, the true support (all true
-    terms), the dominant true terms only, and each true term alone; whether the search proposed
-    them; what the selection rule would have chosen had they been proposed; and the loss of the
-    label-generating model (true coefficients / temperature, fixed), the floor of the loss.
+    Rebuilds the learner's library (on the rows it learned from) and folds (same seed) and
+    cross-validates exactly as ``SymbolicRewardLearner._search`` does: the chosen support, the
+    true support (all true terms), the dominant true terms only, and each true term alone;
+    whether the search proposed them; what the selection rule would have chosen had they been
+    proposed; and the loss of the label-generating model (true coefficients / temperature,
+    fixed), the floor of the loss.
     A true term the library lacks (an indicator at a threshold that is no knot) is added as an
     extra column after the proposals are made, so that the true support can still be scored.
     """
     features = task.feature_set()
-    matrix = feature_matrix(train, features)
+    learned = learner.objective_.dataset   # the rows the learner learned from: the labelled ones
+    matrix = feature_matrix(learned, features)
     library = learner.library or TermLibrary()
     candidates, columns = library.build(features.names, matrix, seed=learner.seed)
     if learner.objective_.identifies_per_step_constant():   # as the learner adds it
         candidates = [learner.candidates_[0], *candidates]
-        columns = np.column_stack([np.ones(train.n), columns])
+        columns = np.column_stack([np.ones(learned.n), columns])
     texts = [c.text for c in candidates]
     if texts != [c.text for c in learner.candidates_]:
         raise AssertionError("rebuilt library differs from the learner's")
@@ -851,7 +853,7 @@ def diagnose(task: Task, learner: SymbolicRewardLearner, train: Dataset, tempera
     missing = [j for j, t in enumerate(true_texts) if t not in texts]
     if missing:
         names = list(features.names)
-        term_columns = task.true_artifact().evaluate(train).term_columns
+        term_columns = task.true_artifact().evaluate(learned).term_columns
         for j in missing:
             expr = formula.parse(task.true_terms[j][1], names)
             candidates.append(Candidate(f"true_{j}", true_texts[j], expr,

@@ -87,7 +87,9 @@ class ChunkTerms:
         """The chunk's feature matrix (checked finite; rows named by their place in the data)
         and its user terms' columns."""
         features = FeatureSet(dict(self.features))
-        matrix = evaluate.finite_feature_columns(chunk, features, first_row)
+        matrix = evaluate.finite_feature_columns(
+            chunk, features, None if first_row == 0 else
+            lambda row: f"row {first_row + row} of the whole data (row {row} of this chunk)")
         user = (evaluate.text_columns(chunk, features, self.user_terms) if self.user_terms
                 else None)
         return matrix, user

@@ -12,7 +12,7 @@ same cache entry, whoever asks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,21 +91,20 @@ def feature_columns(dataset: Dataset, features: FeatureSet) -> np.ndarray:
                         [(f"f_{name}", formula.symbol(name)) for name in features.names])
 
 
-def finite_feature_columns(dataset: Dataset, features: FeatureSet, first_row: int = 0
-                           ) -> np.ndarray:
-    """``feature_columns``, checked finite: a ``DataError`` names the feature and the first
-    row where it is not; of a chunk of a larger dataset whose first row is ``first_row``, that
-    row's place in both."""
+def finite_feature_columns(dataset: Dataset, features: FeatureSet,
+                           where: Callable[[int], str] | None = None) -> np.ndarray:
+    """``feature_columns`` of the data learned from, checked finite: a ``DataError`` names the
+    feature and the first row where it is not, as ``where(row)`` tells it (by default
+    ``"row R"``; a learner that reduced its input names the input's row)."""
     matrix = feature_columns(dataset, features)
     bad = ~np.isfinite(matrix)
     if bad.any():
-        row, column = np.argwhere(bad)[0]
+        row, column = (int(i) for i in np.argwhere(bad)[0])
         name = features.names[column]
-        where = (f"row {row}" if first_row == 0 else
-                 f"row {first_row + row} of the whole data (row {row} of this chunk)")
+        shown = where(row) if where is not None else f"row {row}"
         raise DataError(f"{dataset.source}: feature '{name}' = {features[name]!r} is "
-                        f"{matrix[row, column]} at {where}; features must be finite on the "
-                        "data")
+                        f"{matrix[row, column]} at {shown}; features must be finite on the "
+                        "data learned from")
     return matrix
 
 

@@ -38,7 +38,7 @@ from symreward.search.library import TermLibrary
 
 # Options recorded in provenance.options that the learner takes under the same name.
 _RECORDED = ("max_terms", "n_folds", "selection", "noise", "discount", "rounding_tolerance",
-             "class_prior")
+             "class_prior", "max_unlabeled")
 _LIBRARY = {"powers": "powers", "abs": "absolute", "products": "products", "hinges": "hinges",
             "indicators": "indicators", "knot_quantiles": "knot_quantiles",
             "user_terms": "user_terms"}

@@ -1,10 +1,11 @@
 """``SymbolicRewardLearner``: from a dataset and named features to a reward artifact.
 
-The pipeline: featurise with the compiled kernels → build the candidate-term library → the
-engine proposes supports → each support is refit under the objective's exact loss and scored by
-cross-validation on folds of segments or episodes (``objectives`` says why) → a Pareto
-front of complexity against held-out loss → one model is selected, its constants rounded to the
-fewest significant digits that keep the loss within tolerance → an artifact with provenance.
+The pipeline: the rows the objective reads (``objectives.reduction``) → featurise them with the
+compiled kernels → build the candidate-term library → the engine proposes supports → each
+support is refit under the objective's exact loss and scored by cross-validation on folds of
+segments or episodes (``objectives`` says why) → a Pareto front of complexity against held-out
+loss → one model is selected, its constants rounded to the fewest significant digits that keep
+the loss within tolerance → an artifact with provenance.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from symreward.constraints import (
     stated_invariants,
 )
 from symreward.data import Dataset
-from symreward.data.dataset import dataset_digest
 from symreward.errors import FeatureError, FormulaError, OptionError
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, fitting, make_objective
+from symreward.objectives.reduction import MAX_UNLABELED, Reduction, reduce_dataset
 from symreward.objectives.rounding import round_significant, rounded_weights
 from symreward.provenance import learned_history
 from symreward.search import engines
@@ -120,6 +121,9 @@ class SymbolicRewardLearner(BaseEstimator):
     class_prior : float in (0, 1) or None, default=None
         Share of expert-like transitions among the unlabeled ones (demonstrations only);
         ``None``: estimated from the data.
+    max_unlabeled : int, default=100_000
+        Demonstrations only: above this many unlabeled transitions, a seeded uniform sample of
+        this many is learned from, beside every expert one (``objectives.reduction`` says why).
     rounding_tolerance : float, default=1e-3
         How much (relative) rounding the weights to few significant digits may raise the
         training loss.
@@ -153,11 +157,11 @@ class SymbolicRewardLearner(BaseEstimator):
     coefficients_ : list of float
         The chosen model's weights after rounding, in the order of its terms.
     objective_ : Objective
-        The objective the data defined.
+        The objective the data defined, on the rows learned from (``objective_.dataset``).
     candidates_ : list of Candidate
         The term library after pruning (and any terms a structure search added).
     feature_ranges_ : dict of str to [float, float]
-        Each feature's range on the data.
+        Each feature's range on the rows learned from.
     metrics_ : dict
         The chosen model's held-out loss, its standard error and accuracy, its training loss,
         the learning time and the number of loss rows.
@@ -189,7 +193,8 @@ class SymbolicRewardLearner(BaseEstimator):
     def __init__(self, objective: str = "preferences", engine: str = "sparse", *,
                  max_terms: int = 8, n_folds: int = 5, library: TermLibrary | None = None,
                  selection: str = "1se", noise: float = 0.0, discount: float = 1.0,
-                 class_prior: float | None = None, rounding_tolerance: float = 1e-3,
+                 class_prior: float | None = None, max_unlabeled: int = MAX_UNLABELED,
+                 rounding_tolerance: float = 1e-3,
                  population: int | None = None, generations: int | None = None,
                  time_limit: float | None = None, seed: int = 0,
                  constraints: Constraints | None = None, name: str | None = None,
@@ -203,6 +208,7 @@ class SymbolicRewardLearner(BaseEstimator):
         self.noise = noise
         self.discount = discount
         self.class_prior = class_prior
+        self.max_unlabeled = max_unlabeled
         self.rounding_tolerance = rounding_tolerance
         self.population = population
         self.generations = generations
@@ -227,6 +233,8 @@ class SymbolicRewardLearner(BaseEstimator):
         }
         if self.class_prior is not None:
             options["class_prior"] = self.class_prior
+        if self.objective == "demonstrations":
+            options["max_unlabeled"] = self.max_unlabeled
         if self.engine != engines.SPARSE:
             search = self._budget()
             options["search"] = {k: v for k, v in search.items() if v is not None}
@@ -246,6 +254,7 @@ class SymbolicRewardLearner(BaseEstimator):
         validation.number("discount", self.discount, 0.0, 1.0, low_open=True)
         validation.number("class_prior", self.class_prior, 0.0, 1.0, low_open=True,
                           high_open=True, optional=True)
+        validation.whole("max_unlabeled", self.max_unlabeled, 1)
         validation.number("rounding_tolerance", self.rounding_tolerance, 0.0)
         validation.whole("population", self.population, 2, optional=True)
         validation.whole("generations", self.generations, 1, optional=True)
@@ -268,6 +277,8 @@ class SymbolicRewardLearner(BaseEstimator):
                               "unless the objective is preferences or rankings")
         if self.objective != "demonstrations":
             validation.unused("class_prior", self.class_prior, None,
+                              "unless the objective is demonstrations")
+            validation.unused("max_unlabeled", self.max_unlabeled, MAX_UNLABELED,
                               "unless the objective is demonstrations")
         if engines.ENGINES[self.engine] is None:
             for option in ("population", "generations", "time_limit"):
@@ -310,11 +321,18 @@ class SymbolicRewardLearner(BaseEstimator):
         library = self.library or TermLibrary()
         _check_user_terms(features, library.user_terms)
         started = time.perf_counter()
+        if not (isinstance(dataset, Dataset) or hasattr(dataset, "take")):
+            chunked.check_learnable(self.objective, self.engine)  # chunks that cannot gather
+        reduction = reduce_dataset(self.objective, dataset, max_unlabeled=self.max_unlabeled,
+                                   seed=self.seed)
+        if reduction.summary:
+            self._say(reduction.summary)
+        dataset = reduction.dataset
         if isinstance(dataset, Dataset):
             objective = make_objective(self.objective, dataset, noise=self.noise,
                                        discount=self.discount, class_prior=self.class_prior,
                                        seed=self.seed)
-            matrix, offset = self._featurise(dataset, features, locked)
+            matrix, offset = self._featurise(reduction, features, locked)
             user_columns = (evaluate.text_columns(dataset, features, library.user_terms)
                             if library.user_terms else None)
             candidates, columns = library.build(features.names, matrix, user_columns,
@@ -376,7 +394,7 @@ class SymbolicRewardLearner(BaseEstimator):
                      "train_loss": front.best.train_loss,
                      "learning_seconds": round(seconds, 3), "rows": full.n_rows},
             folds=folds_report, search=search, constraints=constrained)
-        artifact = self._artifact(dataset, features, outcome, locked, base)
+        artifact = self._artifact(reduction.data, features, outcome, locked, base)
         self.objective_ = outcome.objective
         self.candidates_ = outcome.candidates
         self.front_ = outcome.front
@@ -391,10 +409,13 @@ class SymbolicRewardLearner(BaseEstimator):
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _featurise(self, dataset: Dataset, features: FeatureSet, locked: list[Term]
+    def _featurise(self, reduction: Reduction, features: FeatureSet, locked: list[Term]
                    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The (N, F) feature matrix, checked finite, and the locked terms' fixed reward."""
-        matrix = evaluate.finite_feature_columns(dataset, features)
+        """The (N, F) feature matrix of the rows learned from, checked finite (a message
+        names the input's row), and the locked terms' fixed reward."""
+        dataset = reduction.dataset
+        matrix = evaluate.finite_feature_columns(
+            dataset, features, lambda row: f"row {reduction.input_row(row)}")
         if not locked:
             return matrix, None
         return matrix, evaluate.rewards(dataset, features,
@@ -525,10 +546,10 @@ class SymbolicRewardLearner(BaseEstimator):
                           formula=formula.to_text(shown) if support else "0",
                           train_loss=fitting.fit_loss(full, fitted), payload=model)
 
-    def _artifact(self, dataset: Dataset, features: FeatureSet, outcome: _Outcome,
+    def _artifact(self, data: dict[str, Any], features: FeatureSet, outcome: _Outcome,
                   locked: list[Term], base: RewardArtifact | None) -> RewardArtifact:
         """The learned reward: the locked terms, the chosen model's terms at their rounded
-        weights, and the provenance of ``outcome``."""
+        weights, and the provenance of ``outcome`` and of the ``data`` learned from."""
         taken = {t.name for t in locked}
         terms = list(locked)
         intercept = outcome.intercept
@@ -549,10 +570,7 @@ class SymbolicRewardLearner(BaseEstimator):
             "engine": self.engine,
             "seed": self.seed,
             "options": self.options(),
-            "data": {"source": dataset.source,
-                     "sha256": (dataset_digest(dataset) if isinstance(dataset, Dataset)
-                                else dataset.digest()),
-                     "transitions": dataset.n},
+            "data": data,
             "metrics": {k: _finite(v) for k, v in outcome.metrics.items()
                         if k != "learning_seconds"},
             "feature_ranges": outcome.feature_ranges,

@@ -238,7 +238,7 @@ def test_a_structure_search_is_judged_on_units_it_never_saw():
     assert learner.artifact_.provenance["search"]["held_out_units"] == len(held)
     chosen = learner.front_.best
     texts = [candidate.text for candidate, _ in learner.model_.terms()]
-    columns = text_columns(data, FEATURES, texts)
+    columns = text_columns(objective.dataset, FEATURES, texts)
     support = tuple(range(len(texts)))
     units = np.arange(objective.n_units)
     losses = [fit_loss(objective.problem(columns, None, fold),
@@ -269,11 +269,12 @@ def test_soft_labels_from_a_library_reward_give_back_its_small_terms():
     assert terms["z"] / terms["x**2"] == pytest.approx(0.02 / -1.5, rel=0.05)
     objective = learner.objective_
     folds = Folds(tuple(objective.folds(5, 0, np.arange(0, objective.n_units, 4))), 1)
-    problems = [objective.problem(np.zeros((data.n, 0)), None, fold) for fold in folds]
+    learned_from = np.zeros((objective.dataset.n, 0))  # the labelled rows
+    problems = [objective.problem(learned_from, None, fold) for fold in folds]
     expected = np.average([p.loss_floor() for p in problems], weights=[p.n_rows for p in problems])
     assert folds_floor(objective, None, folds) == pytest.approx(expected, rel=1e-12)
     assert folds_floor(objective, None, folds) != pytest.approx(
-        objective.problem(np.zeros((data.n, 0))).loss_floor(), rel=1e-6)
+        objective.problem(learned_from).loss_floor(), rel=1e-6)
 
 
 def one_reference(n_pairs: int = 40) -> Dataset:
@@ -390,7 +391,7 @@ class FixedTerms:
 def test_an_engine_in_the_registry_is_used_by_the_learner(monkeypatch):
     """A term the library lacks (``sin(3*x)``) reaches the front and the artifact through a
     registered engine, its report reaches provenance, and locked terms reach it as a fixed
-    reward per transition."""
+    reward per transition learned from (those inside labelled segments)."""
     from symreward.search import engines
 
     data = walk()
@@ -405,7 +406,7 @@ def test_an_engine_in_the_registry_is_used_by_the_learner(monkeypatch):
     assert "sin(3*x)" in learner.artifact_.formula_text()
     assert learner.artifact_.provenance["search"]["proposed"] == 1
     assert len(engine.offsets) == 1
-    assert np.allclose(engine.offsets[0], 0.8 * y)
+    assert np.allclose(engine.offsets[0], 0.8 * learner.objective_.dataset.observations[:, 1])
 
 
 def test_an_engine_that_cannot_keep_locked_terms_refuses_them_before_any_work(monkeypatch):

@@ -45,6 +45,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     learn.add_argument("--class-prior", type=float, default=None,
                        help="share of expert-like transitions among unlabeled ones "
                             "(demonstrations)")
+    learn.add_argument("--max-unlabeled", type=int, default=None, metavar="N",
+                       help="demonstrations: above N unlabeled transitions, learn from a seeded "
+                            "uniform sample of N of them beside every expert one (default "
+                            "100000)")
     learn.add_argument("--term", dest="user_terms", action="append", default=[],
                        metavar="FORMULA", help="an extra candidate term (repeatable)")
     learn.add_argument("--constraints", type=Path, action="append", default=[],
@@ -74,7 +78,8 @@ def _learn(args: argparse.Namespace) -> int:
         n_folds=args.folds, selection=args.selection, noise=args.noise, discount=args.discount,
         class_prior=args.class_prior, name=args.name, time_limit=args.time_limit,
         generations=args.generations, population=args.population,
-        library=TermLibrary(user_terms=tuple(args.user_terms)), progress=progress)
+        library=TermLibrary(user_terms=tuple(args.user_terms)), progress=progress,
+        **({} if args.max_unlabeled is None else {"max_unlabeled": args.max_unlabeled}))
     learner.check_options()
     check_output("-o", args.output, "the artifact")
     base = RewardArtifact.load(args.base) if args.base else None

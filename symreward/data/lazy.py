@@ -252,9 +252,9 @@ class LazyDataset:
         parts = [load_dataset(shard.path, lazy=False) for shard in self.shards]
         return attach_labels(Dataset.concatenate(parts, source=self.source), self._labels)
 
-    def take(self, rows: np.ndarray | Sequence[int]) -> Dataset:
-        """``subset.take(self.to_dataset(), rows)``, reading only the chunks that hold
-        ``rows`` (sorted, distinct dataset rows) and keeping only those rows of them."""
+    def take(self, rows: np.ndarray | Sequence[int], *, source: str | None = None) -> Dataset:
+        """``subset.take(self.to_dataset(), rows, source=source)``, reading only the chunks
+        that hold ``rows`` (sorted, distinct dataset rows) and keeping only those rows."""
         rows = np.asarray(rows)
         valid = rows.ndim == 1 and (rows.size == 0 or (
             rows.dtype.kind in "iu" and rows[0] >= 0 and rows[-1] < self.n
@@ -262,7 +262,7 @@ class LazyDataset:
         if not valid:
             raise OptionError("rows", f"<{rows.size} rows>",
                               f"must be sorted, distinct integers in [0, {self.n})")
-        return self._take(rows.astype(np.int64), f"{self.source} (rows {len(rows)})")
+        return self._take(rows.astype(np.int64), source or f"{self.source} (rows {len(rows)})")
 
     def sample(self, max_rows: int, seed: int) -> tuple[Dataset, dict[str, int]]:
         """Whole chunks drawn in a seeded random order, until the next would take the rows
