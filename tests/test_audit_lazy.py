@@ -63,7 +63,7 @@ def test_the_audit_command_on_a_folder_of_shards(tmp_path, capsys, monkeypatch):
     reward = tmp_path / "reward.toml"
     reward.write_text(REWARD)
     monkeypatch.setattr("symreward.audit.run.SAMPLE_ROWS", 150)
-    assert main(["audit", str(reward), str(folder), "--lazy", "--exploit-time", "0",
+    assert main(["audit", str(reward), str(folder), "--scheduler", "threads", "--exploit-time", "0",
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["data"]["sample"]["of_rows"] == concatenation(folder).n

@@ -35,3 +35,19 @@ def test_learning_on_a_cluster_equals_learning_in_memory(shards, objective, dask
     assert on_cluster.coefficients_ == pytest.approx(in_memory.coefficients_, rel=1e-9, abs=0)
     assert got.provenance["data"] == expected.provenance["data"] | {"source": str(shards)}
     assert got.provenance["data"]["transitions"] == lazy.n
+
+
+def test_the_learn_command_on_a_cluster(shards, tmp_path, dask_client):
+    from support import run_cli
+
+    from symreward.artifact import RewardArtifact
+
+    features = tmp_path / "features.toml"
+    features.write_text("[features]\n" + "".join(f'{k} = "{v}"\n' for k, v in FEATURES.items()))
+    out = tmp_path / "learned.toml"
+    done = run_cli("learn", shards, "--features", features, "--max-terms", "3", "--scheduler",
+                   dask_client.scheduler.address, "-o", out)
+    assert done.returncode == 0, done.stderr
+    expected = SymbolicRewardLearner(seed=0, max_terms=3).fit(concatenation(shards), FEATURES)
+    assert [(t.name, t.expr) for t in RewardArtifact.load(out).terms] == [
+        (t.name, t.expr) for t in expected.artifact_.terms]

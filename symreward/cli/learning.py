@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from symreward.cli.output import EXIT_OK, check_output, fmt, print_front, progress
+from symreward.cli.output import (
+    EXIT_OK,
+    add_scheduler_option,
+    check_output,
+    fmt,
+    print_front,
+    progress,
+)
 from symreward.errors import SymrewardError
 from symreward.search import engines
 
@@ -57,6 +64,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             "(repeatable); --from's invariants are constraints too")
     learn.add_argument("--name", help="name of the learned reward")
     learn.add_argument("-o", "--output", type=Path, required=True)
+    add_scheduler_option(learn)
     learn.set_defaults(run=_learn)
     demo = commands.add_parser("demo", parents=[common],
                                help="learn Pendulum-v1's reward from preferences, end to end")
@@ -71,6 +79,7 @@ def _learn(args: argparse.Namespace) -> int:
     from symreward.data import load_dataset
     from symreward.features import FeatureSet
     from symreward.learner import SymbolicRewardLearner
+    from symreward.schedulers import scheduler
     from symreward.search.library import TermLibrary
 
     learner = SymbolicRewardLearner(
@@ -97,8 +106,9 @@ def _learn(args: argparse.Namespace) -> int:
         for path in args.constraints[1:]:
             constraints = constraints.merged(read_constraints(path, features))
         learner.set_params(constraints=constraints)
-    dataset = load_dataset(args.data)
-    learner.fit(dataset, features, base=base)
+    with scheduler(args.scheduler):
+        dataset = load_dataset(args.data, lazy=True if args.scheduler is not None else None)
+        learner.fit(dataset, features, base=base)
     print_front(learner.front_, learner.folds_["scored_by"])
     artifact = learner.artifact_
     artifact.save(args.output)

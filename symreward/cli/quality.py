@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from symreward.cli.output import EXIT_CHECK_FAILED, EXIT_OK, check_output, progress
+from symreward.cli.output import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    add_scheduler_option,
+    check_output,
+    progress,
+)
 from symreward.errors import SymrewardError
 
 
@@ -48,10 +54,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                        help="seconds the exploit search may take (default 10; 0 skips it)")
     audit.add_argument("--findings", type=Path, metavar="OUT.toml",
                        help="write an exploit far from the data as a finding, for harden")
-    audit.add_argument("--lazy", action="store_true",
-                       help="read the data chunk by chunk (dask) whatever its size, as data "
-                            "larger than memory is read; the audit then runs on a sample of "
-                            "whole chunks drawn with the seed, and says so")
+    add_scheduler_option(audit)
     audit.set_defaults(run=_audit)
     harden = commands.add_parser(
         "harden", parents=[common],
@@ -137,6 +140,7 @@ def _audit(args: argparse.Namespace) -> int:
     from symreward.audit.report import render_json, render_text, write_report
     from symreward.audit.run import audit, check_options
     from symreward.data import load_dataset
+    from symreward.schedulers import scheduler
 
     check_options(discount=args.discount, seed=args.seed, worst=args.worst,
                   exploit_time=args.exploit_time)
@@ -144,9 +148,12 @@ def _audit(args: argparse.Namespace) -> int:
     check_output("--findings", args.findings, "the findings")
     artifact = RewardArtifact.load(args.artifact)
     compare = [RewardArtifact.load(path) for path in args.compare]
-    dataset = load_dataset(args.data, lazy=True if args.lazy else None)
-    report = audit(artifact, dataset, compare=compare, discount=args.discount, seed=args.seed,
-                   worst=args.worst, exploit_time=args.exploit_time, progress=progress)
+    with scheduler(args.scheduler):
+        # A dataset read lazily is audited on a sample of its chunks (audit.run.SAMPLE_ROWS).
+        dataset = load_dataset(args.data, lazy=True if args.scheduler is not None else None)
+        report = audit(artifact, dataset, compare=compare, discount=args.discount,
+                       seed=args.seed, worst=args.worst, exploit_time=args.exploit_time,
+                       progress=progress)
     as_json = args.json or (args.output is not None and args.output.suffix.lower() == ".json")
     if args.output is not None:
         write_report(args.output, report, form="json" if as_json else "html")
