@@ -29,9 +29,10 @@ from symreward.formula import Comparison, Where, is_identifier
 from symreward.kernels import vecmath
 from symreward.kernels.printer import KernelPrinter, Statement
 
-# Part of every key: bump it whenever the generated code changes for the same input, so stale
-# modules (and numba caches beside them) are never picked up.
-CODEGEN_VERSION = 5
+# Part of every key: bump it whenever the generated code, or the options it is compiled with,
+# change for the same input, so stale modules (and numba caches beside them, which do not key
+# on the options) are never picked up. 6: batch kernels release the GIL.
+CODEGEN_VERSION = 6
 BATCH_KERNELS = ("rewards", "term_columns", "feature_matrix")
 # Each batch kernel also as a copy under this suffix, compiled without parallel=True (numba keys
 # its disk cache by function, not by compiler flags, hence a function of its own).

@@ -68,7 +68,10 @@ class _Module:
 
 
 def _compile(function: Callable[..., Any], kernel: str, parallel: bool) -> Any:
-    compiled = numba.njit(_SIGNATURES[kernel], parallel=parallel, **_OPTIONS)(function)
+    # A batch kernel releases the GIL, so threads (dask's threads scheduler, a distributed
+    # worker's event loop) run beside it; a single transition is too short to gain from that.
+    compiled = numba.njit(_SIGNATURES[kernel], parallel=parallel, nogil=kernel != "single",
+                          **_OPTIONS)(function)
     # Only the float64 signature exists: other argument types must fail fast with TypeError
     # (the wrappers convert and retry) instead of compiling.
     compiled.disable_compile()
