@@ -22,7 +22,9 @@ apart, as is each command's whole time (``total_seconds``).
 - ``eval-fit``: ``symreward eval``'s lazy path (``blocks.lazy_rewards`` over the same shards
   read lazily, one task per chunk) on one worker: the same rows, per core; the rewards
   computed into memory (timed, best of 3: like for like), then again streamed to an .npy
-  (``save_rewards``, as the command does: ``save_seconds``).
+  (``save_rewards``, as the command does: ``save_seconds``; ``peak_gib`` is this, the
+  command's, and ``peak_gib_computing_into_memory`` the timed part's, which holds all N
+  rewards in the client).
 - ``eval-W``: the same over all ``--rows`` transitions on W = 1 and 2 workers (speed-up).
 - ``...-threads``: the same on dask's threads scheduler (what ``eval`` uses without
   ``--scheduler``), W threads, in this process.
@@ -162,7 +164,7 @@ def step_eval(args: argparse.Namespace, workers: int, fits: bool,
              else cluster(workers))
     with where as found:
         pids = {} if threads else found[1]
-        with PeakMemory(pids) as memory:
+        with PeakMemory(pids) as computing:
             started = time.perf_counter()
             lazy = LazyDataset(source)
             opened = time.perf_counter() - started
@@ -178,6 +180,9 @@ def step_eval(args: argparse.Namespace, workers: int, fits: bool,
                 timed = time.perf_counter()
                 computed = rewards.compute()
                 seconds = min(seconds, time.perf_counter() - timed)
+        if not fits:
+            del computed
+        with PeakMemory(pids) as saving:
             timed = time.perf_counter()
             summary = save_rewards(rewards, out)
             saved = time.perf_counter() - timed
@@ -187,7 +192,8 @@ def step_eval(args: argparse.Namespace, workers: int, fits: bool,
               "open_seconds": round(opened, 2), "worker_start_seconds": round(warm, 2),
               "seconds": round(seconds, 3), "save_seconds": round(saved, 2),
               "rows_per_s_per_core": lazy.n / seconds / workers,
-              "mean_reward": summary.mean, "peak_gib": memory.gib()}
+              "mean_reward": summary.mean, "peak_gib": saving.gib(),
+              "peak_gib_computing_into_memory": computing.gib()}
     if fits:
         expected = np.load(args.dir / "kernel-rewards.npy")
         result["equal_to_kernel"] = bool(np.array_equal(computed, expected)
