@@ -31,10 +31,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from relabel import measured  # benchmarks/: the same measure of a command in a new process
 
 EPISODE = 200
 FEATURES = """\
@@ -90,18 +90,6 @@ def build(path: Path, rows: int, pairs: int, segment: int, objective: str) -> No
     np.savez(path, **data.to_arrays())
 
 
-def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Seconds and peak resident memory (GiB) of a command run in a new process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"failed ({status}): {' '.join(command)}")
-    return seconds, usage.ru_maxrss / (1 << 20)  # ru_maxrss is in KiB on Linux
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000,4000000",
@@ -141,8 +129,9 @@ def main() -> None:
                                stderr=subprocess.DEVNULL, env=env)
             with np.load(data) as archive:
                 arrays = sum(archive[key].nbytes for key in archive.files) / (1 << 30)
-            load_seconds, load_peak = measured([sys.executable, "-c", LOAD, str(data)], env)
-            learn_seconds, learn_peak = measured(learn, env)
+            load_seconds, load_peak = measured([sys.executable, "-c", LOAD, str(data)], env,
+                                               quiet=True)
+            learn_seconds, learn_peak = measured(learn, env, quiet=True)
             print(f"{size:>12}{arrays:>12.3f}{load_peak:>10.2f}{load_seconds:>8.1f}"
                   f"{learn_peak:>11.2f}{learn_seconds:>9.1f}{learn_peak - load_peak:>14.2f}",
                   flush=True)

@@ -101,10 +101,13 @@ def build(path: Path, rows: int, dtype: np.dtype, compress: bool) -> None:
     (np.savez_compressed if compress else np.savez)(path, **arrays)
 
 
-def measured(command: list[str]) -> tuple[float, float]:
-    """Seconds and peak resident memory (GiB) of a command run in a new process."""
+def measured(command: list[str], env: dict[str, str] | None = None,
+             quiet: bool = False) -> tuple[float, float]:
+    """Seconds and peak resident memory (GiB) of a command run in a new process (``quiet``:
+    its errors not shown either)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL if quiet else None, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:

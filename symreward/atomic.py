@@ -36,7 +36,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    # Persist the rename itself; not every platform lets a directory be opened, so best effort.
+    sync_directory(directory)
+
+
+def sync_directory(directory: str | os.PathLike) -> None:
+    """Persist a folder's entries (a rename into it); best effort, since not every platform
+    lets a directory be opened."""
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -19,6 +19,7 @@ from symreward.data import (
     rankings_from_rewards,
     save_dataset,
 )
+from symreward.data.dataset import dataset_digest
 from symreward.data.subset import take
 
 
@@ -114,3 +115,15 @@ def concatenation(folder: Path | str) -> Dataset:
     """What the shards stand for: ``Dataset.concatenate`` of each loaded in memory."""
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix in (".npz", ".h5"))
     return Dataset.concatenate([load_dataset(p) for p in paths], source=str(folder))
+
+
+def assert_same_data(got: Dataset, expected: Dataset, *, same_source: bool = True) -> None:
+    """Every array equal, dtype and all (and the digest), and the same source unless told."""
+    got_arrays, expected_arrays = got.to_arrays(), expected.to_arrays()
+    assert sorted(got_arrays) == sorted(expected_arrays)
+    for key, value in expected_arrays.items():
+        assert got_arrays[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(got_arrays[key], value, err_msg=key)
+    if same_source:
+        assert got.source == expected.source
+    assert dataset_digest(got) == dataset_digest(expected)

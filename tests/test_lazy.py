@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import concatenation, labelled, write_shards
+from support import assert_same_data, concatenation, labelled, write_shards
 
 from symreward.cli import main
 from symreward.data import (
@@ -46,16 +46,6 @@ v = "info.x_velocity"
 name = "main"
 expr = "-x**2 + 0.5*v"
 """
-
-
-def assert_same(got: Dataset, expected: Dataset) -> None:
-    got_arrays, expected_arrays = got.to_arrays(), expected.to_arrays()
-    assert sorted(got_arrays) == sorted(expected_arrays)
-    for key, value in expected_arrays.items():
-        assert got_arrays[key].dtype == value.dtype, key
-        np.testing.assert_array_equal(got_arrays[key], value, err_msg=key)
-    assert got.source == expected.source
-    assert dataset_digest(got) == dataset_digest(expected)
 
 
 def per_row_arrays(lazy: LazyDataset) -> dict[str, object]:
@@ -120,7 +110,7 @@ def test_every_array_equals_the_concatenation(tmp_path, suffix, dtype, chunk_row
     np.testing.assert_array_equal(lazy.rankings.scores, expected.rankings.scores)
     assert_arrays_equal(lazy, expected)
     assert lazy.digest() == dataset_digest(expected)
-    assert_same(lazy.to_dataset(), expected)
+    assert_same_data(lazy.to_dataset(), expected)
     for k, start in enumerate(lazy.chunk_offsets):
         part = lazy.chunk(k)
         stop = start + lazy.chunks[k]
@@ -159,7 +149,7 @@ def test_one_large_file_is_split_at_episode_ends(tmp_path):
     offsets = lazy.chunk_offsets
     assert lazy.chunk(1).source == f"{tmp_path / 'all.h5'} (rows {offsets[1]}:{offsets[2]})"
     expected = load_dataset(tmp_path / "all.h5")
-    assert_same(lazy.to_dataset(), expected)
+    assert_same_data(lazy.to_dataset(), expected)
     assert_arrays_equal(lazy, expected)
     assert lazy.digest() == dataset_digest(expected)
 
@@ -181,7 +171,7 @@ def test_take_equals_take_of_the_concatenation(data):
         write_shards(dataset, Path(folder), cuts, suffix, unflag=unflag)
         lazy = LazyDataset(folder, chunk_rows=chunk_rows)
         expected = concatenation(folder)
-        assert_same(lazy.take(rows), take(expected, rows))
+        assert_same_data(lazy.take(rows), take(expected, rows))
 
 
 def test_take_reads_only_the_chunks_that_hold_the_rows(tmp_path):
@@ -258,7 +248,7 @@ def test_arrays_compute_under_local_schedulers(request, files, scheduler):
         assert_arrays_equal(lazy, expected)
         assert lazy.digest() == dataset_digest(expected)
         rows = np.arange(0, lazy.n, 7)
-        assert_same(lazy.take(rows), take(expected, rows))
+        assert_same_data(lazy.take(rows), take(expected, rows))
 
 
 @pytest.mark.parametrize("files", ["sharded", "sharded_h5"])
@@ -272,7 +262,7 @@ def test_everything_computes_on_a_distributed_cluster(request, files, dask_clien
             float(expected.observations.astype(np.float64).sum()), rel=1e-12)
         assert lazy.digest() == dataset_digest(expected)
         rows = np.arange(3, lazy.n, 5)
-        assert_same(lazy.take(rows), take(expected, rows))
+        assert_same_data(lazy.take(rows), take(expected, rows))
         drawn, report = lazy.sample(60, seed=1)
         assert drawn.n == report["rows"]
 
@@ -421,12 +411,12 @@ def test_a_preference_crossing_an_episode_names_the_shard(tmp_path):
 
 def test_load_dataset_reads_small_shards_in_memory(sharded, tmp_path):
     folder, expected = sharded
-    assert_same(load_dataset(folder), expected)
-    assert_same(load_dataset(str(folder), lazy=False), expected)
+    assert_same_data(load_dataset(folder), expected)
+    assert_same_data(load_dataset(str(folder), lazy=False), expected)
     pattern = str(folder / "part-00[0-2].npz")
     three = Dataset.concatenate([load_dataset(folder / f"part-00{i}.npz") for i in range(3)],
                                 source=pattern)
-    assert_same(load_dataset(pattern), three)
+    assert_same_data(load_dataset(pattern), three)
     lazy = load_dataset(pattern, lazy=True)
     assert isinstance(lazy, LazyDataset) and lazy.source == pattern and len(lazy.shards) == 3
 
@@ -441,7 +431,7 @@ def test_load_dataset_is_lazy_above_the_threshold(sharded, monkeypatch):
     assert lazy.digest() == dataset_digest(expected)
     one = load_dataset(single)
     assert isinstance(one, LazyDataset)
-    assert_same(one.to_dataset(), load_dataset(single, lazy=False))
+    assert_same_data(one.to_dataset(), load_dataset(single, lazy=False))
     assert one.digest() == dataset_digest(load_dataset(single, lazy=False))
     assert isinstance(load_dataset(single, lazy=False), Dataset)
 

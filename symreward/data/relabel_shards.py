@@ -14,7 +14,6 @@ nothing is left behind, neither the output nor the temporary folder.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from symreward.atomic import sync_directory
 from symreward.data.relabel import CHUNK_ROWS, Relabelled, relabel
 from symreward.data.shards import dataset_files
 from symreward.errors import DataError, OptionError, SymrewardError
@@ -90,12 +90,12 @@ def relabel_shards(artifact: RewardArtifact | str | os.PathLike[str], source: st
         for path in labels:
             shutil.copyfile(path, temporary / path.name)
         _keep_only(temporary, {path.name for path in (*shards, *labels)})
-        _sync(temporary)
+        sync_directory(temporary)
         os.rename(temporary, target)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    _sync(target.parent)
+    sync_directory(target.parent)
     return _summary(str(target), results, artifact.content_hash())
 
 
@@ -118,16 +118,6 @@ def _keep_only(folder: Path, names: set[str]) -> None:
     for path in folder.iterdir():
         if path.name not in names:
             path.unlink()
-
-
-def _sync(folder: Path) -> None:
-    """Persist a folder's entries (best effort: not every platform opens folders)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _summary(output: str, results: tuple[Relabelled, ...], artifact_hash: str
