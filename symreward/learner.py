@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from symreward.constraints import (
     stated_invariants,
 )
 from symreward.data import Dataset
-from symreward.errors import FeatureError, FormulaError, OptionError
+from symreward.errors import OptionError
 from symreward.features import FeatureSet
 from symreward.objectives import OBJECTIVES, LinearProblem, Objective, fitting, make_objective
 from symreward.objectives.reduction import MAX_UNLABELED, Reduction, reduce_dataset
@@ -41,29 +41,12 @@ from symreward.provenance import learned_history
 from symreward.search import engines
 from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary
+from symreward.search.model import Model, coefficient
 from symreward.search.proposals import unique_name, with_engine_terms
 from symreward.search.sparse import l1_supports, simpler_variants
 from symreward.search.stepwise import stepwise_supports
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class Model:
-    """A fitted linear model over library candidates."""
-
-    fit: fitting.LinearFit
-    candidates: list[Candidate]
-
-    def terms(self) -> list[tuple[Candidate, float]]:
-        return [(self.candidates[k], float(c)) for k, c in zip(self.fit.support, self.fit.coef,
-                                                              strict=True)]
-
-    def expression(self, coefficients: Sequence[float] | None = None) -> sympy.Expr:
-        coefficients = self.fit.coef if coefficients is None else coefficients
-        parts = [_coefficient(c) * cand.expr for (cand, _), c in zip(self.terms(), coefficients,
-                                                                     strict=True)]
-        return sympy.Add(*parts)
 
 
 @dataclass
@@ -319,7 +302,7 @@ class SymbolicRewardLearner(BaseEstimator):
                               "them or use another engine (evolve keeps them)")
         features = features if isinstance(features, FeatureSet) else FeatureSet(features)
         library = self.library or TermLibrary()
-        _check_user_terms(features, library.user_terms)
+        library.check_user_terms(features)
         started = time.perf_counter()
         if not (isinstance(dataset, Dataset) or hasattr(dataset, "take")):
             chunked.check_learnable(self.objective, self.engine)  # chunks that cannot gather
@@ -553,15 +536,15 @@ class SymbolicRewardLearner(BaseEstimator):
         taken = {t.name for t in locked}
         terms = list(locked)
         intercept = outcome.intercept
-        for (candidate, _), coefficient in zip(outcome.model.terms(), outcome.coefficients,
-                                               strict=True):
+        for (candidate, _), weight in zip(outcome.model.terms(), outcome.coefficients,
+                                          strict=True):
             name = unique_name(candidate.name, taken)
             taken.add(name)
-            expr = formula.to_text(_coefficient(coefficient) * candidate.expr)
+            expr = formula.to_text(coefficient(weight) * candidate.expr)
             terms.append(Term(name, expr))
         if outcome.objective.identifies_intercept and intercept != 0:
             terms.append(Term(unique_name("bias", taken),
-                              formula.to_text(_coefficient(intercept))))
+                              formula.to_text(coefficient(intercept))))
         if not terms:
             terms.append(Term("zero", "0", note="no term explained the data better than none"))
         provenance: dict[str, Any] = {
@@ -598,18 +581,6 @@ def learn(dataset: Dataset, features: FeatureSet | dict[str, str], *,
     """Learn a reward artifact in one call; see ``SymbolicRewardLearner`` for options."""
     learner = SymbolicRewardLearner(objective=objective, engine=engine, seed=seed, **options)
     return learner.fit(dataset, features, base=base).artifact_
-
-
-def _check_user_terms(features: FeatureSet, texts: Sequence[str]) -> None:
-    for text in texts:
-        try:
-            formula.parse(text, features.names)
-        except FormulaError as exc:
-            raise FeatureError(f"user term {text!r}: {exc}") from None
-
-
-def _coefficient(value: float) -> sympy.Expr:
-    return sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(value)
 
 
 def _finite(value: Any) -> Any:

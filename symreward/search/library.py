@@ -15,12 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sympy
 
 from symreward import formula
+from symreward.errors import FeatureError, FormulaError
 from symreward.objectives.rounding import round_significant
+
+if TYPE_CHECKING:
+    from symreward.features import FeatureSet
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,15 @@ class TermLibrary:
     collinearity: float = 1e-9
     prune_rows: int = 20_000
     knot_rows: int = 1_000_000
+
+    def check_user_terms(self, features: FeatureSet) -> None:
+        """Each of ``user_terms`` parses over ``features``; one that does not is a
+        ``FeatureError`` naming it."""
+        for text in self.user_terms:
+            try:
+                formula.parse(text, features.names)
+            except FormulaError as exc:
+                raise FeatureError(f"user term {text!r}: {exc}") from None
 
     def build(self, feature_names: Sequence[str], matrix: np.ndarray,
               user_columns: np.ndarray | None = None, seed: int = 0
