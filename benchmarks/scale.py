@@ -21,7 +21,8 @@ apart, as is each command's whole time (``total_seconds``).
   per core, best of 5.
 - ``eval-fit``: ``symreward eval``'s lazy path (``blocks.lazy_rewards`` over the same shards
   read lazily, one task per chunk) on one worker: the same rows, per core; the rewards
-  computed into memory (timed, best of 3: like for like), then again streamed to an .npy
+  computed into memory, chunk by chunk as ``eval`` takes them (timed, best of 3: like for
+  like with the kernel, which writes one array), then again streamed to an .npy
   (``save_rewards``, as the command does: ``save_seconds``; ``peak_gib`` is this, the
   command's, and ``peak_gib_computing_into_memory`` the timed part's, which holds all N
   rewards in the client).
@@ -178,10 +179,10 @@ def step_eval(args: argparse.Namespace, workers: int, fits: bool,
             seconds = np.inf
             for _ in range(3):
                 timed = time.perf_counter()
-                computed = rewards.compute()
+                blocks = dask.compute(*rewards.to_delayed())
                 seconds = min(seconds, time.perf_counter() - timed)
-        if not fits:
-            del computed
+            computed = np.concatenate(blocks) if fits else None
+            del blocks
         with PeakMemory(pids) as saving:
             timed = time.perf_counter()
             summary = save_rewards(rewards, out)

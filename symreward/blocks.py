@@ -77,10 +77,19 @@ def shipped_kernels(text: str) -> RewardKernels:
     return shipped_artifact(text, _SHIPPED).compile()
 
 
+class NotFinite(Exception):
+    """A value ``block_rewards`` was asked to check is NaN or inf (the caller says where)."""
+
+
 def block_rewards(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
-                  info: np.ndarray | None, *, text: str) -> np.ndarray:
+                  info: np.ndarray | None, *, text: str,
+                  check: tuple[bool, bool, bool] = (False, False, False)) -> np.ndarray:
     """The rewards of one block of rows (a dask task): float64, by the serial kernel, on
-    float64 copies of the columns the features read (``relabel``'s ``InputRows``)."""
+    float64 copies of the columns the features read (``relabel``'s ``InputRows``).
+
+    ``check`` names the tables (obs, act, next_obs) whose every value must be finite: each
+    is checked a slice at a time as it is converted, from the copy while it is in cache
+    (``InputRows.finite``), instead of in a pass of its own; ``NotFinite`` when one is not."""
     from symreward.data.relabel import InputRows
 
     kernels = shipped_kernels(text)
@@ -92,8 +101,12 @@ def block_rewards(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
     out = np.empty(n)
     for start in range(0, n, TASK_ROWS):
         rows = slice(start, min(n, start + TASK_ROWS))
-        out[rows] = kernels.rewards(*(table.rows(rows) for table in tables),
-                                    None if info is None else info[rows])
+        blocks = [table.rows(rows) for table in tables]
+        if not all(table.finite(rows, block)
+                   for table, block, checked in zip(tables, blocks, check, strict=True)
+                   if checked):
+            raise NotFinite
+        out[rows] = kernels.rewards(*blocks, None if info is None else info[rows])
     return out
 
 
@@ -149,14 +162,33 @@ def lazy_rewards(artifact: RewardArtifact, dataset: LazyDataset) -> Any:
 
 def _chunk_task(ref: ChunkRef, keys: list[str], info_names: list[str], text: str
                 ) -> np.ndarray:
-    """The rewards of one chunk of a lazy dataset (``lazy_rewards``' task)."""
+    """The rewards of one chunk of a lazy dataset (``lazy_rewards``' task). The members read
+    are checked as the data contract checks them (their shapes and kinds were at opening;
+    their values here, as they are converted); where one is not finite, the chunk's own check
+    (``read_checked``) raises the error naming the shard, the key and the row."""
     from symreward.data.chunks import read_checked
-    from symreward.evaluate import info_matrix
+    from symreward.data.headers import read_members
 
-    chunk = read_checked(ref, keys)
-    info = info_matrix(chunk.infos, info_names, chunk.n) if info_names else None
-    return block_rewards(chunk.observations, chunk.actions, chunk.next_observations, info,
-                         text=text)
+    arrays = read_members(ref.header, keys, ref.rows)
+    rows = ref.stop - ref.start
+    tables = [arrays[key] if key in arrays else
+              np.broadcast_to(np.zeros(()), (rows, *ref.header.members[key].shape[1:]))
+              for key in ("observations", "actions", "next_observations")]
+    try:
+        info = None
+        if info_names:
+            info = np.column_stack([np.asarray(arrays[f"infos/{name}"], dtype=np.float64)
+                                    for name in info_names])
+            with np.errstate(over="ignore", invalid="ignore"):
+                if not (np.isfinite(info.sum()) or np.isfinite(info).all()):
+                    raise NotFinite
+        return block_rewards(*tables, info, text=text,
+                             check=tuple(key in arrays for key in ("observations", "actions",
+                                                                   "next_observations")))
+    except NotFinite:
+        read_checked(ref, keys)
+        raise AssertionError(f"{ref.shown}: a value is not finite, yet the chunk's check "
+                             "passed") from None
 
 
 def _block_task(obs: list[np.ndarray], act: list[np.ndarray], next_obs: list[np.ndarray],

@@ -195,12 +195,24 @@ class InputRows:
         if self.direct:
             return self.array[rows]
         out = self.buffer[:rows.stop - rows.start]
-        if 2 * len(self.columns) > self.array.shape[1]:  # most columns: one block copy
+        if self.whole:
             out[:] = self.array[rows]
         else:
             for column in self.columns:
                 out[:, column] = self.array[rows, column]
         return out
+
+    @property
+    def whole(self) -> bool:
+        """Whether ``rows`` copies every column (most are read: one block copy)."""
+        return 2 * len(self.columns) > self.array.shape[1]
+
+    def finite(self, rows: slice, block: np.ndarray) -> bool:
+        """Whether every value of the input's ``rows`` is finite, given ``block``, what
+        ``rows(rows)`` returned: read from it (in cache) where it holds every column."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            held = block if self.direct or self.whole else self.array[rows]
+            return bool(np.isfinite(held.sum()) or np.isfinite(held).all())
 
 
 def _summary(output: str, rewards: np.ndarray, original: str,
