@@ -375,3 +375,10 @@ def test_a_lazy_dataset_reads_and_checks_the_members_its_reward_reads(tmp_path):
     with pytest.raises(DataError, match=re.escape(f"{shards[1]}: key 'observations': row 5 "
                                                   "has NaN or inf (column 2: inf)")):
         lazy_rewards(reward, LazyDataset(tmp_path / "shards")).compute()
+    arrays["observations"][5, 2] = 0.0
+    for key, row in (("actions", 7), ("infos/h", 149)):
+        broken = {k: v.copy() for k, v in arrays.items()}
+        broken[key][row] = np.nan
+        np.savez(shards[1], **broken)
+        with pytest.raises(DataError, match=re.escape(f"{shards[1]}: key '{key}': row {row} ")):
+            lazy_rewards(reward, LazyDataset(tmp_path / "shards")).compute()
