@@ -17,6 +17,10 @@ of them would put cores x cores threads on the cores (and abort under numba's wo
 threading layer, which refuses launches from two threads at once). ``save_rewards`` computes
 the blocks a window at a time and appends each to the ``.npy`` in order, so the client holds a
 window of rewards, never all N.
+
+``lazy_rewards`` does the same for a ``LazyDataset`` with one task per chunk, which reads only
+the members the reward reads and checks their values as it converts them (the data contract's
+check, without a pass of its own; a bad value is reported by the chunk's own check).
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ if TYPE_CHECKING:
     from symreward.data.lazy import LazyDataset
     from symreward.kernels import RewardKernels
 
-__all__ = ["TASK_ROWS", "WINDOW_BYTES", "RewardSummary", "artifact_text", "dask_rewards",
-           "lazy_rewards", "save_rewards", "shipped_artifact", "shipped_kernels", "summarize"]
+__all__ = ["TASK_ROWS", "WINDOW_BYTES", "NotFinite", "RewardSummary", "artifact_text",
+           "block_rewards", "dask_rewards", "lazy_rewards", "save_rewards", "shipped_artifact",
+           "shipped_kernels", "summarize"]
 
 #: Rows a task hands the kernel at a time: fewer than ``PARALLEL_ROWS``, so the serial kernel
 #: runs, and float32 inputs are converted to float64 this many rows at a time.
