@@ -20,12 +20,15 @@ memory and time are set by the supervision and not by the size of the log it cam
   to the truth is 0.0008-0.0073 at a cap of 10,000, 0.0000-0.0053 at 30,000, 0.0022-0.0043 at
   100,000 and 0.0032 with every row, at 0.67 GiB and 1-2 min against 1.39 GiB and 4 min. Below
   the cap nothing is sampled and the fit is the one on every row.
-* ``rewards`` read every row: the dataset is learned from as it is.
+* ``rewards`` read every row: the dataset is learned from as it is (a lazy one chunk by chunk,
+  through per-fold moments: ``symreward.chunked``).
 
 A dataset too large for memory (``symreward.data.lazy``) is reduced by the same rules: any
 object with ``n``, ``source``, ``preferences``, ``rankings``, ``expert`` (an array-like, read
 once), ``take(rows)`` (the ``Dataset`` of those rows, as ``subset.take``) and ``digest()`` (as
-``dataset_digest``) goes through ``reduce_dataset`` like an in-memory ``Dataset``.
+``dataset_digest``) goes through ``reduce_dataset`` like an in-memory ``Dataset``; the rows
+learned from are gathered into memory (for demonstrations: every expert row, so expert rows
+beyond what memory holds must be sampled before).
 """
 
 from __future__ import annotations
