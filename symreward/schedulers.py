@@ -56,7 +56,19 @@ def scheduler(spec: str | None, *, timeout: float = CONNECT_TIMEOUT) -> Iterator
         raise OptionError("scheduler", spec, f"must be {_CHOICES}")
     if spec in LOCAL_SCHEDULERS:
         dask = import_dask(f"--scheduler {spec}")
-        with dask.config.set(scheduler=spec):
+        if spec != "processes":
+            with dask.config.set(scheduler=spec):
+                yield None
+            return
+        # One pool of processes for the block: dask's own starts a pool for every computation,
+        # and a command computes several (a learner's expert mask, then its rows).
+        from concurrent.futures import ProcessPoolExecutor
+
+        from dask.multiprocessing import get_context, initialize_worker_process
+
+        with ProcessPoolExecutor(dask.config.get("num_workers", None), mp_context=get_context(),
+                                 initializer=initialize_worker_process) as pool, \
+                dask.config.set(scheduler=spec, pool=pool):
             yield None
         return
     if ":" not in spec:  # a misspelt name, not an address

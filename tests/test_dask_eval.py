@@ -197,6 +197,11 @@ def test_schedulers_run_tasks_where_they_say():
         assert dask.base.get_scheduler() is dask.local.get_sync
     with scheduler(None) as client:
         assert client is None
+    # One pool of processes for every computation of the block (here of one process: dask's
+    # own scheduler would start a new one for each).
+    with dask.config.set(num_workers=1), scheduler("processes"):
+        first, second = (set(pids.compute().tolist()) for _ in range(2))
+        assert len(first) == 1 and os.getpid() not in first and first == second
 
 
 def test_an_unknown_scheduler_is_an_option_error():
