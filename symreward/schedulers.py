@@ -41,9 +41,10 @@ def scheduler(spec: str | None, *, timeout: float = CONNECT_TIMEOUT) -> Iterator
 
     ``None`` leaves dask's default as it is (its threads, or a ``distributed.Client`` the
     caller made the default); ``"threads"``, ``"processes"`` (one pool of processes for the
-    whole block) and ``"synchronous"`` are dask's schedulers of one machine; anything else is the address of a ``dask.distributed``
-    scheduler (``tcp://10.0.0.5:8786``), to which a ``Client`` connects for the block and
-    which it closes after. Yields that client, else None.
+    whole block) and ``"synchronous"`` are dask's schedulers of one machine; anything else is
+    the address of a ``dask.distributed`` scheduler (``tcp://10.0.0.5:8786``), to which a
+    ``Client`` connects for the block and which it closes after. Yields that client, else
+    None.
 
     Raises ``OptionError`` (option ``scheduler``) for a name that is none of these, an address
     that cannot be parsed, or a scheduler not reached within ``timeout`` seconds, with the
