@@ -30,31 +30,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from relabel import ACT_DIM, OBS_DIM
+from relabel import ARTIFACT as RELABEL_ARTIFACT
 
-OBS_DIM, ACT_DIM = 17, 6
-
-ARTIFACT = """\
-schema = "symreward/1"
-name = "cheetah-like"
-
-[features]
-forward = "info.x_velocity"
-control = "act[0]**2 + act[1]**2 + act[2]**2 + act[3]**2 + act[4]**2 + act[5]**2"
-pitch = "next_obs[1] - obs[1]"
-height = "obs[0]"
-
-[[terms]]
-name = "forward"
-expr = "1.0 * forward"
-
-[[terms]]
-name = "control"
-expr = "-0.1 * control"
-
-[[terms]]
-name = "steady"
-expr = "-0.05 * abs(pitch) + 0.5 * (height > -0.2) + 0.01 * sin(height) * exp(-pitch**2)"
-"""
+# relabel.py's HalfCheetah-shaped reward (benchmarks/ is on the path of a script run from it),
+# with vector math added (sin, exp): the calls where the serial kernel differs most from the
+# parallel one.
+ARTIFACT = RELABEL_ARTIFACT.replace(
+    'expr = "-0.05 * abs(pitch) + 0.5 * (height > -0.2)"',
+    'expr = "-0.05 * abs(pitch) + 0.5 * (height > -0.2) + 0.01 * sin(height) * exp(-pitch**2)"')
 
 
 def transitions(rows: int, seed: int = 0) -> dict[str, Any]:
