@@ -54,8 +54,9 @@ from symreward.audit import epic_distance
 from symreward.crossval import selection_split
 from symreward.data import Dataset, bradley_terry_preferences, collect
 from symreward.data.oracle import return_differences
+from symreward.evaluate import feature_columns as feature_matrix
 from symreward.features import FeatureSet
-from symreward.learner import SymbolicRewardLearner, feature_matrix
+from symreward.learner import SymbolicRewardLearner
 from symreward.objectives import fitting, make_objective
 from symreward.search import trees
 

@@ -129,8 +129,9 @@ from symreward.data.oracle import (  # noqa: E402
     segment_returns,
 )
 from symreward.errors import SymrewardError  # noqa: E402
+from symreward.evaluate import feature_columns as feature_matrix  # noqa: E402
 from symreward.features import FeatureSet  # noqa: E402
-from symreward.learner import SymbolicRewardLearner, feature_matrix  # noqa: E402
+from symreward.learner import SymbolicRewardLearner  # noqa: E402
 from symreward.objectives.fitting import LinearFit, fit_loss  # noqa: E402
 from symreward.search.front import FrontEntry, ParetoFront  # noqa: E402
 from symreward.search.library import Candidate, TermLibrary  # noqa: E402
