@@ -107,7 +107,8 @@ def test_benchmarks_import_names_the_package_has():
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
         for module, name, line in _symreward_imports(path):
             found = importlib.import_module(module)
-            if not (hasattr(found, name)
-                    or importlib.util.find_spec(f"{module}.{name}") is not None):
+            submodule = (hasattr(found, "__path__")
+                         and importlib.util.find_spec(f"{module}.{name}") is not None)
+            if not (hasattr(found, name) or submodule):
                 missing.append(f"{path.relative_to(ROOT)}:{line}: {module}.{name}")
     assert not missing, "names the package no longer has:\n" + "\n".join(missing)
