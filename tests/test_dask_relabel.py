@@ -6,6 +6,10 @@ at all.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -178,3 +182,58 @@ def test_an_existing_output_is_refused_and_kept(tmp_path):
     with pytest.raises(DataError, match="exists; relabelled shards go to a new folder"):
         relabel_shards(artifact, str(tmp_path / "shards"), tmp_path / "out")
     assert entries(tmp_path / "out") == ["mine.txt"]
+
+
+def writer_of(path: Path, pids: dict[str, int]) -> str | None:
+    """The worker (address) whose process has ``path`` open, from /proc."""
+    for address, pid in pids.items():
+        try:
+            if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return address
+        except OSError:  # a descriptor closed while it was read
+            continue
+    return None
+
+
+def temporary_shard(parent: Path) -> Path | None:
+    """A shard being written: its temporary file inside relabel's temporary folder."""
+    for folder in parent.glob(".out.*.tmp"):
+        for path in folder.glob(".part-*.tmp"):
+            return path
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the writer through /proc")
+def test_a_worker_killed_while_writing_a_shard_leaves_a_complete_equal_folder(tmp_path,
+                                                                              dask_client):
+    """The worker writing a shard is SIGKILLed: dask runs the shard again on the other one,
+    the dead worker's half-written file is removed, and the folder is the one an undisturbed
+    run writes, byte for byte, with nothing beside it."""
+    artifact = write_artifact(tmp_path)
+    shards = write_shards(tmp_path / "shards", sizes=(100_000,) * 8)
+    single = tmp_path / "single"
+    single.mkdir()
+    for shard in shards:
+        relabel(artifact, shard, single / shard.name)
+    with scheduler(dask_client.scheduler.address) as client, ThreadPoolExecutor(1) as pool:
+        client.wait_for_workers(2)
+        pids = client.run(os.getpid)
+        running = pool.submit(relabel_shards, artifact, str(tmp_path / "shards"),
+                              tmp_path / "out")
+        deadline = time.monotonic() + 60
+        victim = half_written = None
+        while victim is None and not running.done() and time.monotonic() < deadline:
+            half_written = temporary_shard(tmp_path)
+            victim = writer_of(half_written, pids) if half_written else None
+        assert victim is not None, "no worker was caught writing a shard"
+        os.kill(pids[victim], signal.SIGKILL)
+        assert half_written.exists()  # the dead worker's, until the folder is cleaned
+        result = running.result(timeout=120)
+        client.wait_for_workers(2, timeout=30)
+        assert pids[victim] not in client.run(os.getpid).values()
+    for shard in shards:
+        assert (tmp_path / "out" / shard.name).read_bytes() == \
+            (single / shard.name).read_bytes(), shard.name
+    assert entries(tmp_path / "out") == [s.name for s in shards]
+    assert entries(tmp_path) == ["first.toml", "out", "shards", "single"]
+    assert result.rows == 8 * 100_000
