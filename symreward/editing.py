@@ -18,6 +18,7 @@ Plain data in and out; the text renderers (``render_*``) are what the command li
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -274,16 +275,37 @@ def diff(a: RewardArtifact, b: RewardArtifact, dataset: Dataset | None = None, *
     total_a, total_b = a.formula(), b.formula()
     if raw:
         total_a, total_b = _resolve(total_a, a.features), _resolve(total_b, b.features)
-    difference = _rounded(sympy.simplify(total_b - total_a))
+    difference = _rounded(_expanded(total_b - total_a))
     result.difference = formula.to_text(difference)
     if difference != 0 and total_a != 0:
-        ratio = sympy.simplify(total_b / total_a)
-        if ratio.is_number and ratio.is_real:
-            result.scale = float(ratio)
+        result.scale = _common_scale(total_a, total_b)
 
     if dataset is not None:
         _behaviour(result, a, b, dataset, epic_options or {})
     return result
+
+
+def _expanded(expr: sympy.Expr) -> sympy.Expr:
+    """Products and integer powers of sums multiplied out, so that like terms cancel
+    (``x*(y + 1) - x*y - x`` is 0); exponentials and logarithms kept as written. Not
+    ``sympy.simplify``: it took seconds on a seven-term reward (trigonometric rewriting of
+    ``tanh`` and ``exp``), and more as a reward grows, for every ``patch``."""
+    return sympy.expand(expr, power_exp=False, power_base=False, log=False)
+
+
+def _common_scale(a: sympy.Expr, b: sympy.Expr) -> float | None:
+    """``c`` where ``b`` is ``c * a`` term by term (every weight scaled alike), else None."""
+    def weights(expr: sympy.Expr) -> dict[sympy.Expr, sympy.Expr]:
+        terms = sympy.Add.make_args(_expanded(expr))
+        return {rest: coefficient for coefficient, rest in (t.as_coeff_Mul() for t in terms)}
+
+    weights_a, weights_b = weights(a), weights(b)
+    if weights_a.keys() != weights_b.keys():
+        return None
+    ratios = [float(weights_b[k] / weights_a[k]) for k in weights_a]
+    if all(math.isclose(r, ratios[0], rel_tol=1e-9) for r in ratios):
+        return ratios[0]
+    return None
 
 
 def _rounded(expr: sympy.Expr, digits: int = 12) -> sympy.Expr:

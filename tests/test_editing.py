@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from symreward.artifact import RewardArtifact
 from symreward.cli import main
@@ -213,6 +215,32 @@ def test_diff_simple_difference_and_expression_change():
     assert diff(a, c).changed[0].details == ["expr -x**2 -> -abs(x)"]
     d = RewardArtifact.loads(COMMENTED.replace('"-0.001*torque**2"', '"-0.007*torque**2"'))
     assert diff(a, d).difference == "-0.006*torque**2"
+
+
+def reward_of(*terms: str) -> RewardArtifact:
+    text = 'schema = "symreward/1"\n[features]\nx = "obs[0]"\ny = "obs[1]"\n'
+    for k, expr in enumerate(terms):
+        text += f'[[terms]]\nname = "t{k}"\nexpr = "{expr}"\n'
+    return RewardArtifact.loads(text)
+
+
+@given(st.lists(st.sampled_from([0.25, -1.5, 2.0, 1e-3, 7.0]), min_size=3, max_size=3),
+       st.sampled_from([0.5, 3.0, -2.0, 1e3]))
+@settings(max_examples=25, deadline=None)
+def test_diff_finds_a_common_rescaling_of_every_weight(weights, scale):
+    shapes = ["tanh(x)", "exp(-y**2)", "max(0, x - 1)*y"]
+    a = reward_of(*(f"{w}*{shape}" for w, shape in zip(weights, shapes, strict=True)))
+    b = reward_of(*(f"{w * scale!r}*{shape}" for w, shape in zip(weights, shapes, strict=True)))
+    assert diff(a, b).scale == pytest.approx(scale, rel=1e-9)
+    one_weight = reward_of(*(f"{w * (scale if k == 0 else 1)!r}*{shape}"
+                             for k, (w, shape) in enumerate(zip(weights, shapes, strict=True))))
+    assert diff(a, one_weight).scale is None
+
+
+def test_diff_cancels_a_term_written_another_way():
+    a, b = reward_of("x*(y + 1)", "-x"), reward_of("x*y")
+    assert diff(a, b).difference == "0"
+    assert diff(reward_of("x*(y + 2)"), b).difference == "-2*x"
 
 
 def test_diff_notices_a_renamed_term(tmp_path, capsys):
