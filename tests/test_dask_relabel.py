@@ -225,6 +225,13 @@ def test_a_worker_killed_while_writing_a_shard_leaves_a_complete_equal_folder(tm
         while victim is None and not running.done() and time.monotonic() < deadline:
             half_written = temporary_shard(tmp_path)
             victim = writer_of(half_written, pids) if half_written else None
+            if victim is not None:
+                # Stopped, it cannot close and rename the file between the look and the kill.
+                os.kill(pids[victim], signal.SIGSTOP)
+                if writer_of(half_written, {victim: pids[victim]}) is None:
+                    os.kill(pids[victim], signal.SIGCONT)
+                    victim = None
+            time.sleep(0.001)
         assert victim is not None, "no worker was caught writing a shard"
         os.kill(pids[victim], signal.SIGKILL)
         assert half_written.exists()  # the dead worker's, until the folder is cleaned
