@@ -760,6 +760,9 @@ def term_metrics(task: Task, learner: SymbolicRewardLearner, heldout: Dataset
         row: dict[str, Any] = {"term": candidate.text, "coef": coef,
                                "variance_share": round(share, 6)}
         near: dict[str, Any] = {}
+        if hit and j in true_indicators:   # the true threshold itself: its own closest match
+            closest[j] = {"threshold": true_indicators[j][1], "jaccard_to_true": 0.0, "true": j,
+                          "side": true_indicators[j][2], "term": candidate.text}
         if not hit:
             j, near = indicator_match(candidate, coef)
             hit = j is not None
