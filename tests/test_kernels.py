@@ -741,3 +741,36 @@ def test_no_terms_is_a_zero_reward(cache_dir: Path) -> None:
     np.testing.assert_array_equal(compiled.rewards(obs, obs, obs), np.zeros(4))
     assert compiled.term_columns(obs, obs, obs).shape == (4, 0)
     assert compiled.single(obs[0], obs[0], obs[0]) == 0.0
+
+
+_EDGES = np.array([0.0, -0.0, 1.0, -1.0, 0.5, 3.0, -2.5, 1e-200, 5e-324, 1e154, 1e300, np.inf,
+                   -np.inf, np.nan])
+
+
+def test_the_scalar_helpers_give_numpys_bits_on_signed_zeros_nan_and_overflow() -> None:
+    """The intrinsics behind ``x**2``, ``x**3``, ``x**4``, ``min`` and ``max`` in the kernels
+    compute what the Python they replaced did: products in the same order, numpy's choice of
+    operand (the first when it is NaN or strictly beyond; signed zeros keep their order)."""
+    from symreward.kernels.scalars import max2, min2, pow2, pow3, pow4
+
+    @numba.njit
+    def helpers(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = np.empty((5, x.size))
+        for i in range(x.size):
+            out[0, i] = pow2(x[i])
+            out[1, i] = pow3(x[i])
+            out[2, i] = pow4(x[i])
+            out[3, i] = min2(x[i], y[i])
+            out[4, i] = max2(x[i], y[i])
+        return out
+
+    x, y = (a.ravel() for a in np.meshgrid(_EDGES, _EDGES))
+    with np.errstate(all="ignore"):
+        square = x * x
+        expected = np.stack([square, square * x, square * square, np.minimum(x, y),
+                             np.maximum(x, y)])
+    actual = helpers(x, y)
+    finite = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.isnan(actual), ~finite)
+    np.testing.assert_array_equal(actual[finite].view(np.uint64),
+                                  expected[finite].view(np.uint64))
