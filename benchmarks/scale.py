@@ -2,7 +2,7 @@
 shards on disk, with dask (a script, not a test).
 
     PYTHONPATH=. python benchmarks/scale.py [--dir /tmp/symreward-scale] [--rows 1e8]
-        [--shard-rows 1000000] [--pairs 10000] [--fits 10] [--steps all]
+        [--shard-rows 1000000] [--pairs 10000] [--fits 10] [--steps all] [--dtype float32]
 
 The data are ``benchmarks/scale_data.py``'s: Pendulum-shaped float32 transitions in npz shards
 of ``--shard-rows`` rows (made once, kept in ``--dir``), with ``--pairs`` preference pairs
@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fits", type=int, default=10,
                         help="shards of the in-memory comparison (default 10)")
     parser.add_argument("--steps", default="all", help="comma-separated: " + ",".join(STEPS))
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="the shards' observations and actions (made once per --dir)")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.data = args.dir / "data"
@@ -354,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     scale_data.write_shards(args.data, int(args.rows), args.shard_rows, args.pairs, seed=0,
-                            say=lambda line: print(line, file=sys.stderr))
+                            say=lambda line: print(line, file=sys.stderr), dtype=args.dtype)
     print(f"data: {int(args.rows)} rows in {args.data} ({time.perf_counter() - started:.0f} s)",
           file=sys.stderr)
     results: dict[str, dict[str, Any]] = {}

@@ -1,7 +1,7 @@
 """The scale benchmark's data: Pendulum-shaped transitions in shards on disk, with preferences.
 
     PYTHONPATH=. python benchmarks/scale_data.py OUT_FOLDER [--rows 100000000]
-        [--shard-rows 1000000] [--pairs 10000] [--seed 0]
+        [--shard-rows 1000000] [--pairs 10000] [--seed 0] [--dtype float32]
 
 Each shard is a dataset file of its own (``part-00000.npz``, ...): float32 observations
 ``(cos θ, sin θ, θ̇)``, next observations, a float32 torque, episodes of ``EPISODE`` steps,
@@ -9,7 +9,9 @@ float32 true rewards ``-(θ² + 0.1 θ̇² + 0.001 u²)`` and its share of the p
 (25-step segments inside the shard, Bradley–Terry labels from the true rewards). The dynamics
 are a damped pendulum under a noisy swing-and-balance torque, vectorised over a shard's
 episodes, so a shard of a million rows is made in well under a second; shards are written one
-at a time, so making 100M rows needs the memory of one shard.
+at a time, so making 100M rows needs the memory of one shard. ``--dtype float64`` stores the
+observations and actions (the same values, widened) as float64, for a comparison in which
+neither the in-memory kernel nor a task converts them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def true_rewards(theta: np.ndarray, theta_dot: np.ndarray, torque: np.ndarray) -
     return -(theta ** 2 + 0.1 * theta_dot ** 2 + 0.001 * torque ** 2)
 
 
-def shard(rows: int, pairs: int, seed: int) -> Dataset:
+def shard(rows: int, pairs: int, seed: int, dtype: str = "float32") -> Dataset:
     """One shard of ``rows`` transitions (a whole number of episodes) with ``pairs`` pairs."""
     rng = np.random.default_rng(seed)
     episodes = rows // EPISODE
@@ -61,7 +63,8 @@ def shard(rows: int, pairs: int, seed: int) -> Dataset:
     reward = true_rewards(np.arctan2(obs[:, 1], obs[:, 0]).astype(np.float64),
                           obs[:, 2].astype(np.float64), act[:, 0].astype(np.float64))
     n = episodes * EPISODE
-    data = Dataset(observations=obs, actions=act, next_observations=next_obs,
+    data = Dataset(observations=obs.astype(dtype), actions=act.astype(dtype),
+                   next_observations=next_obs.astype(dtype),
                    terminals=np.zeros(n, bool), timeouts=np.arange(n) % EPISODE == EPISODE - 1,
                    rewards=reward.astype(np.float32))
     if pairs:
@@ -71,7 +74,7 @@ def shard(rows: int, pairs: int, seed: int) -> Dataset:
 
 
 def write_shards(folder: Path, rows: int, shard_rows: int, pairs: int, seed: int,
-                 say=print) -> list[Path]:
+                 say=print, dtype: str = "float32") -> list[Path]:
     """Write ``rows`` transitions as shards of ``shard_rows`` into ``folder``; the pairs are
     spread evenly over the shards."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,7 +85,7 @@ def write_shards(folder: Path, rows: int, shard_rows: int, pairs: int, seed: int
         share = pairs // count + (k < pairs % count)
         path = folder / f"part-{k:05d}.npz"
         if not path.exists():
-            save_dataset(shard(size, share, seed + 7919 * k), path)
+            save_dataset(shard(size, share, seed + 7919 * k, dtype), path)
         paths.append(path)
         if k % 10 == 9 or k == count - 1:
             say(f"  {k + 1}/{count} shards")
@@ -96,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-rows", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    write_shards(args.out, int(args.rows), args.shard_rows, args.pairs, args.seed)
+    write_shards(args.out, int(args.rows), args.shard_rows, args.pairs, args.seed,
+                 dtype=args.dtype)
     print(f"wrote {int(args.rows)} transitions to {args.out} in "
           f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

@@ -10,8 +10,9 @@ is in the kernel cache on disk (``$SYMREWARD_CACHE_DIR``) that the client filled
 worker on the client's machine, or on a shared cache folder, loads the machine code instead
 of compiling it.
 
-Each task runs the serial kernel, ``TASK_ROWS`` rows at a time, on float64 copies of the
-columns the features read (float32 to float64 is exact, so the bits are those of the whole
+Each task runs the kernel on its own thread (``threads=False``: the parallel kernel's chunks of
+rows, whole vectors for exp, atan2, ...), ``TASK_ROWS`` rows at a time, on float64 copies of
+the columns the features read (float32 to float64 is exact, so the bits are those of the whole
 table converted at once): dask's workers are the parallelism, and a parallel kernel inside each
 of them would put cores x cores threads on the cores (and abort under numba's workqueue
 threading layer, which refuses launches from two threads at once). ``save_rewards`` computes
@@ -48,9 +49,10 @@ __all__ = ["TASK_ROWS", "WINDOW_BYTES", "NotFinite", "RewardSummary", "artifact_
            "block_rewards", "dask_rewards", "lazy_rewards", "save_rewards", "shipped_artifact",
            "shipped_kernels", "summarize"]
 
-#: Rows a task hands the kernel at a time: fewer than ``PARALLEL_ROWS``, so the serial kernel
-#: runs, and float32 inputs are converted to float64 this many rows at a time.
-TASK_ROWS = PARALLEL_ROWS // 2
+#: Rows a task converts to float64 (and checks) and hands the kernel at a time: small enough
+#: that the copies are still in the cache when the kernel reads them (a 1M-row chunk of the
+#: scale benchmark's took 7.2-7.5 ms at 48k-96k rows, 10 ms at 128k, 11 ms at 8k).
+TASK_ROWS = PARALLEL_ROWS // 4
 #: About how many bytes of rewards ``save_rewards`` holds at once (more where the workers
 #: outnumber the blocks that fit: each gets two).
 WINDOW_BYTES = 256 << 20
@@ -89,7 +91,7 @@ class NotFinite(Exception):
 def block_rewards(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
                   info: np.ndarray | None, *, text: str,
                   check: tuple[bool, bool, bool] = (False, False, False)) -> np.ndarray:
-    """The rewards of one block of rows (a dask task): float64, by the serial kernel, on
+    """The rewards of one block of rows (a dask task): float64, by the kernel on this thread, on
     float64 copies of the columns the features read (``relabel``'s ``InputRows``).
 
     ``check`` names the tables (obs, act, next_obs) whose every value must be finite: each
@@ -111,7 +113,8 @@ def block_rewards(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray,
                    for table, block, checked in zip(tables, blocks, check, strict=True)
                    if checked):
             raise NotFinite
-        out[rows] = kernels.rewards(*blocks, None if info is None else info[rows])
+        out[rows] = kernels.rewards(*blocks, None if info is None else info[rows],
+                                    threads=False)
     return out
 
 
@@ -209,7 +212,8 @@ def _load_serial_kernel(kernels: RewardKernels, obs_dim: int, act_dim: int) -> N
     """Compile (or load from the disk cache) the kernel the tasks run, by running it on one row
     of zeros, so that it is on disk before any worker asks."""
     zeros = np.zeros((1, obs_dim))
-    kernels.rewards(zeros, np.zeros((1, act_dim)), zeros, np.zeros((1, len(kernels.info_names))))
+    kernels.rewards(zeros, np.zeros((1, act_dim)), zeros, np.zeros((1, len(kernels.info_names))),
+                    threads=False)
 
 
 @dataclass(frozen=True)

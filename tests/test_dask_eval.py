@@ -41,6 +41,7 @@ from symreward.blocks import (
 from symreward.cli import main
 from symreward.data import Dataset, save_dataset
 from symreward.errors import DataError, FeatureError, OptionError
+from symreward.kernels.codegen import SERIAL_CHUNKED
 from symreward.schedulers import scheduler
 
 ARTIFACT_TEXT = ARTIFACT.format(name="dask", weight=-1.0)
@@ -244,7 +245,7 @@ def test_cli_bad_scheduler_is_exit_2_naming_the_flag_without_traceback(tmp_path,
 def serial_kernel_stats(text: str) -> dict[str, int] | None:
     """In a worker: numba's cache hits and misses of the kernel the tasks ran, or None where
     no task of ``text`` ran (the kernel was never loaded in this process)."""
-    loaded = shipped_kernels(text)._module._compiled.get("rewards_serial")
+    loaded = shipped_kernels(text)._module._compiled.get("rewards" + SERIAL_CHUNKED)
     if loaded is None:
         return None
     return {"hits": sum(loaded.stats.cache_hits.values()),

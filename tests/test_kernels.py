@@ -39,6 +39,7 @@ from symreward.formula import (
     symbol,
 )
 from symreward.kernels import compile_reward, runtime, vecmath
+from symreward.kernels.codegen import KERNELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -407,8 +408,8 @@ def test_rows_get_the_same_bits_wherever_they_are(cache_dir: Path,
                                                  vector_math: kernels.VectorMath,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A row's reward does not depend on its place in a vector or chunk, on the number of
-    threads, or on the kernel: the serial and parallel kernels and single() give the same
-    bits."""
+    threads, or on the kernel: the serial, serial chunked and parallel kernels and single()
+    give the same bits."""
     compiled = compile_reward(*parsed(MATH_FEATURES, MATH_TERMS), cache_dir=cache_dir)
     n = 1003
     obs, act, next_obs = math_inputs(n)
@@ -422,6 +423,14 @@ def test_rows_get_the_same_bits_wherever_they_are(cache_dir: Path,
     order = np.random.default_rng(4).permutation(n)
     assert_bits(compiled.rewards(obs[order], act[order], next_obs[order]), total[order])
     assert_bits(compiled.rewards(obs[5:12], act[5:12], next_obs[5:12]), total[5:12])
+    for threads in (False, True):  # the chunked code on this thread, then numba's threads
+        assert_bits(compiled.rewards(obs, act, next_obs, threads=threads), total)
+        assert_bits(compiled.rewards(obs[5:12], act[5:12], next_obs[5:12], threads=threads),
+                    total[5:12])
+        assert_bits(compiled.term_columns(obs, act, next_obs, threads=threads),
+                    compiled.term_columns(obs, act, next_obs))
+        assert_bits(compiled.feature_matrix(obs, act, next_obs, threads=threads),
+                    compiled.feature_matrix(obs, act, next_obs))
     monkeypatch.setattr(runtime, "PARALLEL_ROWS", 0)  # the parallel kernels from here on
     assert_bits(compiled.rewards(obs, act, next_obs), total)
     threads = numba.get_num_threads()
@@ -601,12 +610,13 @@ def test_new_process_loads_from_disk_without_compiling(tmp_path: Path) -> None:
     stem = compiled.path.stem
     assert list(saved.rglob(f"{stem}.*.nbi")) and list(saved.rglob(f"{stem}.*.nbc"))
     report = in_new_process(features, terms, INFO, tmp_path)
-    assert report == {"math": kernels.VECTOR_MATH.name, "key": compiled.key, "hits": 7,
+    every = len(KERNELS) + 1  # the batch kernels, their serial copies and single
+    assert report == {"math": kernels.VECTOR_MATH.name, "key": compiled.key, "hits": every,
                       "misses": 0}
     # An edited number (as `symreward patch --set` makes) reuses the batch kernels' compiled
     # code; single, which has its numbers written in, compiles its own.
     edited = in_new_process({**features, "bonus": "obs[0] * 4.75"}, terms, INFO, tmp_path)
-    assert edited == {**report, "hits": 6, "misses": 1}
+    assert edited == {**report, "hits": every - 1, "misses": 1}
 
 
 def test_numbers_are_passed_at_run_time(cache_dir: Path) -> None:
@@ -657,7 +667,7 @@ def test_code_for_another_cpu_gets_scalar_math_and_its_own_cache(tmp_path: Path)
     compiled = compile_reward(*parsed(MATH_FEATURES, MATH_TERMS), cache_dir=tmp_path)
     report = in_new_process(MATH_FEATURES, MATH_TERMS, (), tmp_path, NUMBA_CPU_NAME="generic")
     assert report["math"] == "scalar"
-    assert report["misses"] == 7 and report["hits"] == 0
+    assert report["misses"] == len(KERNELS) + 1 and report["hits"] == 0
     assert (report["key"] == compiled.key) == (kernels.VECTOR_MATH.name == "scalar")
 
 

@@ -160,13 +160,18 @@ def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.
     tables = [InputRows(array, used[name], size) for array, name in (
         (dataset.observations, "obs"), (dataset.actions, "act"),
         (dataset.next_observations, "next_obs"))]
+    from symreward.kernels.runtime import PARALLEL_ROWS
+
+    # Chunks smaller than the parallel kernel's are asked for by one of many parallel tasks
+    # (relabel_shards): each runs on its own thread.
+    threads = None if chunk_rows >= PARALLEL_ROWS else False
     rewards = np.empty(n)
     for start in range(0, n, size):
         rows = slice(start, min(n, start + size))
         infos = {name: dataset.infos[name][rows] for name in kernels.info_names}
         rewards[rows] = kernels.rewards(*(table.rows(rows) for table in tables),
                                         info_matrix(infos, kernels.info_names,
-                                                    rows.stop - rows.start))
+                                                    rows.stop - rows.start), threads=threads)
     bad = ~np.isfinite(rewards)
     if bad.any():
         row = int(np.argmax(bad))

@@ -75,7 +75,8 @@ def relabel_shards(artifact: RewardArtifact | str | os.PathLike[str], source: st
             "exists; relabelled shards go to a new folder" if target.exists() else
             f"folder {target.parent} does not exist"))
     text = artifact_text(artifact)
-    # The serial kernel in every task: the tasks are the parallelism (symreward.blocks).
+    # Chunks below the parallel kernel's size: each task computes on its own thread, the tasks
+    # are the parallelism (symreward.blocks).
     rows = min(chunk_rows, PARALLEL_ROWS - 1)
     temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
     temporary.mkdir()

@@ -24,7 +24,7 @@ import sympy
 from symreward.errors import DataError
 from symreward.kernels import vecmath
 from symreward.kernels.cache import cache_directory, import_module, module_key, write_module
-from symreward.kernels.codegen import BATCH_KERNELS, KERNELS, SERIAL, Plan
+from symreward.kernels.codegen import BATCH_KERNELS, KERNELS, SERIAL, SERIAL_CHUNKED, Plan
 
 __all__ = ["PARALLEL_ROWS", "RewardKernels", "compile_reward"]
 
@@ -44,6 +44,8 @@ _OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False}
 #: copies, which compile in about half the time (the first reward after an edit comes sooner)
 #: and lose milliseconds at this size. Every row gets the same bits from either.
 PARALLEL_ROWS = 1 << 18
+# Which copy of a batch kernel runs, by the methods' ``threads`` (None: by the table's size).
+_COPIES = {True: "", False: SERIAL_CHUNKED}
 
 
 class _Module:
@@ -62,7 +64,8 @@ class _Module:
                 compiled = self._compiled.get(name)
                 if compiled is None:
                     compiled = _compile(getattr(self._module, name),
-                                        name.removesuffix(SERIAL), name in BATCH_KERNELS)
+                                        name.removesuffix(SERIAL_CHUNKED).removesuffix(SERIAL),
+                                        name in BATCH_KERNELS)
                     self._compiled[name] = compiled
         return compiled
 
@@ -84,7 +87,11 @@ class RewardKernels:
     Every batch method takes ``obs`` (N, obs_dim), ``act`` (N, act_dim), ``next_obs`` (N, obs_dim)
     and ``info`` (N, len(info_names)) arrays of any float dtype, converted once to C-contiguous
     float64; ``info`` may be None when the kernel reads no info field. Each kernel is compiled
-    (or loaded from the disk cache) on its first call.
+    (or loaded from the disk cache) on its first call. ``threads`` says which of its copies runs,
+    all with the same bits: ``True``, numba's threads; ``False``, this thread alone with the
+    fastest code (for a caller that is one of many parallel tasks itself, as a dask task is);
+    ``None`` (the default), numba's threads from ``PARALLEL_ROWS`` rows, else this thread with
+    the code that compiles soonest.
     """
 
     def __init__(self, *, key: str, source: str, path: Path, module: _Module,
@@ -123,21 +130,23 @@ class RewardKernels:
             self._single = _single_kernel(self.single_source, self.path.parent, self._math)
         return self._single
 
-    def rewards(self, obs: Any, act: Any, next_obs: Any, info: Any = None) -> np.ndarray:
-        """The reward of every transition, (N,) float64, in one fused pass (parallel from
-        ``PARALLEL_ROWS`` rows)."""
+    def rewards(self, obs: Any, act: Any, next_obs: Any, info: Any = None, *,
+                threads: bool | None = None) -> np.ndarray:
+        """The reward of every transition, (N,) float64, in one fused pass."""
         return self._run("rewards", self._tables(obs, act, next_obs, info,
-                                                 self._info_read_by_terms))
+                                                 self._info_read_by_terms), threads)
 
-    def term_columns(self, obs: Any, act: Any, next_obs: Any, info: Any = None) -> np.ndarray:
+    def term_columns(self, obs: Any, act: Any, next_obs: Any, info: Any = None, *,
+                     threads: bool | None = None) -> np.ndarray:
         """Each term's contribution, (N, n_terms) float64; the rows sum to ``rewards``."""
         return self._run("term_columns", self._tables(obs, act, next_obs, info,
-                                                      self._info_read_by_terms))
+                                                      self._info_read_by_terms), threads)
 
-    def feature_matrix(self, obs: Any, act: Any, next_obs: Any, info: Any = None) -> np.ndarray:
+    def feature_matrix(self, obs: Any, act: Any, next_obs: Any, info: Any = None, *,
+                       threads: bool | None = None) -> np.ndarray:
         """Every feature's value, (N, n_features) float64, in ``feature_names`` order."""
         return self._run("feature_matrix", self._tables(obs, act, next_obs, info,
-                                                        self._info_read_by_features))
+                                                        self._info_read_by_features), threads)
 
     def single(self, obs: Any, act: Any, next_obs: Any, info: Any = None) -> float:
         """The reward of one transition from 1-D rows (for environment wrappers)."""
@@ -159,10 +168,13 @@ class RewardKernels:
         return {**{name: self._module.kernel(name) for name in KERNELS},
                 "single": self.single_raw}
 
-    def _run(self, kernel: str, tables: tuple[np.ndarray, ...]) -> np.ndarray:
-        if len(tables[0]) < PARALLEL_ROWS:
-            kernel += SERIAL
-        return self._module.kernel(kernel)(*tables, self.constants)
+    def _run(self, kernel: str, tables: tuple[np.ndarray, ...], threads: bool | None
+             ) -> np.ndarray:
+        if threads is None:
+            copy = "" if len(tables[0]) >= PARALLEL_ROWS else SERIAL
+        else:
+            copy = _COPIES[bool(threads)]
+        return self._module.kernel(kernel + copy)(*tables, self.constants)
 
     def _tables(self, obs: Any, act: Any, next_obs: Any, info: Any, reads_info: bool
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
