@@ -150,7 +150,11 @@ def relabel(artifact: RewardArtifact | str | os.PathLike[str], data: str | os.Pa
 
 def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.ndarray:
     """The artifact's reward of every transition, computed at most ``chunk_rows`` rows at a
-    time (in chunks of equal size, so the last is no smaller kernel call than the others)."""
+    time (in chunks of equal size, so the last is no smaller kernel call than the others).
+    Chunks below the parallel kernel's size are what one of many parallel tasks asks for
+    (``relabel_shards``): each is computed on this thread alone."""
+    from symreward.kernels.runtime import PARALLEL_ROWS
+
     artifact.features.check_dimensions(dataset.obs_dim, dataset.act_dim, set(dataset.infos),
                                        data_source=dataset.source)
     kernels = artifact.compile()
@@ -160,10 +164,6 @@ def _rewards(artifact: RewardArtifact, dataset: Dataset, chunk_rows: int) -> np.
     tables = [InputRows(array, used[name], size) for array, name in (
         (dataset.observations, "obs"), (dataset.actions, "act"),
         (dataset.next_observations, "next_obs"))]
-    from symreward.kernels.runtime import PARALLEL_ROWS
-
-    # Chunks smaller than the parallel kernel's are asked for by one of many parallel tasks
-    # (relabel_shards): each runs on its own thread.
     threads = None if chunk_rows >= PARALLEL_ROWS else False
     rewards = np.empty(n)
     for start in range(0, n, size):

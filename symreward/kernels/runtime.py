@@ -44,8 +44,6 @@ _OPTIONS = {"cache": True, "error_model": "numpy", "fastmath": False}
 #: copies, which compile in about half the time (the first reward after an edit comes sooner)
 #: and lose milliseconds at this size. Every row gets the same bits from either.
 PARALLEL_ROWS = 1 << 18
-# Which copy of a batch kernel runs, by the methods' ``threads`` (None: by the table's size).
-_COPIES = {True: "", False: SERIAL_CHUNKED}
 
 
 class _Module:
@@ -173,7 +171,7 @@ class RewardKernels:
         if threads is None:
             copy = "" if len(tables[0]) >= PARALLEL_ROWS else SERIAL
         else:
-            copy = _COPIES[bool(threads)]
+            copy = "" if threads else SERIAL_CHUNKED
         return self._module.kernel(kernel + copy)(*tables, self.constants)
 
     def _tables(self, obs: Any, act: Any, next_obs: Any, info: Any, reads_info: bool

@@ -55,8 +55,13 @@ def _choose(operator: str) -> Any:
     return intrinsic(choose)
 
 
+def _fourth(builder: ir.IRBuilder, x: Any) -> Any:
+    square = builder.fmul(x, x)
+    return builder.fmul(square, square)
+
+
 pow2 = _power(lambda builder, x: builder.fmul(x, x))
 pow3 = _power(lambda builder, x: builder.fmul(builder.fmul(x, x), x))
-pow4 = _power(lambda builder, x: builder.fmul(*(builder.fmul(x, x),) * 2))
+pow4 = _power(_fourth)
 min2 = _choose("<")
 max2 = _choose(">")
