@@ -242,3 +242,81 @@ def test_importing_symreward_data_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": str(root)})
     assert out.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------------- read lazily (dask)
+TICK_REWARD = """schema = "symreward/1"
+name = "ticks"
+
+[features]
+theta = "atan2(obs[1], obs[0])"
+tick = "info.tick"
+
+[[terms]]
+name = "pose"
+expr = "-theta**2 + 0.01*tick"
+"""
+
+
+def test_a_minari_dataset_read_lazily_is_the_one_read_in_memory(minari_root):
+    """Chunks of whole episodes, read from the data file a chunk at a time, hold the rows and
+    flags the in-memory reader flattens, and eval over them (dask tasks) gives its rewards."""
+    dask = pytest.importorskip("dask")
+    from symreward.artifact import RewardArtifact
+    from symreward.blocks import lazy_rewards
+    from symreward.data.lazy import LazyDataset
+
+    make_pendulum_dataset()
+    record("cartpole/test-v1", "CartPole-v1", [200, 6, 9])
+    root = minari_root / "test" / "pendulum-v0"
+    for source in ("minari:test/pendulum-v0", str(root), str(root / "data" / "main_data.hdf5"),
+                   "minari:cartpole/test-v1"):
+        in_memory = load_dataset(source, lazy=False)
+        lazy = load_dataset(source, lazy=True)
+        assert isinstance(lazy, LazyDataset) and lazy.source == source
+        chunked = LazyDataset(source, chunk_rows=4)
+        assert len(chunked.chunks) > 1
+        for read in (lazy, chunked):
+            got, expected = read.to_dataset().to_arrays(), in_memory.to_arrays()
+            assert sorted(got) == sorted(expected)
+            for key, values in expected.items():
+                assert got[key].dtype == values.dtype, key
+                np.testing.assert_array_equal(got[key], values, err_msg=key)
+            assert read.episode_ends.tolist() == in_memory.episode_ends.tolist()
+    reward = RewardArtifact.loads(TICK_REWARD)
+    data = LazyDataset("minari:test/pendulum-v0", chunk_rows=4)
+    with dask.config.set(scheduler="threads"):
+        rewards = lazy_rewards(reward, data).compute()
+    in_memory = load_dataset("minari:test/pendulum-v0", lazy=False)
+    np.testing.assert_array_equal(rewards, reward.evaluate(in_memory).rewards)
+
+
+def test_eval_of_a_minari_dataset_on_a_scheduler(minari_root, tmp_path):
+    pytest.importorskip("dask")
+    from symreward.artifact import RewardArtifact
+    from symreward.cli import main
+
+    make_pendulum_dataset()
+    artifact = tmp_path / "r.toml"
+    artifact.write_text(TICK_REWARD, encoding="utf-8")
+    out = tmp_path / "rewards.npy"
+    assert main(["eval", str(artifact), "minari:test/pendulum-v0", "-o", str(out),
+                 "--scheduler", "threads"]) == 0
+    expected = RewardArtifact.load(artifact).evaluate(load_dataset("test/pendulum-v0")).rewards
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_a_bad_episode_read_lazily_is_the_in_memory_error(minari_root):
+    h5py = pytest.importorskip("h5py")
+    make_pendulum_dataset()
+    data_file = minari_root / "test" / "pendulum-v0" / "data" / "main_data.hdf5"
+    with h5py.File(data_file, "r+") as f:
+        observations = f["episode_1/observations"][()]
+        del f["episode_1/observations"]
+        f["episode_1/observations"] = observations[:-1]
+    message = (r"^minari:test/pendulum-v0: episode 1 has 4 observations for 4 steps; Minari "
+               r"episodes have one more observation than steps")
+    with pytest.raises(DataError, match=message):
+        load_dataset("minari:test/pendulum-v0", lazy=False)
+    with pytest.raises(DataError, match=message):
+        load_dataset("minari:test/pendulum-v0", lazy=True)

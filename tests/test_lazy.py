@@ -436,11 +436,12 @@ def test_load_dataset_is_lazy_above_the_threshold(sharded, monkeypatch):
     assert isinstance(load_dataset(single, lazy=False), Dataset)
 
 
-def test_minari_datasets_are_not_read_lazily(tmp_path):
+def test_a_minari_folder_without_its_data_file_is_named(tmp_path):
     folder = tmp_path / "minari-like"
     folder.mkdir()
     (folder / "metadata.json").write_text("{}")
-    with pytest.raises(DataError, match="Minari dataset cannot be read lazily"):
+    with pytest.raises(DataError, match=rf"^{folder}: the Minari dataset has no data file "
+                                        r"main_data.hdf5"):
         load_dataset(folder, lazy=True)
     with pytest.raises(ValueError, match="lazy="):
         load_dataset(folder, lazy="yes")

@@ -56,11 +56,14 @@ class Member:
 @dataclass(frozen=True, eq=False)
 class FileHeader:
     """The members of one npz (``kind="npz"``) or HDF5 (``kind="hdf5"``) dataset file, by
-    their data-contract keys (``infos/<name>`` for infos); ``path`` as messages show it."""
+    their data-contract keys (``infos/<name>`` for infos); ``path`` as messages show it. A
+    Minari data file (``kind="minari"``) is read as the flat table of its ``episodes``
+    (``symreward.data.minari_lazy``)."""
 
     path: str
     kind: str
     members: dict[str, Member]
+    episodes: tuple[Any, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -96,6 +99,10 @@ def read_members(header: FileHeader, keys: Iterable[str], rows: slice | None = N
     ``start:stop`` range along the first axis; an npz member not stored as it is cannot be
     read in part)."""
     keys = list(keys)
+    if header.kind == "minari":
+        from symreward.data.minari_lazy import read_minari_members
+
+        return read_minari_members(header, keys, rows)
     if header.kind == "npz":
         with _open_npz(header.path) as archive:
             return {key: _npz_member(archive, header, key, rows) for key in keys}

@@ -25,7 +25,7 @@ from symreward.errors import DataError, OptionError
 if TYPE_CHECKING:
     from symreward.data.lazy import LazyDataset
 
-__all__ = ["CONTRACT_KEYS", "load_dataset", "save_arrays", "save_dataset"]
+__all__ = ["CONTRACT_KEYS", "is_minari", "load_dataset", "save_arrays", "save_dataset"]
 
 NPZ_SUFFIXES = (".npz",)
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -53,9 +53,10 @@ def load_dataset(path: str | os.PathLike[str], *,
     local storage (never downloaded: learning is offline and should not touch the network).
 
     ``lazy=True`` gives a ``symreward.data.lazy.LazyDataset`` (dask arrays read a chunk at a
-    time; needs ``symreward[dask]``) of shards or of one npz/HDF5 file, ``lazy=False`` a
-    ``Dataset`` in memory; ``lazy=None`` is lazy when the arrays would take more than
-    ``symreward.data.lazy.LAZY_BYTES`` in memory. Minari datasets are read in memory.
+    time; needs ``symreward[dask]``) of shards, of one npz/HDF5 file or of a Minari dataset in
+    Minari's HDF5 format, ``lazy=False`` a ``Dataset`` in memory; ``lazy=None`` is lazy when
+    the arrays would take more than ``symreward.data.lazy.LAZY_BYTES`` in memory, except for
+    a Minari dataset, read in memory unless ``lazy=True``.
     """
     p = Path(path)
     shown = str(path)
@@ -73,8 +74,11 @@ def load_dataset(path: str | os.PathLike[str], *,
     kind = dataset_kind(shown)
     if kind == "minari" or (kind == "hdf5" and lazy is not False and _minari_data_file(p)):
         if lazy:
-            raise DataError(f"{shown}: a Minari dataset cannot be read lazily yet; read it in "
-                            "memory (lazy=False), or save it as npz/HDF5 shards to read lazily")
+            from symreward.data.lazy import LazyDataset
+            from symreward.schedulers import import_dask
+
+            import_dask("reading a dataset lazily")
+            return LazyDataset(shown)
         return _load_minari(p, shown, kind)
     if lazy is not False:
         from symreward.data.headers import read_file_header
@@ -247,6 +251,13 @@ def import_h5py(shown: str) -> Any:
             "(or pip install h5py)"
         ) from e
     return h5py
+
+
+def is_minari(source: str) -> bool:
+    """Whether ``load_dataset`` reads ``source`` as a Minari dataset (a dataset directory, an id,
+    or a dataset's ``data/main_data.hdf5``)."""
+    kind = dataset_kind(source)
+    return kind == "minari" or (kind == "hdf5" and _minari_data_file(Path(source)))
 
 
 def _minari_data_file(path: Path) -> bool:

@@ -1,4 +1,5 @@
-"""Datasets larger than memory: dask arrays over npz/HDF5 shards (or one large file), read a
+"""Datasets larger than memory: dask arrays over npz/HDF5 shards (or one large file, or a
+Minari dataset in Minari's HDF5 format: ``symreward.data.minari_lazy``), read a
 chunk at a time by the tasks that need them.
 
 A ``LazyDataset`` is, value for value, the in-memory dataset it stands for: for a folder or
@@ -57,8 +58,9 @@ from symreward.data.chunks import (
 )
 from symreward.data.dataset import Dataset, Preferences, Rankings
 from symreward.data.headers import FileHeader, read_file_header
-from symreward.data.io import dataset_kind
+from symreward.data.io import is_minari
 from symreward.data.labels import appended, attach_labels, read_labels
+from symreward.data.minari_lazy import read_minari_header
 from symreward.data.shards import (
     DatasetFiles,
     dataset_files,
@@ -127,10 +129,10 @@ class LazyDataset:
         self._sharded = is_sharded(self.source)
         if self._sharded:
             files = dataset_files(self.source)
+        elif is_minari(self.source):
+            header = read_minari_header(self.source)
+            files = DatasetFiles((header.path,), {header.path: header}, ())
         else:
-            if dataset_kind(self.source) == "minari":
-                raise DataError(f"{self.source}: a Minari dataset cannot be read lazily yet; "
-                                "read it in memory (lazy=False)")
             header = read_file_header(self.source)
             if is_labels_file(header.members):
                 raise labels_file_alone(self.source, header.members)
