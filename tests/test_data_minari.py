@@ -320,3 +320,20 @@ def test_a_bad_episode_read_lazily_is_the_in_memory_error(minari_root):
         load_dataset("minari:test/pendulum-v0", lazy=False)
     with pytest.raises(DataError, match=message):
         load_dataset("minari:test/pendulum-v0", lazy=True)
+
+
+def test_learning_from_a_minari_dataset_read_lazily_gives_the_in_memory_artifact(minari_root):
+    pytest.importorskip("dask")
+    from symreward.learner import SymbolicRewardLearner
+
+    record("test/pendulum-long-v0", "Pendulum-v1", [60] * 6, max_episode_steps=60)
+    features = {"theta": "atan2(obs[1], obs[0])", "theta_dot": "obs[2]", "torque": "act[0]"}
+
+    def learned(lazy: bool) -> str:
+        data = load_dataset("minari:test/pendulum-long-v0", lazy=lazy)
+        learner = SymbolicRewardLearner(objective="rewards", seed=0).fit(data, features)
+        return learner.artifact_.dumps()
+
+    in_memory = learned(False)
+    assert "theta**2" in in_memory
+    assert learned(True) == in_memory
