@@ -337,3 +337,20 @@ def test_learning_from_a_minari_dataset_read_lazily_gives_the_in_memory_artifact
     in_memory = learned(False)
     assert "theta**2" in in_memory
     assert learned(True) == in_memory
+
+
+def test_a_minari_dataset_larger_than_lazy_bytes_is_read_lazily(minari_root, monkeypatch):
+    """Its size is told from the metadata alone (steps, spaces), as the header counts it but
+    for the infos, which the metadata does not describe."""
+    pytest.importorskip("dask")
+    from symreward.data import lazy
+    from symreward.data.minari_lazy import minari_table_bytes, read_minari_header
+
+    make_pendulum_dataset()
+    size = minari_table_bytes("minari:test/pendulum-v0")
+    members = read_minari_header("minari:test/pendulum-v0").members
+    assert size == sum(m.nbytes for key, m in members.items() if not key.startswith("infos/"))
+    assert not isinstance(load_dataset("minari:test/pendulum-v0"), lazy.LazyDataset)
+    monkeypatch.setattr(lazy, "LAZY_BYTES", size - 1)
+    assert isinstance(load_dataset("minari:test/pendulum-v0"), lazy.LazyDataset)
+    assert not isinstance(load_dataset("minari:test/pendulum-v0", lazy=False), lazy.LazyDataset)

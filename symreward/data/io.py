@@ -55,8 +55,8 @@ def load_dataset(path: str | os.PathLike[str], *,
     ``lazy=True`` gives a ``symreward.data.lazy.LazyDataset`` (dask arrays read a chunk at a
     time; needs ``symreward[dask]``) of shards, of one npz/HDF5 file or of a Minari dataset in
     Minari's HDF5 format, ``lazy=False`` a ``Dataset`` in memory; ``lazy=None`` is lazy when
-    the arrays would take more than ``symreward.data.lazy.LAZY_BYTES`` in memory, except for
-    a Minari dataset, read in memory unless ``lazy=True``.
+    the arrays would take more than ``symreward.data.lazy.LAZY_BYTES`` in memory (for a Minari
+    dataset, as its metadata tells: ``minari_lazy.minari_table_bytes``).
     """
     p = Path(path)
     shown = str(path)
@@ -73,12 +73,14 @@ def load_dataset(path: str | os.PathLike[str], *,
         return lazy_dataset.to_dataset()
     kind = dataset_kind(shown)
     if kind == "minari" or (kind == "hdf5" and lazy is not False and _minari_data_file(p)):
-        if lazy:
-            from symreward.data.lazy import LazyDataset
+        if lazy is not False:
+            from symreward.data.lazy import LAZY_BYTES, LazyDataset
+            from symreward.data.minari_lazy import minari_table_bytes
             from symreward.schedulers import import_dask
 
-            import_dask("reading a dataset lazily")
-            return LazyDataset(shown)
+            if lazy or (minari_table_bytes(shown) or 0) > LAZY_BYTES:
+                import_dask("reading a dataset lazily")
+                return LazyDataset(shown)
         return _load_minari(p, shown, kind)
     if lazy is not False:
         from symreward.data.headers import read_file_header

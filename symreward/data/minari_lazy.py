@@ -27,7 +27,8 @@ from symreward.data.minari import find_minari_data_dir, import_minari
 from symreward.data.spaces import require_supported_spaces
 from symreward.errors import DataError
 
-__all__ = ["MinariEpisode", "minari_data_file", "read_minari_header", "read_minari_members"]
+__all__ = ["MinariEpisode", "minari_data_file", "minari_table_bytes", "read_minari_header",
+           "read_minari_members"]
 
 _DATA_FILE = "main_data.hdf5"
 
@@ -62,6 +63,34 @@ def minari_data_file(source: str) -> Path:
         raise DataError(f"{source}: no local Minari dataset with that id (download it first "
                         f"with `minari download {dataset_id}`)")
     return data_dir / _DATA_FILE
+
+
+def minari_table_bytes(source: str) -> int | None:
+    """About how many bytes the Minari dataset ``source``'s table would take in memory, from its
+    metadata alone (steps, and the Box or Discrete spaces' shapes and dtypes; the infos, which
+    the metadata does not describe, left out); None where that
+    cannot be told (another data format, an unreadable or unusual metadata file, a dataset not
+    found: the in-memory reader then says what is wrong)."""
+    try:
+        path = minari_data_file(source)
+        metadata = json.loads((path.parent / "metadata.json").read_text(encoding="utf-8"))
+        if metadata.get("data_format", "hdf5") != "hdf5":
+            return None
+        steps = int(metadata["total_steps"])
+        observation, action = (_space_row_bytes(json.loads(metadata[key]))
+                               for key in ("observation_space", "action_space"))
+    except (DataError, OSError, ValueError, KeyError, TypeError):
+        return None
+    # observations and next observations, actions, float64 rewards, two flags
+    return steps * (2 * observation + action + 8 + 2)
+
+
+def _space_row_bytes(space: dict[str, Any]) -> int:
+    if space["type"] == "Discrete":
+        return 8
+    if space["type"] != "Box":
+        raise ValueError(f"a {space['type']} space")
+    return int(np.prod(space["shape"], dtype=np.int64)) * np.dtype(space["dtype"]).itemsize
 
 
 def read_minari_header(source: str) -> FileHeader:
