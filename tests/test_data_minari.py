@@ -19,7 +19,7 @@ import pytest
 from minari import DataCollector
 from minari.data_collector.callbacks import StepDataCallback
 
-from symreward.data import load_dataset
+from symreward.data import Dataset, load_dataset
 from symreward.errors import DataError
 
 pytestmark = [
@@ -276,12 +276,18 @@ def test_a_minari_dataset_read_lazily_is_the_one_read_in_memory(minari_root):
         assert isinstance(lazy, LazyDataset) and lazy.source == source
         chunked = LazyDataset(source, chunk_rows=4)
         assert len(chunked.chunks) > 1
+        expected = in_memory.to_arrays()
         for read in (lazy, chunked):
-            got, expected = read.to_dataset().to_arrays(), in_memory.to_arrays()
-            assert sorted(got) == sorted(expected)
-            for key, values in expected.items():
-                assert got[key].dtype == values.dtype, key
-                np.testing.assert_array_equal(got[key], values, err_msg=key)
+            # read chunk by chunk from the data file (to_dataset would read it in memory)
+            from_chunks = Dataset.concatenate([read.chunk(k) for k in range(len(read.chunks))])
+            for got in (from_chunks.to_arrays(), read.take(np.arange(read.n)).to_arrays()):
+                assert sorted(got) == sorted(expected)
+                for key, values in expected.items():
+                    assert got[key].dtype == values.dtype, key
+                    np.testing.assert_array_equal(got[key], values, err_msg=key)
+            np.testing.assert_array_equal(read.observations.compute(), in_memory.observations)
+            for name, values in in_memory.infos.items():
+                np.testing.assert_array_equal(read.infos[name].compute(), values)
             assert read.episode_ends.tolist() == in_memory.episode_ends.tolist()
     reward = RewardArtifact.loads(TICK_REWARD)
     data = LazyDataset("minari:test/pendulum-v0", chunk_rows=4)
@@ -354,3 +360,55 @@ def test_a_minari_dataset_larger_than_lazy_bytes_is_read_lazily(minari_root, mon
     monkeypatch.setattr(lazy, "LAZY_BYTES", size - 1)
     assert isinstance(load_dataset("minari:test/pendulum-v0"), lazy.LazyDataset)
     assert not isinstance(load_dataset("minari:test/pendulum-v0", lazy=False), lazy.LazyDataset)
+
+
+def test_an_episode_without_its_actions_is_a_clear_error_lazily(minari_root, tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("dask")
+    from symreward.cli import main
+
+    make_pendulum_dataset()
+    data_file = minari_root / "test" / "pendulum-v0" / "data" / "main_data.hdf5"
+    with h5py.File(data_file, "r+") as f:
+        del f["episode_2/actions"]
+    artifact = tmp_path / "r.toml"
+    artifact.write_text(TICK_REWARD, encoding="utf-8")
+    out = tmp_path / "rewards.npy"
+    assert main(["eval", str(artifact), "minari:test/pendulum-v0", "-o", str(out),
+                 "--scheduler", "threads"]) == 2
+    assert ("minari:test/pendulum-v0: episode 2 has no 'actions' array"
+            in capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_an_episode_changed_after_opening_is_named_when_its_rows_are_read(minari_root):
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("dask")
+    make_pendulum_dataset()
+    lazy = load_dataset("minari:test/pendulum-v0", lazy=True)
+    data_file = minari_root / "test" / "pendulum-v0" / "data" / "main_data.hdf5"
+    with h5py.File(data_file, "r+") as f:
+        del f["episode_1/truncations"]
+    with pytest.raises(DataError, match=r"episode 'episode_1' has changed since the dataset "
+                                        r"was opened: reopen the dataset"):
+        lazy.chunk(0)
+    with pytest.raises(DataError, match=r"^minari:test/pendulum-v0: cannot read the Minari "
+                                        r"dataset's episodes: .*truncations"):
+        load_dataset("minari:test/pendulum-v0", lazy=False)
+
+
+def test_an_episode_that_stops_without_a_flag_ends_in_a_truncation_lazily_too(minari_root):
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("dask")
+    from symreward.data.lazy import LazyDataset
+
+    make_pendulum_dataset()
+    data_file = minari_root / "test" / "pendulum-v0" / "data" / "main_data.hdf5"
+    with h5py.File(data_file, "r+") as f:
+        f["episode_1/truncations"][-1] = False  # as a collector that stopped without a flag
+    in_memory = load_dataset("minari:test/pendulum-v0", lazy=False)
+    assert np.flatnonzero(in_memory.timeouts).tolist() == [5, 9, 12]
+    lazy = LazyDataset("minari:test/pendulum-v0", chunk_rows=4)
+    from_chunks = Dataset.concatenate([lazy.chunk(k) for k in range(len(lazy.chunks))])
+    np.testing.assert_array_equal(from_chunks.timeouts, in_memory.timeouts)
+    assert lazy.episode_ends.tolist() == [6, 10, 13]

@@ -11,6 +11,7 @@ this makes ``next_observations`` exact even at episode ends. Infos recorded by M
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def _flatten(mds: Any, shown: str) -> Dataset:
     obs_parts, next_parts, act_parts = [], [], []
     rew_parts, term_parts, trunc_parts = [], [], []
     info_parts: dict[str, list[np.ndarray]] | None = None
-    for episode in mds.iterate_episodes():
+    for episode in _read_episodes(mds, shown):
         t = len(episode.rewards)
         if t == 0:
             continue
@@ -123,6 +124,20 @@ def _flatten(mds: Any, shown: str) -> Dataset:
         infos=infos,
         source=shown,
     )
+
+
+def _read_episodes(mds: Any, shown: str) -> Iterator[Any]:
+    """Minari's episodes in order; ``DataError`` naming the dataset where one cannot be read (a
+    data file edited or damaged after Minari wrote it)."""
+    episodes = iter(mds.iterate_episodes())
+    while True:
+        try:
+            episode = next(episodes)
+        except StopIteration:
+            return
+        except (KeyError, ValueError, TypeError, OSError) as e:
+            raise DataError(f"{shown}: cannot read the Minari dataset's episodes: {e}") from e
+        yield episode
 
 
 def _scalar_infos(infos: Any, t: int) -> dict[str, np.ndarray]:

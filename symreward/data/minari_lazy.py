@@ -140,12 +140,16 @@ def read_minari_members(header: FileHeader, keys: Iterable[str], rows: slice | N
                 if first >= last:
                     continue
                 group = f.get(episode.group)
-                if not isinstance(group, h5py.Group) or _steps(group) != episode.steps:
+                try:
+                    if not isinstance(group, h5py.Group) or _steps(group) != episode.steps:
+                        raise KeyError(episode.group)
+                    for key in keys:
+                        parts[key].append(_episode_rows(group, episode, key,
+                                                        first - episode.first,
+                                                        last - episode.first))
+                except (KeyError, TypeError, ValueError) as e:
                     raise DataError(f"{header.path}: episode {episode.group!r} has changed "
-                                    "since the dataset was opened: reopen the dataset")
-                for key in keys:
-                    parts[key].append(_episode_rows(group, episode, key, first - episode.first,
-                                                    last - episode.first))
+                                    "since the dataset was opened: reopen the dataset") from e
     except OSError as e:
         raise DataError(f"{header.path}: unreadable HDF5 file: {e}") from e
     return {key: (np.concatenate(found) if found else
@@ -160,8 +164,12 @@ def _metadata(data_dir: Path, source: str) -> dict[str, Any]:
         raise DataError(f"{source}: cannot read Minari's metadata.json: {e}") from e
 
 
+# The datasets every episode group holds (infos are optional).
+_EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+
+
 def _steps(group: Any) -> int:
-    return int(group["rewards"].shape[0]) if "rewards" in group else -1
+    return int(group["rewards"].shape[0])
 
 
 def _episodes(h5py: Any, f: Any, source: str
@@ -177,15 +185,20 @@ def _episodes(h5py: Any, f: Any, source: str
     found = []
     for name in groups:
         group = f[name]
+        missing = [key for key in _EPISODE_KEYS if not isinstance(group, h5py.Group)
+                   or not isinstance(group.get(key), h5py.Dataset)]
+        if missing:
+            raise DataError(f"{source}: episode {name.removeprefix('episode_')} has no "
+                            f"{missing[0]!r} array (a Minari episode holds "
+                            f"{', '.join(_EPISODE_KEYS)})")
         steps = _steps(group)
         if steps <= 0:
             continue
         observations, actions = group["observations"], group["actions"]
-        if not isinstance(observations, h5py.Dataset) or observations.shape[0] != steps + 1:
-            rows = observations.shape[0] if isinstance(observations, h5py.Dataset) else "no"
-            raise DataError(f"{source}: episode {name.removeprefix('episode_')} has {rows} "
-                            f"observations for {steps} steps; Minari episodes have one more "
-                            "observation than steps")
+        if observations.shape[0] != steps + 1:
+            raise DataError(f"{source}: episode {name.removeprefix('episode_')} has "
+                            f"{observations.shape[0]} observations for {steps} steps; Minari "
+                            "episodes have one more observation than steps")
         for key, dataset in (("observations", observations), ("next_observations", observations),
                              ("actions", actions)):
             tail = (int(np.prod(dataset.shape[1:], dtype=np.int64)),)
