@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from symreward.data.npzmembers import (
     rows_readable,
 )
 from symreward.errors import DataError
+
+if TYPE_CHECKING:
+    from symreward.data.minari_lazy import MinariEpisode
 
 __all__ = ["FileHeader", "Member", "read_file_header", "read_members"]
 
@@ -63,7 +66,7 @@ class FileHeader:
     path: str
     kind: str
     members: dict[str, Member]
-    episodes: tuple[Any, ...] = ()
+    episodes: tuple[MinariEpisode, ...] = ()
 
     @property
     def nbytes(self) -> int:
