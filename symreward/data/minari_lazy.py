@@ -68,13 +68,12 @@ def minari_data_file(source: str) -> Path:
 def minari_table_bytes(source: str) -> int | None:
     """About how many bytes the Minari dataset ``source``'s table would take in memory, from its
     metadata alone (steps, and the Box or Discrete spaces' shapes and dtypes; the infos, which
-    the metadata does not describe, left out); None where that
-    cannot be told (another data format, an unreadable or unusual metadata file, a dataset not
-    found: the in-memory reader then says what is wrong)."""
+    the metadata does not describe, left out); None where that cannot be told (another data
+    format, an unreadable or unusual metadata file, a dataset not found: the in-memory reader
+    then says what is wrong)."""
     try:
-        path = minari_data_file(source)
-        metadata = json.loads((path.parent / "metadata.json").read_text(encoding="utf-8"))
-        if metadata.get("data_format", "hdf5") != "hdf5":
+        metadata = _metadata(minari_data_file(source).parent, source)
+        if _data_format(metadata) != "hdf5":
             return None
         steps = int(metadata["total_steps"])
         observation, action = (_space_row_bytes(json.loads(metadata[key]))
@@ -101,8 +100,8 @@ def read_minari_header(source: str) -> FileHeader:
     if not path.is_file():
         raise DataError(f"{source}: the Minari dataset has no data file {path.name} beside its "
                         "metadata.json")
-    if metadata.get("data_format", "hdf5") != "hdf5":
-        raise DataError(f"{source}: a Minari dataset stored as {metadata['data_format']!r} "
+    if _data_format(metadata) != "hdf5":
+        raise DataError(f"{source}: a Minari dataset stored as {_data_format(metadata)!r} "
                         "cannot be read lazily (only Minari's hdf5 format can); read it in "
                         "memory (lazy=False)")
     minari = import_minari(source)
@@ -164,6 +163,10 @@ def _metadata(data_dir: Path, source: str) -> dict[str, Any]:
         raise DataError(f"{source}: cannot read Minari's metadata.json: {e}") from e
 
 
+def _data_format(metadata: dict[str, Any]) -> str:
+    return str(metadata.get("data_format", "hdf5"))
+
+
 # The datasets every episode group holds (infos are optional).
 _EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 
@@ -179,7 +182,7 @@ def _episodes(h5py: Any, f: Any, source: str
     groups = sorted((name for name in f if name.startswith("episode_")
                      and name.removeprefix("episode_").isdigit()),
                     key=lambda name: int(name.removeprefix("episode_")))
-    episodes, first = [], 0
+    first = 0
     kinds: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     infos: dict[str, int] | None = None
     found = []
@@ -216,10 +219,9 @@ def _episodes(h5py: Any, f: Any, source: str
         kinds[key] = ((), np.dtype(dtype))
     for key in infos or {}:
         kinds[f"infos/{key}"] = ((), np.dtype(np.float64))
-    for name, first, steps, offsets in found:
-        kept = tuple((key, offsets[key]) for key in (infos or {}))
-        episodes.append(MinariEpisode(name, first, steps, kept))
-    return episodes, kinds
+    kept = list(infos or {})
+    return [MinariEpisode(name, start, steps, tuple((key, offsets[key]) for key in kept))
+            for name, start, steps, offsets in found], kinds
 
 
 def _info_offsets(h5py: Any, infos: Any, steps: int) -> dict[str, int]:
