@@ -43,7 +43,12 @@ from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary
 from symreward.search.model import Model, coefficient
 from symreward.search.proposals import unique_name, with_engine_terms
-from symreward.search.sparse import l1_supports, simpler_variants
+from symreward.search.sparse import (
+    l1_supports,
+    simpler_variants,
+    swapped_variants,
+    threshold_forms,
+)
 from symreward.search.stepwise import stepwise_supports
 
 Progress = Callable[[str], None]
@@ -457,26 +462,31 @@ class SymbolicRewardLearner(BaseEstimator):
         units (``splits``: the training and validation problems of each of ``folds``) and
         scored on the fold, then simpler variants of the front's members until the front
         stops changing (a look-alike term can be two simplifications away from the one it
-        mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``); ``floor`` is the
-        folds' reachable loss. Where ``full`` has constraints (and so each training problem),
-        a support is first cut to the terms its constrained fit keeps
-        (``effective_support``)."""
+        mimics: ``max(0, 0.31 - dist)`` beside an extra term, then ``dist``), then the chosen
+        model's hinges and indicators swapped for their feature's others
+        (``swapped_variants``), and so on until the chosen model has been swapped and the
+        front stops changing; ``floor`` is the folds' reachable loss. Where ``full`` has
+        constraints (and so each training problem), a support is first cut to the terms its
+        constrained fit keeps (``effective_support``)."""
         proposals = list(dict.fromkeys(effective_support(full, p) for p in proposals))
         self._say(f"search: {len(proposals)} supports of up to {self.max_terms} terms; "
                   + (f"cross-validating on {len(folds)} folds" if folds else
                      "scored by their training loss"))
         index = {c.text: k for k, c in enumerate(candidates)}
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
+        thresholds = threshold_forms(candidates)
         scored: dict[tuple[int, ...], FrontEntry] = {}
         while proposals:
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates,
                                                        folds.partitions)
             front = self._front(scored.values(), floor)
-            proposals = list(dict.fromkeys(
-                effective for entry in front.entries
-                for variant in simpler_variants(entry.payload.fit.support, parents)
-                if (effective := effective_support(full, variant)) not in scored))
+            variants = [variant for entry in front.entries
+                        for variant in simpler_variants(entry.payload.fit.support, parents)]
+            proposals = _unscored(full, variants, scored)
+            if not proposals:
+                proposals = _unscored(
+                    full, swapped_variants(front.best.payload.fit.support, thresholds), scored)
         return scored
 
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
@@ -587,3 +597,11 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan"
     return round(value, 6) if isinstance(value, float) else value
+
+
+def _unscored(full: LinearProblem, variants: Iterable[tuple[int, ...]],
+              scored: dict[tuple[int, ...], FrontEntry]) -> list[tuple[int, ...]]:
+    """The supports ``variants`` cut to the terms a constrained fit keeps, those not yet
+    scored, once each."""
+    return list(dict.fromkeys(effective for variant in variants
+                              if (effective := effective_support(full, variant)) not in scored))

@@ -11,7 +11,13 @@ from sklearn.svm import l1_min_c
 from symreward.data import Dataset, bradley_terry_preferences
 from symreward.objectives import LinearProblem, make_objective
 from symreward.objectives.fitting import fit, fit_loss
-from symreward.search.sparse import _weighted_l1_min_c, l1_supports
+from symreward.search.library import TermLibrary
+from symreward.search.sparse import (
+    _weighted_l1_min_c,
+    l1_supports,
+    swapped_variants,
+    threshold_forms,
+)
 from symreward.search.stepwise import score_gains, stepwise_supports
 
 
@@ -95,3 +101,40 @@ def test_a_near_copy_of_a_chosen_term_gains_nothing_and_fresh_signal_is_taken():
     gains = score_gains(problem, fit(problem, (0,)))
     assert gains[2] > 10 * gains[1]
     assert stepwise_supports(problem, max_terms=2)[1] == (0, 2)
+
+
+def _library(seed: int = 0) -> list:
+    values = np.random.default_rng(seed).normal(size=(500, 2))
+    library = TermLibrary(powers=(1, 2), absolute=False, products=False,
+                          knot_quantiles=(0.25, 0.75))
+    return library.build(["x", "y"], values)[0]
+
+
+def test_a_thresholds_forms_are_its_features_hinges_and_indicators() -> None:
+    candidates = _library()
+    texts = [c.text for c in candidates]
+    forms = {c.text: sorted(texts[k] for k in ks)
+             for c, ks in zip(candidates, threshold_forms(candidates), strict=True)}
+    of_x = sorted(c.text for c in candidates
+                  if c.kind in ("hinge", "indicator") and c.parents == ("x",))
+    assert len(of_x) == 6  # two knots, each a hinge above, a hinge below and an indicator
+    assert all(forms[text] == of_x for text in of_x)
+    assert forms["x"] == forms["x**2"] == forms["y"] == []
+    assert not set(forms["(y > 0.6)"]) & set(of_x)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sets(st.integers(0, 15), min_size=1, max_size=4))
+def test_a_swap_replaces_exactly_one_term_by_another_threshold_of_its_feature(chosen) -> None:
+    candidates = _library()
+    forms = threshold_forms(candidates)
+    support = tuple(sorted(k % len(candidates) for k in chosen))
+    variants = swapped_variants(support, forms)
+    assert len(variants) == len(set(variants))
+    expected = {tuple(sorted((*(t for t in support if t != term), other)))
+                for term in support for other in forms[term] if other not in support}
+    assert set(variants) == expected
+    for variant in variants:
+        assert len(variant) == len(support)
+        (gone,), (new,) = set(support) - set(variant), set(variant) - set(support)
+        assert new in forms[gone]

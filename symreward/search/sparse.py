@@ -1,4 +1,5 @@
-"""The sparse engine: an L1 path over the candidate columns, then a debiased refit per support.
+"""The sparse engine: an L1 path over the candidate columns, then a debiased refit per support;
+and the neighbours of a support the learner scores next (simpler variants, threshold swaps).
 
 scikit-learn walks the path — L1 logistic regression (liblinear) for the classification-shaped
 objectives, ``lasso_path`` for labeled rewards — on standardised columns, only to find which
@@ -18,9 +19,12 @@ from sklearn.linear_model import LogisticRegression, lasso_path
 
 from symreward.objectives import LinearProblem
 from symreward.objectives.fitting import column_scale
+from symreward.search.library import Candidate
 
 # The path's offset column (locked terms) is scaled up so its L1 penalty is negligible.
 _OFFSET_SCALE = 1e3
+# The library's kinds of candidate that put a threshold on a feature.
+THRESHOLD_KINDS = ("hinge", "indicator")
 
 
 def l1_supports(problem: LinearProblem, *, max_terms: int, n_steps: int = 40,
@@ -59,6 +63,33 @@ def simpler_variants(support: tuple[int, ...], parents: Sequence[Sequence[int]]
             if parent not in support:
                 variants.append(tuple(sorted((*rest, parent))))
     return [v for v in dict.fromkeys(variants) if v]
+
+
+def swapped_variants(support: tuple[int, ...], families: Sequence[Sequence[int]]
+                     ) -> list[tuple[int, ...]]:
+    """Supports with one term replaced by another of ``families[term]``: for a hinge or an
+    indicator, the other hinges and indicators of its feature (``max(0, 23 - speed)`` →
+    ``(speed > 8.5)``). A feature's thresholds at neighbouring knots and sides are nearly
+    collinear columns, and proposals fitted on all the labels settle on whichever one the
+    first terms left room for; one swap away, the knot and form the other terms call for get
+    their turn (the swap steps of local combinatorial search, as in Hazimeh and Mazumder's
+    L0Learn). Simpler forms are ``simpler_variants``'s."""
+    variants = []
+    for position, term in enumerate(support):
+        rest = support[:position] + support[position + 1:]
+        variants.extend(tuple(sorted((*rest, other))) for other in families[term]
+                        if other not in support)
+    return list(dict.fromkeys(variants))
+
+
+def threshold_forms(candidates: Sequence[Candidate]) -> list[list[int]]:
+    """For each candidate that is a hinge or an indicator, the indices of its feature's hinges
+    and indicators (``swapped_variants``'s ``families``); none for other terms."""
+    forms: dict[str, list[int]] = {}
+    for k, c in enumerate(candidates):
+        if c.kind in THRESHOLD_KINDS:
+            forms.setdefault(c.parents[0], []).append(k)
+    return [forms[c.parents[0]] if c.kind in THRESHOLD_KINDS else [] for c in candidates]
 
 
 def subsample(problem: LinearProblem, max_rows: int, seed: int) -> LinearProblem:
