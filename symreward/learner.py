@@ -43,12 +43,7 @@ from symreward.search.front import SELECTION_RULES, FrontEntry, ParetoFront
 from symreward.search.library import Candidate, TermLibrary
 from symreward.search.model import Model, coefficient
 from symreward.search.proposals import unique_name, with_engine_terms
-from symreward.search.sparse import (
-    l1_supports,
-    simpler_variants,
-    swapped_variants,
-    threshold_forms,
-)
+from symreward.search.sparse import l1_supports, simpler_variants, swapped_variants, threshold_forms
 from symreward.search.stepwise import stepwise_supports
 
 Progress = Callable[[str], None]

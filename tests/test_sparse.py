@@ -11,7 +11,7 @@ from sklearn.svm import l1_min_c
 from symreward.data import Dataset, bradley_terry_preferences
 from symreward.objectives import LinearProblem, make_objective
 from symreward.objectives.fitting import fit, fit_loss
-from symreward.search.library import TermLibrary
+from symreward.search.library import Candidate, TermLibrary
 from symreward.search.sparse import (
     _weighted_l1_min_c,
     l1_supports,
@@ -103,15 +103,18 @@ def test_a_near_copy_of_a_chosen_term_gains_nothing_and_fresh_signal_is_taken():
     assert stepwise_supports(problem, max_terms=2)[1] == (0, 2)
 
 
-def _library(seed: int = 0) -> list:
-    values = np.random.default_rng(seed).normal(size=(500, 2))
+def _library() -> list[Candidate]:
+    values = np.random.default_rng(0).normal(size=(500, 2))
     library = TermLibrary(powers=(1, 2), absolute=False, products=False,
                           knot_quantiles=(0.25, 0.75))
     return library.build(["x", "y"], values)[0]
 
 
+CANDIDATES = _library()
+
+
 def test_a_thresholds_forms_are_its_features_hinges_and_indicators() -> None:
-    candidates = _library()
+    candidates = CANDIDATES
     texts = [c.text for c in candidates]
     forms = {c.text: sorted(texts[k] for k in ks)
              for c, ks in zip(candidates, threshold_forms(candidates), strict=True)}
@@ -124,11 +127,10 @@ def test_a_thresholds_forms_are_its_features_hinges_and_indicators() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.sets(st.integers(0, 15), min_size=1, max_size=4))
+@given(st.sets(st.integers(0, len(CANDIDATES) - 1), min_size=1, max_size=4))
 def test_a_swap_replaces_exactly_one_term_by_another_threshold_of_its_feature(chosen) -> None:
-    candidates = _library()
-    forms = threshold_forms(candidates)
-    support = tuple(sorted(k % len(candidates) for k in chosen))
+    forms = threshold_forms(CANDIDATES)
+    support = tuple(sorted(chosen))
     variants = swapped_variants(support, forms)
     assert len(variants) == len(set(variants))
     expected = {tuple(sorted((*(t for t in support if t != term), other)))
