@@ -471,17 +471,25 @@ class SymbolicRewardLearner(BaseEstimator):
         parents = [[index[p] for p in c.parents if p in index] for c in candidates]
         thresholds = threshold_forms(candidates)
         scored: dict[tuple[int, ...], FrontEntry] = {}
+        cut: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+        def unscored(variants: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+            # each variant is cut once: under constraints a cut refits, and every round
+            # offers the front's simpler variants again
+            for variant in variants:
+                if variant not in cut:
+                    cut[variant] = effective_support(full, variant)
+            return list(dict.fromkeys(cut[v] for v in variants if cut[v] not in scored))
+
         while proposals:
             for support in proposals:
                 scored[support] = self._cross_validate(support, full, splits, candidates,
                                                        folds.partitions)
             front = self._front(scored.values(), floor)
-            variants = [variant for entry in front.entries
-                        for variant in simpler_variants(entry.payload.fit.support, parents)]
-            proposals = _unscored(full, variants, scored)
-            if not proposals:
-                proposals = _unscored(
-                    full, swapped_variants(front.best.payload.fit.support, thresholds), scored)
+            proposals = (unscored([variant for entry in front.entries for variant in
+                                   simpler_variants(entry.payload.fit.support, parents)])
+                         or unscored(swapped_variants(front.best.payload.fit.support,
+                                                      thresholds)))
         return scored
 
     def _structure_search(self, objective: Objective, matrix: np.ndarray, features: FeatureSet,
@@ -592,11 +600,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "nan"
     return round(value, 6) if isinstance(value, float) else value
-
-
-def _unscored(full: LinearProblem, variants: Iterable[tuple[int, ...]],
-              scored: dict[tuple[int, ...], FrontEntry]) -> list[tuple[int, ...]]:
-    """The supports ``variants`` cut to the terms a constrained fit keeps, those not yet
-    scored, once each."""
-    return list(dict.fromkeys(effective for variant in variants
-                              if (effective := effective_support(full, variant)) not in scored))
