@@ -70,6 +70,22 @@ def test_a_barely_simpler_model_earns_a_share_of_the_margin() -> None:
     assert ParetoFront.from_models([EMPTY, a_term_less, best]).best.formula == "a term less"
 
 
+@pytest.mark.parametrize(("gain_per_term", "chosen"), [(0.7, "simple"), (1.3, "two more terms")])
+def test_every_term_pays_the_practical_margin_not_only_the_last(gain_per_term: float,
+                                                                chosen: str) -> None:
+    """Two more terms, each lowering every fold's loss by 0.7 of the practical margin: 1.4
+    margins together, more than the one term's margin the simpler model earns from the lowest
+    loss, yet neither term pays for itself. At 1.3 margins each, both do."""
+    simple = entry(7, [0.34, 0.36, 0.35, 0.33, 0.37], "simple")
+    # the margin is 1% of the deviance the richer model explains, which its own gain raises
+    margin = DEVIANCE_TOLERANCE * (EMPTY.loss - simple.loss) / (
+        1 - 2 * gain_per_term * DEVIANCE_TOLERANCE)
+    richer = entry(7 + 2 * TERM_COMPLEXITY,
+                   [f - 2 * gain_per_term * margin for f in simple.fold_losses], "two more terms")
+    assert math.isclose(DEVIANCE_TOLERANCE * (EMPTY.loss - richer.loss), margin)
+    assert ParetoFront.from_models([EMPTY, simple, richer]).best.formula == chosen
+
+
 def test_a_restatement_of_the_best_model_does_not_join_the_front() -> None:
     """``a*sqrt(x) + b*sqrt(2*x)`` fits as well as ``sqrt(x)`` up to the ridge; were it on the
     front as the best model, every model would be measured against its complexity."""
@@ -134,17 +150,20 @@ def test_the_chosen_model_is_on_the_front_and_no_better_model_is_simpler(models,
     if rule == "accuracy":
         assert front.best.loss == min(losses)
     if rule == "1se":
-        best = min(front.entries, key=lambda e: e.loss)
-        deviance = DEVIANCE_TOLERANCE * (front.entries[0].loss - best.loss)
+        lowest = min(losses)
+        deviance = DEVIANCE_TOLERANCE * (front.entries[0].loss - lowest)
         if floor is not None:
-            deviance = min(deviance, FLOOR_FACTOR * max(best.loss - floor, 0.0))
+            deviance = min(deviance, FLOOR_FACTOR * max(lowest - floor, 0.0))
+        charged = [e.loss + deviance / TERM_COMPLEXITY * e.complexity for e in front.entries]
+        reference = front.entries[charged.index(min(charged))]
 
         def within(e: FrontEntry, slack: float) -> bool:
             # ``slack`` absorbs rounding at exact ties (one differing fold: mean == its error)
-            paired = 0.0 if e is best else statistics.stdev(
-                a - b for a, b in zip(e.fold_losses, best.fold_losses, strict=True)) / math.sqrt(5)
-            saved = min((best.complexity - e.complexity) / TERM_COMPLEXITY, 1.0)
-            return e.loss <= best.loss + max(paired, saved * deviance) + slack
+            paired = 0.0 if e is reference else statistics.stdev(
+                a - b for a, b in zip(e.fold_losses, reference.fold_losses, strict=True)
+            ) / math.sqrt(5)
+            saved = min(max(reference.complexity - e.complexity, 0) / TERM_COMPLEXITY, 1.0)
+            return e.loss <= reference.loss + max(paired, saved * deviance) + slack
 
         assert within(front.best, 1e-12)
         assert not any(within(e, -1e-12) for e in front.entries[:front.chosen])
